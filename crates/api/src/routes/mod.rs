@@ -1,0 +1,362 @@
+//! The route table and the pieces every handler shares.
+
+mod accounts;
+mod resources;
+mod workers;
+mod workspaces;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any, get};
+use base64::Engine as _;
+use taskyard_engine::{Applied, Command, Sid, Workspace, sid::prefix};
+use taskyard_hub::{Hub, WorkspaceHandle};
+
+use crate::error::ApiError;
+use crate::paging::PageRequest;
+use crate::params::Params;
+use crate::render::Urls;
+
+/// Largest request body accepted (a workflow configuration may be 1 MB before form encoding).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct App {
+    pub hub: Hub,
+    pub urls: Arc<Urls>,
+    /// Show worker attributes in lists too (Twilio hides them outside single fetches).
+    pub list_attributes: bool,
+}
+
+impl App {
+    pub fn new(hub: Hub, public_url: &str, list_attributes: bool) -> App {
+        App {
+            hub,
+            urls: Arc::new(Urls {
+                base: public_url.trim_end_matches('/').to_string(),
+            }),
+            list_attributes,
+        }
+    }
+}
+
+/// The whole HTTP surface: `/healthz`, the TaskRouter v1 routes and the account routes.
+pub fn router(app: App) -> Router {
+    let ws = "/v1/Workspaces/{ws}";
+    let r = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/v1/Workspaces",
+            methods(get(workspaces::list).post(workspaces::create)),
+        )
+        .route(
+            ws,
+            methods(
+                get(workspaces::fetch)
+                    .post(workspaces::update)
+                    .delete(workspaces::delete),
+            ),
+        )
+        .route(
+            &format!("{ws}/Activities"),
+            methods(get(resources::list_activities).post(resources::create_activity)),
+        )
+        .route(
+            &format!("{ws}/Activities/{{sid}}"),
+            methods(
+                get(resources::fetch_activity)
+                    .post(resources::update_activity)
+                    .delete(resources::delete_activity),
+            ),
+        )
+        .route(
+            &format!("{ws}/TaskChannels"),
+            methods(get(resources::list_task_channels).post(resources::create_task_channel)),
+        )
+        .route(
+            &format!("{ws}/TaskChannels/{{sid}}"),
+            methods(
+                get(resources::fetch_task_channel)
+                    .post(resources::update_task_channel)
+                    .delete(resources::delete_task_channel),
+            ),
+        )
+        .route(
+            &format!("{ws}/TaskQueues"),
+            methods(get(resources::list_task_queues).post(resources::create_task_queue)),
+        )
+        .route(
+            &format!("{ws}/TaskQueues/{{sid}}"),
+            methods(
+                get(resources::fetch_task_queue)
+                    .post(resources::update_task_queue)
+                    .delete(resources::delete_task_queue),
+            ),
+        )
+        .route(
+            &format!("{ws}/Workflows"),
+            methods(get(resources::list_workflows).post(resources::create_workflow)),
+        )
+        .route(
+            &format!("{ws}/Workflows/{{sid}}"),
+            methods(
+                get(resources::fetch_workflow)
+                    .post(resources::update_workflow)
+                    .delete(resources::delete_workflow),
+            ),
+        )
+        .route(
+            &format!("{ws}/Workers"),
+            methods(get(workers::list).post(workers::create)),
+        )
+        .route(
+            &format!("{ws}/Workers/{{sid}}"),
+            methods(
+                get(workers::fetch)
+                    .post(workers::update)
+                    .delete(workers::delete),
+            ),
+        )
+        .route(
+            &format!("{ws}/Workers/{{sid}}/Channels"),
+            methods(get(workers::list_channels)),
+        )
+        .route(
+            &format!("{ws}/Workers/{{sid}}/Channels/{{channel}}"),
+            methods(get(workers::fetch_channel).post(workers::update_channel)),
+        )
+        .route(
+            "/2010-04-01/Accounts.json",
+            methods(get(accounts::list).post(accounts::create)),
+        )
+        .route("/2010-04-01/Accounts/{file}", methods(get(accounts::fetch)));
+
+    // Routes of resources that come later answer with a Twilio-shaped error, never a bare 404.
+    let later = [
+        "Tasks",
+        "Tasks/{sid}",
+        "Tasks/{sid}/Reservations",
+        "Tasks/{sid}/Reservations/{rid}",
+        "Workers/{sid}/Reservations",
+        "Workers/{sid}/Reservations/{rid}",
+        "Workers/{sid}/Statistics",
+        "Workers/Statistics",
+        "Workers/RealTimeStatistics",
+        "Workers/CumulativeStatistics",
+        "Events",
+        "Events/{sid}",
+        "Statistics",
+        "RealTimeStatistics",
+        "CumulativeStatistics",
+        "TaskQueues/Statistics",
+        "TaskQueues/RealTimeStatistics",
+        "TaskQueues/{sid}/Statistics",
+        "TaskQueues/{sid}/RealTimeStatistics",
+        "TaskQueues/{sid}/CumulativeStatistics",
+        "Workflows/{sid}/Statistics",
+        "Workflows/{sid}/RealTimeStatistics",
+        "Workflows/{sid}/CumulativeStatistics",
+    ];
+    let r = later.iter().fold(r, |r, path| {
+        r.route(&format!("{ws}/{path}"), any(not_implemented))
+    });
+
+    r.fallback(fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(cors))
+        .with_state(app)
+}
+
+/// Wrong methods on a known path answer Twilio's 405.
+fn methods(m: MethodRouter<App>) -> MethodRouter<App> {
+    m.fallback(|| async { ApiError::method_not_allowed() })
+}
+
+async fn cors(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Authorization, If-Match"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag"),
+    );
+    resp
+}
+
+async fn fallback(ctx: Result<Ctx, ApiError>, req: Request) -> ApiError {
+    match ctx {
+        Ok(_) => ApiError::not_found(req.uri().path()),
+        Err(e) => e,
+    }
+}
+
+async fn not_implemented(ctx: Ctx) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        crate::error::code::NOT_IMPLEMENTED,
+        format!(
+            "{} is not implemented by this version of Taskyard yet",
+            ctx.path
+        ),
+    )
+}
+
+/// What every authenticated handler starts from: the caller's account, the request path and
+/// query, and the `If-Match` header.
+pub struct Ctx {
+    pub app: App,
+    pub account: Sid,
+    pub path: String,
+    pub query: Params,
+    pub if_match: Option<String>,
+}
+
+impl FromRequestParts<App> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Ctx, ApiError> {
+        let account = authenticate(parts, &app.hub).ok_or_else(ApiError::unauthorized)?;
+        Ok(Ctx {
+            app: app.clone(),
+            account,
+            path: parts.uri.path().to_string(),
+            query: Params::parse(parts.uri.query().unwrap_or("").as_bytes()),
+            if_match: parts
+                .headers
+                .get(header::IF_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        })
+    }
+}
+
+fn authenticate(parts: &Parts, hub: &Hub) -> Option<Sid> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, token) = decoded.split_once(':')?;
+    hub.authenticate(user, token)
+}
+
+/// The form-encoded request body.
+pub struct Form(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Form, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("Unreadable request body: {e}")))?;
+        Ok(Form(Params::parse(&bytes)))
+    }
+}
+
+impl Ctx {
+    /// The workspace in the path, if it exists and belongs to the caller.
+    pub fn workspace(&self, ws: &str) -> Result<WorkspaceHandle, ApiError> {
+        let sid = Sid::parse_with(ws, prefix::WORKSPACE).map_err(|_| self.not_found())?;
+        self.app
+            .hub
+            .workspace(self.account, sid)
+            .map_err(|_| self.not_found())
+    }
+
+    pub fn not_found(&self) -> ApiError {
+        ApiError::not_found(&self.path)
+    }
+
+    /// A path SID of the given kind, or 404 naming the path.
+    pub fn path_sid(&self, s: &str, prefix: &'static str) -> Result<Sid, ApiError> {
+        Sid::parse_with(s, prefix).map_err(|_| self.not_found())
+    }
+
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        PageRequest::parse(&self.query, format!("{}{}", self.app.urls.base, self.path))
+    }
+
+    pub async fn read<R: Send + 'static>(
+        &self,
+        h: &WorkspaceHandle,
+        f: impl FnOnce(&Workspace) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        h.read(f)
+            .await
+            .map_err(|e| ApiError::from_hub(e, &self.path))
+    }
+
+    pub async fn apply<R: Send + 'static>(
+        &self,
+        h: &WorkspaceHandle,
+        cmd: Command,
+        render: impl FnOnce(&Workspace, &Applied) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        h.apply(cmd, render)
+            .await
+            .map_err(|e| ApiError::from_hub(e, &self.path))
+    }
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A JSON response that also carries the resource's version as `ETag`.
+pub fn json_with_etag(status: StatusCode, body: String, version: u64) -> Response {
+    let mut resp = json(status, body);
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Shorthand for handlers: the shared state extractor.
+pub type AppState = State<App>;
+
+/// `Ordering` on lists: Taskyard lists in creation order and accepts only that order.
+pub fn check_ordering(q: &Params) -> Result<(), ApiError> {
+    match q.str("Ordering") {
+        None => Ok(()),
+        Some(o) if o.eq_ignore_ascii_case("DateCreated:asc") => Ok(()),
+        Some(o) => Err(ApiError::invalid(format!(
+            "Ordering '{o}' is not supported; lists are returned in creation order (DateCreated:asc)"
+        ))),
+    }
+}
+
+/// A list filter that needs the expression language, which this version does not evaluate.
+pub fn not_implemented_filter(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        crate::error::code::NOT_IMPLEMENTED,
+        format!("The {name} filter is not implemented by this version of Taskyard yet"),
+    )
+}

@@ -1,0 +1,27 @@
+//! # taskyard-engine
+//!
+//! The TaskRouter state machine, with no I/O: no clock, no network, no database, no threads.
+//! One [`Workspace`] value holds everything a workspace owns; the server keeps one per actor.
+//!
+//! * [`sid`] — time-ordered Twilio-style identifiers and the injected [`SidSource`].
+//! * [`model`] — the resources (activities, task channels, workers and their channels, task
+//!   queues, workflows) as plain structs that double as the stored rows.
+//! * [`workflow`] — parsing and validating workflow configuration documents.
+//! * [`workspace`] — [`Workspace::apply`]: a typed [`Command`] in, an [`Applied`] (the affected
+//!   SID and the [`Change`]s to persist) or an [`EngineError`] out. A failed command changes
+//!   nothing. [`Workspace::restore`] rebuilds the state from stored rows.
+//!
+//! Time is always a parameter (`now`, in Unix milliseconds), so tests and simulations can
+//! drive hours of activity in microseconds and replay any run exactly.
+
+pub mod error;
+pub mod model;
+pub mod sid;
+pub mod workflow;
+pub mod workspace;
+
+pub use error::EngineError;
+pub use model::*;
+pub use sid::{Sid, SidError, SidSource, TimeOrderedSids};
+pub use workflow::{Filter, Target, WorkflowConfig};
+pub use workspace::*;

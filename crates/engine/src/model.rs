@@ -1,0 +1,155 @@
+//! The resources of a workspace, as the engine holds them.
+//!
+//! Each resource is a plain struct that serializes to the JSON row the store keeps (see
+//! [`crate::Change`]). Fields marked `#[serde(skip)]` are derived (parsed attributes, parsed
+//! workflow configuration) and are rebuilt by [`crate::Workspace::restore`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Sid;
+
+/// Milliseconds since the Unix epoch. The engine never reads a clock: every operation is
+/// given the current time.
+pub type Millis = i64;
+
+/// An account: the owner of workspaces, authenticated by its auth token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub sid: Sid,
+    pub auth_token: String,
+    pub friendly_name: String,
+    /// The account that created this one (Twilio's subaccounts), if any.
+    pub owner_account_sid: Option<Sid>,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+}
+
+/// `FIFO` or `LIFO`, for queues and for the workspace's `prioritize_queue_order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueOrder {
+    #[serde(rename = "FIFO")]
+    Fifo,
+    #[serde(rename = "LIFO")]
+    Lifo,
+}
+
+impl QueueOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueOrder::Fifo => "FIFO",
+            QueueOrder::Lifo => "LIFO",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QueueOrder> {
+        match s {
+            "FIFO" => Some(QueueOrder::Fifo),
+            "LIFO" => Some(QueueOrder::Lifo),
+            _ => None,
+        }
+    }
+}
+
+/// The workspace's own settings (the `Workspace` REST resource).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceInfo {
+    pub sid: Sid,
+    pub account_sid: Sid,
+    pub friendly_name: String,
+    pub event_callback_url: Option<String>,
+    pub events_filter: Option<String>,
+    pub multi_task_enabled: bool,
+    pub default_activity_sid: Sid,
+    pub timeout_activity_sid: Sid,
+    pub prioritize_queue_order: QueueOrder,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub sid: Sid,
+    pub friendly_name: String,
+    /// Whether a worker in this activity can be offered tasks. Fixed at creation.
+    pub available: bool,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskChannel {
+    pub sid: Sid,
+    pub unique_name: String,
+    pub friendly_name: String,
+    pub channel_optimized_routing: Option<bool>,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+}
+
+/// A worker's capacity on one task channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerChannel {
+    pub sid: Sid,
+    pub task_channel_sid: Sid,
+    pub configured_capacity: u32,
+    pub available: bool,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Worker {
+    pub sid: Sid,
+    pub friendly_name: String,
+    pub activity_sid: Sid,
+    /// The attributes exactly as the client sent them (a JSON object).
+    pub attributes: String,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+    pub date_status_changed: Millis,
+    /// Bumped on every change; the `ETag` of the worker.
+    pub version: u64,
+    /// One per task channel of the workspace, in task-channel creation order.
+    pub channels: Vec<WorkerChannel>,
+    /// `attributes`, parsed once.
+    #[serde(skip)]
+    pub attrs: Value,
+}
+
+impl Worker {
+    pub fn channel(&self, task_channel: Sid) -> Option<&WorkerChannel> {
+        self.channels
+            .iter()
+            .find(|c| c.task_channel_sid == task_channel)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskQueue {
+    pub sid: Sid,
+    pub friendly_name: String,
+    pub target_workers: String,
+    pub max_reserved_workers: u32,
+    pub task_order: QueueOrder,
+    pub reservation_activity_sid: Option<Sid>,
+    pub assignment_activity_sid: Option<Sid>,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub sid: Sid,
+    pub friendly_name: String,
+    /// The configuration document exactly as the client sent it.
+    pub configuration: String,
+    pub assignment_callback_url: Option<String>,
+    pub fallback_assignment_callback_url: Option<String>,
+    pub task_reservation_timeout: u32,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+    /// `configuration`, parsed and checked once.
+    #[serde(skip)]
+    pub config: crate::WorkflowConfig,
+}

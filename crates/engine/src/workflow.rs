@@ -1,0 +1,245 @@
+//! Workflow configuration documents: parsing and validation.
+//!
+//! A workflow's `Configuration` is a JSON document (see the TaskRouter docs, "Configuring
+//! Workflows"):
+//!
+//! ```json
+//! {"task_routing": {
+//!    "filters": [{"filter_friendly_name": "Gold", "expression": "tier == 'gold'",
+//!                 "targets": [{"queue": "WQ…", "priority": 10, "timeout": 300}, {"priority": 20}]}],
+//!    "default_filter": {"queue": "WQ…"}}}
+//! ```
+//!
+//! Parsing resolves queue inheritance (a target without `queue` uses the previous target's) so
+//! the router never has to, and accepts `priority`/`timeout` as numbers or numeric strings, as
+//! Twilio's own examples send both.
+
+use serde_json::{Map, Value};
+
+use crate::{Sid, sid::prefix};
+
+/// A parsed workflow configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkflowConfig {
+    pub filters: Vec<Filter>,
+    pub default_filter: Option<Target>,
+}
+
+/// One entry of `task_routing.filters`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub friendly_name: Option<String>,
+    /// Evaluated against task attributes (no prefix).
+    pub expression: String,
+    pub targets: Vec<Target>,
+}
+
+/// One routing step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Always set after parsing (inherited from the previous target when omitted).
+    pub queue: Sid,
+    pub priority: Option<i64>,
+    /// Seconds, measured cumulatively against the task's age.
+    pub timeout: Option<u64>,
+    pub expression: Option<String>,
+    pub order_by: Option<String>,
+    pub skip_if: Option<String>,
+    pub known_worker_sid: Option<String>,
+    pub known_worker_friendly_name: Option<String>,
+}
+
+impl WorkflowConfig {
+    /// Every queue the configuration routes to, in document order (with repeats).
+    pub fn queues(&self) -> impl Iterator<Item = Sid> + '_ {
+        self.filters
+            .iter()
+            .flat_map(|f| f.targets.iter())
+            .chain(self.default_filter.iter())
+            .map(|t| t.queue)
+    }
+
+    /// Parses a configuration document. The error is a sentence for the API client.
+    pub fn parse(text: &str) -> Result<WorkflowConfig, String> {
+        let doc: Value = serde_json::from_str(text)
+            .map_err(|e| format!("Configuration is not valid JSON: {e}"))?;
+        let routing = doc
+            .as_object()
+            .and_then(|o| o.get("task_routing"))
+            .and_then(Value::as_object)
+            .ok_or("Configuration must be a JSON object with a 'task_routing' object")?;
+
+        let mut filters = Vec::new();
+        match routing.get("filters") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    filters.push(parse_filter(item, i)?);
+                }
+            }
+            Some(_) => return Err("task_routing.filters must be an array".into()),
+        }
+        let default_filter = match routing.get("default_filter") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => Some(parse_target(o, None, "task_routing.default_filter")?),
+            Some(_) => return Err("task_routing.default_filter must be an object".into()),
+        };
+        Ok(WorkflowConfig {
+            filters,
+            default_filter,
+        })
+    }
+}
+
+fn parse_filter(item: &Value, index: usize) -> Result<Filter, String> {
+    let at = format!("task_routing.filters[{index}]");
+    let obj = item
+        .as_object()
+        .ok_or_else(|| format!("{at} must be an object"))?;
+    let expression = opt_string(obj, "expression", &at)?
+        .ok_or_else(|| format!("{at}.expression is required"))?;
+    let friendly_name = opt_string(obj, "filter_friendly_name", &at)?;
+    let targets_json = match obj.get("targets") {
+        Some(Value::Array(t)) if !t.is_empty() => t,
+        _ => return Err(format!("{at}.targets must be a non-empty array")),
+    };
+    let mut targets: Vec<Target> = Vec::with_capacity(targets_json.len());
+    for (i, t) in targets_json.iter().enumerate() {
+        let t_at = format!("{at}.targets[{i}]");
+        let t = t
+            .as_object()
+            .ok_or_else(|| format!("{t_at} must be an object"))?;
+        let inherited = targets.last().map(|p| p.queue);
+        targets.push(parse_target(t, inherited, &t_at)?);
+    }
+    Ok(Filter {
+        friendly_name,
+        expression,
+        targets,
+    })
+}
+
+fn parse_target(
+    obj: &Map<String, Value>,
+    inherited: Option<Sid>,
+    at: &str,
+) -> Result<Target, String> {
+    let queue = match opt_string(obj, "queue", at)? {
+        Some(q) => Sid::parse_with(&q, prefix::TASK_QUEUE)
+            .map_err(|_| format!("{at}.queue '{q}' is not a TaskQueue SID"))?,
+        None => inherited.ok_or_else(|| format!("{at}.queue is required"))?,
+    };
+    let timeout = match opt_int(obj, "timeout", at)? {
+        None => None,
+        Some(t) if t > 0 => Some(t as u64),
+        Some(_) => return Err(format!("{at}.timeout must be a positive number of seconds")),
+    };
+    Ok(Target {
+        queue,
+        priority: opt_int(obj, "priority", at)?,
+        timeout,
+        expression: opt_string(obj, "expression", at)?,
+        order_by: opt_string(obj, "order_by", at)?,
+        skip_if: opt_string(obj, "skip_if", at)?,
+        known_worker_sid: opt_string(obj, "known_worker_sid", at)?,
+        known_worker_friendly_name: opt_string(obj, "known_worker_friendly_name", at)?,
+    })
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str, at: &str) -> Result<Option<String>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{at}.{key} must be a string")),
+    }
+}
+
+fn opt_int(obj: &Map<String, Value>, key: &str, at: &str) -> Result<Option<i64>, String> {
+    let bad = || format!("{at}.{key} must be an integer");
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(bad),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
+        Some(_) => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q1: &str = "WQ00000000000000000000000000000001";
+    const Q2: &str = "WQ00000000000000000000000000000002";
+
+    #[test]
+    fn parses_filters_targets_and_inherits_queues() {
+        let doc = format!(
+            r#"{{"task_routing": {{"filters": [{{"filter_friendly_name": "Gold",
+                "expression": "tier == 'gold'",
+                "targets": [{{"queue": "{Q1}", "priority": "10", "timeout": 300,
+                              "expression": "task.a == worker.a", "skip_if": "workers.available == 0"}},
+                            {{"priority": 20}}]}}],
+                "default_filter": {{"queue": "{Q2}"}}}}}}"#
+        );
+        let c = WorkflowConfig::parse(&doc).expect("valid");
+        assert_eq!(c.filters.len(), 1);
+        let f = &c.filters[0];
+        assert_eq!(f.friendly_name.as_deref(), Some("Gold"));
+        assert_eq!(f.targets[0].priority, Some(10));
+        assert_eq!(f.targets[0].timeout, Some(300));
+        assert_eq!(f.targets[1].queue.to_string(), Q1, "queue inherited");
+        assert_eq!(f.targets[1].priority, Some(20));
+        assert_eq!(
+            c.default_filter.as_ref().map(|t| t.queue.to_string()),
+            Some(Q2.to_string())
+        );
+        assert_eq!(c.queues().count(), 3);
+    }
+
+    #[test]
+    fn rejects_bad_documents_with_a_reason() {
+        let cases = [
+            ("not json", "not valid JSON"),
+            ("[]", "task_routing"),
+            (r#"{"task_routing": {"filters": {}}}"#, "must be an array"),
+            (
+                r#"{"task_routing": {"filters": [{"targets": [{"queue": "WQ1"}]}]}}"#,
+                "expression is required",
+            ),
+            (
+                r#"{"task_routing": {"filters": [{"expression": "1==1", "targets": []}]}}"#,
+                "non-empty",
+            ),
+            (
+                r#"{"task_routing": {"filters": [{"expression": "1==1", "targets": [{"priority": 1}]}]}}"#,
+                "queue is required",
+            ),
+            (
+                r#"{"task_routing": {"filters": [{"expression": "1==1", "targets": [{"queue": "WQ1"}]}]}}"#,
+                "not a TaskQueue SID",
+            ),
+            (
+                &format!(
+                    r#"{{"task_routing": {{"filters": [{{"expression": "1==1", "targets": [{{"queue": "{Q1}", "timeout": -5}}]}}]}}}}"#
+                ),
+                "positive",
+            ),
+            (
+                &format!(
+                    r#"{{"task_routing": {{"filters": [{{"expression": "1==1", "targets": [{{"queue": "{Q1}", "priority": "high"}}]}}]}}}}"#
+                ),
+                "integer",
+            ),
+        ];
+        for (doc, want) in cases {
+            let err = WorkflowConfig::parse(doc).expect_err(doc);
+            assert!(err.contains(want), "{doc}: {err} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn empty_routing_is_allowed() {
+        let c = WorkflowConfig::parse(r#"{"task_routing": {}}"#).expect("valid");
+        assert!(c.filters.is_empty() && c.default_filter.is_none());
+    }
+}

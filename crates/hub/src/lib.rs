@@ -1,0 +1,373 @@
+//! # taskyard-hub
+//!
+//! The running heart of the server, between the HTTP layer and the store:
+//!
+//! * one **actor per workspace** ([`WorkspaceHandle`]): a tokio task that owns the
+//!   workspace's [`Workspace`] engine and runs jobs against it one at a time, so the engine
+//!   needs no locks;
+//! * the **store writer** ([`writer`]): one thread that drains every queued write, commits
+//!   them in one transaction, and only then releases the waiting requests (group commit);
+//! * the **registry** ([`Hub`]): accounts, authentication, and which workspaces exist and who
+//!   owns them.
+//!
+//! A mutating request is applied by its workspace's actor, which renders the response right
+//! away and hands the changes to the writer; the request is answered only once the writer has
+//! committed them. The actor meanwhile moves on to the next job, so commits of many requests
+//! share one fsync. Reads run as jobs on the actor too and see its current state.
+
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use taskyard_engine::{
+    Account, Applied, Command, EngineError, Millis, NewWorkspace, Sid, SidSource, TimeOrderedSids,
+    Workspace, sid::prefix,
+};
+use taskyard_store::{Store, StoreError, Write};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::writer::Writer;
+
+/// Errors the hub reports to the API layer.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The engine refused the command; nothing changed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// No such workspace for this account (or it was just deleted).
+    #[error("workspace not found")]
+    WorkspaceNotFound,
+    /// The change could not be made durable. The server stops after this (see [`writer`]).
+    #[error("the change could not be stored: {0}")]
+    Store(Arc<StoreError>),
+    /// Stored data could not be loaded at start-up.
+    #[error("cannot restore workspace {sid}: {reason}")]
+    Restore { sid: Sid, reason: String },
+}
+
+/// A SID generator seeded from the operating system's entropy.
+pub type Sids = TimeOrderedSids<Box<dyn FnMut() -> u64 + Send>>;
+
+/// A new, randomly seeded SID generator.
+pub fn new_sids() -> Sids {
+    let mut seed = [0u8; 8];
+    // Without OS entropy, fall back to the clock: SIDs stay unique through their time prefix.
+    if getrandom::fill(&mut seed).is_err() {
+        seed = (now_ms() as u64).to_le_bytes();
+    }
+    let mut rng = fastrand::Rng::with_seed(u64::from_le_bytes(seed));
+    TimeOrderedSids::new(Box::new(move || rng.u64(..)))
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// A cryptographically random token of 32 hex digits (auth tokens).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a workspace's actor owns.
+pub struct ActorState {
+    ws: Workspace,
+    sids: Sids,
+    writer: Writer,
+    /// Set once the workspace is deleted: the actor stops after the current job.
+    closed: bool,
+}
+
+type Job = Box<dyn FnOnce(&mut ActorState) + Send>;
+
+/// A cheap handle to one workspace's actor.
+#[derive(Clone)]
+pub struct WorkspaceHandle {
+    pub sid: Sid,
+    pub account_sid: Sid,
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl WorkspaceHandle {
+    fn spawn(ws: Workspace, writer: Writer) -> WorkspaceHandle {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let handle = WorkspaceHandle {
+            sid: ws.sid(),
+            account_sid: ws.info().account_sid,
+            jobs: tx,
+        };
+        let mut state = ActorState {
+            ws,
+            sids: new_sids(),
+            writer,
+            closed: false,
+        };
+        tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                job(&mut state);
+                if state.closed {
+                    break;
+                }
+            }
+        });
+        handle
+    }
+
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
+    ) -> Result<R, HubError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |st: &mut ActorState| {
+                let _ = tx.send(f(st));
+            }))
+            .map_err(|_| HubError::WorkspaceNotFound)?;
+        rx.await.map_err(|_| HubError::WorkspaceNotFound)
+    }
+
+    /// Runs `f` on the workspace's current state.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Workspace) -> R + Send + 'static,
+    ) -> Result<R, HubError> {
+        self.run(move |st| f(&st.ws)).await
+    }
+
+    /// Applies `cmd`; on success renders the response with `render` (in the actor, right
+    /// after the change) and returns it once the change is committed.
+    pub async fn apply<R: Send + 'static>(
+        &self,
+        cmd: Command,
+        render: impl FnOnce(&Workspace, &Applied) -> R + Send + 'static,
+    ) -> Result<R, HubError> {
+        let closes = matches!(cmd, Command::DeleteWorkspace);
+        let (out, committed) = self
+            .run(move |st| {
+                let applied = st.ws.apply(cmd, now_ms(), &mut st.sids)?;
+                let out = render(&st.ws, &applied);
+                let committed = st.writer.submit(Write::Workspace {
+                    workspace: st.ws.sid(),
+                    changes: applied.changes,
+                });
+                st.closed = closes;
+                Ok::<_, EngineError>((out, committed))
+            })
+            .await??;
+        committed.await.map_err(HubError::Store)?;
+        Ok(out)
+    }
+}
+
+/// Accounts and workspaces, and the way to reach each workspace's actor.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    accounts: RwLock<HashMap<Sid, Account>>,
+    workspaces: RwLock<BTreeMap<Sid, WorkspaceHandle>>,
+    writer: Writer,
+    sids: Mutex<Sids>,
+}
+
+impl Hub {
+    /// Loads everything from `store`, starts one actor per workspace and the writer thread.
+    /// Must be called inside a tokio runtime.
+    pub fn start(mut store: Box<dyn Store>) -> Result<Hub, HubError> {
+        let snapshot = store.load().map_err(|e| HubError::Store(Arc::new(e)))?;
+        let writer = Writer::start(store);
+        let mut workspaces = BTreeMap::new();
+        for stored in snapshot.workspaces {
+            let sid = stored.sid;
+            let ws = Workspace::restore(stored.rows).map_err(|e| HubError::Restore {
+                sid,
+                reason: e.to_string(),
+            })?;
+            workspaces.insert(sid, WorkspaceHandle::spawn(ws, writer.clone()));
+        }
+        let accounts = snapshot.accounts.into_iter().map(|a| (a.sid, a)).collect();
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                accounts: RwLock::new(accounts),
+                workspaces: RwLock::new(workspaces),
+                writer,
+                sids: Mutex::new(new_sids()),
+            }),
+        })
+    }
+
+    fn next_sid(&self, prefix: &str) -> Sid {
+        self.inner
+            .sids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_sid(prefix, now_ms())
+    }
+
+    /// The account whose SID and auth token these are, if any. Compares tokens in constant
+    /// time.
+    pub fn authenticate(&self, account_sid: &str, token: &str) -> Option<Sid> {
+        let sid: Sid = account_sid.parse().ok()?;
+        let accounts = self
+            .inner
+            .accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let account = accounts.get(&sid)?;
+        let (a, b) = (account.auth_token.as_bytes(), token.as_bytes());
+        let same =
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        same.then_some(sid)
+    }
+
+    pub fn account(&self, sid: Sid) -> Option<Account> {
+        self.inner
+            .accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sid)
+            .cloned()
+    }
+
+    /// Accounts owned by `owner` (its subaccounts), in creation order.
+    pub fn subaccounts(&self, owner: Sid) -> Vec<Account> {
+        let accounts = self
+            .inner
+            .accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut subs: Vec<Account> = accounts
+            .values()
+            .filter(|a| a.owner_account_sid == Some(owner))
+            .cloned()
+            .collect();
+        subs.sort_by_key(|a| a.sid);
+        subs
+    }
+
+    /// Stores `account` (insert or replace) and makes it usable once committed.
+    pub async fn put_account(&self, account: Account) -> Result<Account, HubError> {
+        self.inner
+            .writer
+            .submit(Write::Account(account.clone()))
+            .await
+            .map_err(HubError::Store)?;
+        self.inner
+            .accounts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account.sid, account.clone());
+        Ok(account)
+    }
+
+    /// Creates a new account (a subaccount of `owner`, when given) with a random auth token.
+    pub async fn create_account(
+        &self,
+        friendly_name: String,
+        owner: Option<Sid>,
+    ) -> Result<Account, HubError> {
+        let now = now_ms();
+        let account = Account {
+            sid: self.next_sid(prefix::ACCOUNT),
+            auth_token: random_token(),
+            friendly_name,
+            owner_account_sid: owner,
+            date_created: now,
+            date_updated: now,
+        };
+        self.put_account(account).await
+    }
+
+    /// Every account, in creation order.
+    pub fn accounts(&self) -> Vec<Account> {
+        let mut all: Vec<Account> = self
+            .inner
+            .accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by_key(|a| a.sid);
+        all
+    }
+
+    /// The workspace `sid` if `account` owns it.
+    pub fn workspace(&self, account: Sid, sid: Sid) -> Result<WorkspaceHandle, HubError> {
+        let map = self
+            .inner
+            .workspaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        match map.get(&sid) {
+            Some(h) if h.account_sid == account => Ok(h.clone()),
+            _ => Err(HubError::WorkspaceNotFound),
+        }
+    }
+
+    /// The workspaces `account` owns, in creation order.
+    pub fn workspaces(&self, account: Sid) -> Vec<WorkspaceHandle> {
+        let map = self
+            .inner
+            .workspaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .filter(|h| h.account_sid == account)
+            .cloned()
+            .collect()
+    }
+
+    /// Creates a workspace, commits it, starts its actor, and returns `render` of it.
+    pub async fn create_workspace<R>(
+        &self,
+        account: Sid,
+        params: NewWorkspace,
+        render: impl FnOnce(&Workspace) -> R,
+    ) -> Result<R, HubError> {
+        let (ws, applied) = {
+            let mut sids = self.inner.sids.lock().unwrap_or_else(|p| p.into_inner());
+            Workspace::create(account, params, now_ms(), &mut *sids)?
+        };
+        self.inner
+            .writer
+            .submit(Write::Workspace {
+                workspace: ws.sid(),
+                changes: applied.changes,
+            })
+            .await
+            .map_err(HubError::Store)?;
+        let out = render(&ws);
+        let handle = WorkspaceHandle::spawn(ws, self.inner.writer.clone());
+        self.inner
+            .workspaces
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(handle.sid, handle);
+        Ok(out)
+    }
+
+    /// Deletes a workspace and everything in it.
+    pub async fn delete_workspace(&self, account: Sid, sid: Sid) -> Result<(), HubError> {
+        let handle = self.workspace(account, sid)?;
+        // Unlist first so no new request reaches it; requests already queued still run.
+        self.inner
+            .workspaces
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&sid);
+        handle.apply(Command::DeleteWorkspace, |_, _| ()).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

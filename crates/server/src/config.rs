@@ -1,0 +1,74 @@
+//! Command-line and environment configuration. Every flag can also be set through the
+//! environment variable named in its help.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Taskyard: a self-hosted task router that speaks Twilio TaskRouter's v1 REST API.
+///
+/// Point any TaskRouter client (for example Twilio's helper libraries) at the listen address
+/// instead of https://taskrouter.twilio.com and log in with the account SID and auth token.
+#[derive(Debug, Parser)]
+#[command(name = "taskyard", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server (embedded SQLite database, no other set-up needed).
+    Serve(Serve),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Serve {
+    /// Address and port to listen on.
+    #[arg(long, env = "TASKYARD_LISTEN", default_value = "127.0.0.1:8700")]
+    pub listen: SocketAddr,
+
+    /// Directory of the SQLite database (created if missing).
+    #[arg(long, env = "TASKYARD_DATA_DIR", default_value = "./taskyard-data")]
+    pub data_dir: PathBuf,
+
+    /// Base URL used in every `url`, `links` and paging URL [default: http://<listen address>].
+    #[arg(long, env = "TASKYARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// SID of the account to log in with (AC + 32 hex digits). With --auth-token; when both
+    /// are unset a development account is created on first start, printed once and kept in
+    /// <data-dir>/development-account.env.
+    #[arg(long, env = "TASKYARD_ACCOUNT_SID")]
+    pub account_sid: Option<String>,
+
+    /// Auth token of that account.
+    #[arg(long, env = "TASKYARD_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
+    /// How hard each commit works to reach the disk: `full` survives power loss, `normal`
+    /// survives a crash of the process only.
+    #[arg(long, env = "TASKYARD_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
+    pub durability: DurabilityArg,
+
+    /// Show worker attributes in list responses too (Twilio shows them only when fetching a
+    /// single worker).
+    #[arg(long, env = "TASKYARD_LIST_ATTRIBUTES", default_value_t = false)]
+    pub list_attributes: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DurabilityArg {
+    Full,
+    Normal,
+}
+
+impl From<DurabilityArg> for taskyard_store::sqlite::Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::Full => taskyard_store::sqlite::Durability::Full,
+            DurabilityArg::Normal => taskyard_store::sqlite::Durability::Normal,
+        }
+    }
+}

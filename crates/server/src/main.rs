@@ -1,0 +1,151 @@
+//! # taskyard
+//!
+//! The server binary: reads its configuration ([`config`]), opens the embedded SQLite store,
+//! starts the [`Hub`](taskyard_hub::Hub) (one actor per workspace plus the group-committing
+//! writer), makes sure an account exists to log in with, and serves the TaskRouter v1 API
+//! until SIGINT/SIGTERM.
+
+mod config;
+
+use anyhow::Context as _;
+use clap::Parser;
+use taskyard_engine::{Account, Sid, sid::prefix};
+use taskyard_hub::{Hub, now_ms};
+use taskyard_store::sqlite::SqliteStore;
+
+use crate::config::{Cli, Command, Serve};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TASKYARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Serve(serve) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(run(serve)),
+    }
+}
+
+async fn run(cfg: Serve) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&cfg.data_dir, cfg.durability.into())
+        .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
+    let started = std::time::Instant::now();
+    let hub = Hub::start(Box::new(store)).context("loading stored workspaces")?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state loaded"
+    );
+    ensure_account(&hub, &cfg).await?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    let app = taskyard_api::App::new(hub, &public_url, cfg.list_attributes);
+    tracing::info!(listen = %local, public_url, data_dir = %cfg.data_dir.display(), "taskyard is ready");
+    axum::serve(listener, taskyard_api::router(app))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Makes sure there is an account to log in with: the configured one (created or its token
+/// updated), or else a development account whose credentials are kept in the data directory.
+async fn ensure_account(hub: &Hub, cfg: &Serve) -> anyhow::Result<()> {
+    let now = now_ms();
+    match (&cfg.account_sid, &cfg.auth_token) {
+        (Some(sid), Some(token)) => {
+            let sid = Sid::parse_with(sid, prefix::ACCOUNT)
+                .map_err(|e| anyhow::anyhow!("TASKYARD_ACCOUNT_SID {sid:?}: {e}"))?;
+            anyhow::ensure!(!token.is_empty(), "TASKYARD_AUTH_TOKEN must not be empty");
+            let account = match hub.account(sid) {
+                Some(a) if a.auth_token == *token => return Ok(()),
+                Some(a) => Account {
+                    auth_token: token.clone(),
+                    date_updated: now,
+                    ..a
+                },
+                None => Account {
+                    sid,
+                    auth_token: token.clone(),
+                    friendly_name: "Main account".into(),
+                    owner_account_sid: None,
+                    date_created: now,
+                    date_updated: now,
+                },
+            };
+            hub.put_account(account).await?;
+            Ok(())
+        }
+        (None, None) => {
+            let file = cfg.data_dir.join("development-account.env");
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                let sid = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("TASKYARD_ACCOUNT_SID="))
+                    .and_then(|s| Sid::parse_with(s.trim(), prefix::ACCOUNT).ok());
+                if let Some(sid) = sid.filter(|s| hub.account(*s).is_some()) {
+                    tracing::info!(account_sid = %sid, credentials = %file.display(), "using the development account");
+                    return Ok(());
+                }
+            }
+            let account = hub
+                .create_account("Development account".into(), None)
+                .await?;
+            let text = format!(
+                "TASKYARD_ACCOUNT_SID={}\nTASKYARD_AUTH_TOKEN={}\n",
+                account.sid, account.auth_token
+            );
+            write_private(&file, &text).with_context(|| format!("writing {}", file.display()))?;
+            println!(
+                "Created a development account (credentials saved in {}):\n  TASKYARD_ACCOUNT_SID={}\n  TASKYARD_AUTH_TOKEN={}",
+                file.display(),
+                account.sid,
+                account.auth_token
+            );
+            Ok(())
+        }
+        _ => anyhow::bail!("set both TASKYARD_ACCOUNT_SID and TASKYARD_AUTH_TOKEN, or neither"),
+    }
+}
+
+/// Writes a file only its owner can read (it holds a secret).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    opts.open(path)?.write_all(text.as_bytes())
+}
