@@ -521,10 +521,10 @@ impl Workspace {
         worker: &'a Worker,
         key: &str,
     ) -> Option<&'a WorkerChannel> {
-        if let Ok(sid) = key.parse::<Sid>() {
-            if sid.prefix() == prefix::WORKER_CHANNEL {
-                return worker.channels.iter().find(|c| c.sid == sid);
-            }
+        if let Ok(sid) = key.parse::<Sid>()
+            && sid.prefix() == prefix::WORKER_CHANNEL
+        {
+            return worker.channels.iter().find(|c| c.sid == sid);
         }
         let tc = self.find_task_channel(key)?;
         worker.channel(tc.sid)
@@ -913,12 +913,11 @@ impl Workspace {
             .ok_or_else(|| EngineError::not_found(Kind::Worker, sid))?;
         check_version(p.if_match.as_deref(), w.version)?;
         let friendly_name = optional_name(p.friendly_name, "FriendlyName", MAX_FRIENDLY_NAME)?;
-        if let Some(name) = &friendly_name {
-            if let Some(&other) = self.worker_names.get(&name.to_lowercase()) {
-                if other != sid {
-                    return Err(duplicate_worker(name));
-                }
-            }
+        if let Some(name) = &friendly_name
+            && let Some(&other) = self.worker_names.get(&name.to_lowercase())
+            && other != sid
+        {
+            return Err(duplicate_worker(name));
         }
         let activity = match p.activity_sid {
             Some(a) => Some(self.activity_param(a, "ActivitySid")?),
@@ -942,11 +941,11 @@ impl Workspace {
             self.worker_names.insert(name.to_lowercase(), sid);
             w.friendly_name = name;
         }
-        if let Some(a) = activity_sid {
-            if a != w.activity_sid {
-                w.activity_sid = a;
-                w.date_status_changed = now;
-            }
+        if let Some(a) = activity_sid
+            && a != w.activity_sid
+        {
+            w.activity_sid = a;
+            w.date_status_changed = now;
         }
         if let Some((text, value)) = attributes {
             w.attributes = text;
@@ -973,13 +972,13 @@ impl Workspace {
             .find_worker_channel(w, key)
             .ok_or_else(|| EngineError::not_found(Kind::WorkerChannel, key))?
             .sid;
-        if let Some(c) = capacity {
-            if c > MAX_CHANNEL_CAPACITY {
-                return Err(EngineError::invalid(
-                    "Capacity",
-                    format!("Capacity must be between 0 and {MAX_CHANNEL_CAPACITY}"),
-                ));
-            }
+        if let Some(c) = capacity
+            && c > MAX_CHANNEL_CAPACITY
+        {
+            return Err(EngineError::invalid(
+                "Capacity",
+                format!("Capacity must be between 0 and {MAX_CHANNEL_CAPACITY}"),
+            ));
         }
         let w = self.workers.get_mut(&worker).expect("checked above");
         let wc = w
@@ -1012,13 +1011,13 @@ impl Workspace {
             Some(q) => optional_name(p.friendly_name, "FriendlyName", MAX_LONG_NAME)?
                 .unwrap_or_else(|| q.friendly_name.clone()),
         };
-        if let Some(n) = p.max_reserved_workers {
-            if !(1..=MAX_RESERVED_WORKERS).contains(&n) {
-                return Err(EngineError::invalid(
-                    "MaxReservedWorkers",
-                    format!("MaxReservedWorkers must be between 1 and {MAX_RESERVED_WORKERS}"),
-                ));
-            }
+        if let Some(n) = p.max_reserved_workers
+            && !(1..=MAX_RESERVED_WORKERS).contains(&n)
+        {
+            return Err(EngineError::invalid(
+                "MaxReservedWorkers",
+                format!("MaxReservedWorkers must be between 1 and {MAX_RESERVED_WORKERS}"),
+            ));
         }
         for (sid, param) in [
             (p.reservation_activity_sid, "ReservationActivitySid"),
@@ -1095,15 +1094,15 @@ impl Workspace {
             existing.map(|w| &w.fallback_assignment_callback_url),
             "FallbackAssignmentCallbackUrl",
         )?;
-        if let Some(t) = p.task_reservation_timeout {
-            if !(1..=MAX_RESERVATION_TIMEOUT).contains(&t) {
-                return Err(EngineError::invalid(
-                    "TaskReservationTimeout",
-                    format!(
-                        "TaskReservationTimeout must be between 1 and {MAX_RESERVATION_TIMEOUT} seconds"
-                    ),
-                ));
-            }
+        if let Some(t) = p.task_reservation_timeout
+            && !(1..=MAX_RESERVATION_TIMEOUT).contains(&t)
+        {
+            return Err(EngineError::invalid(
+                "TaskReservationTimeout",
+                format!(
+                    "TaskReservationTimeout must be between 1 and {MAX_RESERVATION_TIMEOUT} seconds"
+                ),
+            ));
         }
         Ok(Workflow {
             sid: existing

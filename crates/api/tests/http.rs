@@ -1,0 +1,914 @@
+//! In-process HTTP tests: the real router, real workspace actors and a real SQLite store in a
+//! temporary directory, driven through `tower::ServiceExt::oneshot` with Twilio-style
+//! requests (HTTP Basic auth, form bodies) and checked field by field.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine as _;
+use serde_json::Value;
+use taskyard_api::{App, router};
+use taskyard_hub::Hub;
+use taskyard_store::sqlite::{Durability, SqliteStore};
+use tower::ServiceExt;
+
+const BASE: &str = "http://taskyard.test";
+
+struct Client {
+    router: Router,
+    auth: String,
+    _dir: tempfile::TempDir,
+    hub: Hub,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    etag: Option<String>,
+}
+
+impl Reply {
+    #[track_caller]
+    fn ok(self, want: StatusCode) -> Value {
+        assert_eq!(self.status, want, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts a Twilio error document with this status and code.
+    #[track_caller]
+    fn error(self, status: u16, code: u64) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert_eq!(self.body["status"], status);
+        assert_eq!(
+            self.body["more_info"],
+            format!("https://www.twilio.com/docs/errors/{code}")
+        );
+        self.body["message"].as_str().expect("message").to_string()
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+impl Client {
+    async fn new() -> Client {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Normal).expect("store");
+        let hub = Hub::start(Box::new(store)).expect("hub");
+        let account = hub
+            .create_account("Main".into(), None)
+            .await
+            .expect("account");
+        Client {
+            router: router(App::new(hub.clone(), BASE, false)),
+            auth: basic(&account.sid.to_string(), &account.auth_token),
+            _dir: dir,
+            hub,
+        }
+    }
+
+    /// The same server, seen by another account.
+    async fn other_account(&self) -> Client {
+        let account = self
+            .hub
+            .create_account("Other".into(), None)
+            .await
+            .expect("account");
+        Client {
+            router: self.router.clone(),
+            auth: basic(&account.sid.to_string(), &account.auth_token),
+            _dir: tempfile::tempdir().expect("tempdir"),
+            hub: self.hub.clone(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let uri = uri.strip_prefix(BASE).unwrap_or(uri);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, &self.auth)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).expect("request"))
+            .await
+            .expect("infallible");
+        let status = resp.status();
+        let etag = resp
+            .headers()
+            .get(header::ETAG)
+            .map(|v| v.to_str().expect("ascii").to_string());
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Reply { status, body, etag }
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send("GET", uri, &[], &[]).await
+    }
+    async fn post(&self, uri: &str, form: &[(&str, &str)]) -> Reply {
+        self.send("POST", uri, form, &[]).await
+    }
+    async fn delete(&self, uri: &str) -> Reply {
+        self.send("DELETE", uri, &[], &[]).await
+    }
+
+    /// Creates a workspace and returns its path (`/v1/Workspaces/WS…`).
+    async fn workspace(&self, name: &str) -> String {
+        let ws = self
+            .post("/v1/Workspaces", &[("FriendlyName", name)])
+            .await
+            .ok(StatusCode::CREATED);
+        format!("/v1/Workspaces/{}", ws["sid"].as_str().expect("sid"))
+    }
+
+    /// Every item of a list, following `next_page_url` like the helper libraries do.
+    async fn list_all(&self, uri: &str, key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut next = Some(uri.to_string());
+        while let Some(uri) = next {
+            let page = self.get(&uri).await.ok(StatusCode::OK);
+            assert_eq!(page["meta"]["key"], key);
+            out.extend(page[key].as_array().expect("items").iter().cloned());
+            next = page["meta"]["next_page_url"].as_str().map(str::to_string);
+        }
+        out
+    }
+}
+
+fn sid(v: &Value) -> String {
+    v["sid"].as_str().expect("sid").to_string()
+}
+
+fn names(items: &[Value]) -> Vec<&str> {
+    items
+        .iter()
+        .map(|i| i["friendly_name"].as_str().expect("name"))
+        .collect()
+}
+
+#[tokio::test]
+async fn workspace_lifecycle_with_twilio_defaults() {
+    let c = Client::new().await;
+    let ws = c
+        .post(
+            "/v1/Workspaces",
+            &[
+                ("FriendlyName", "Support"),
+                ("EventCallbackUrl", "https://example.com/events"),
+                ("EventsFilter", "task.created,worker.activity.update"),
+                ("PrioritizeQueueOrder", "LIFO"),
+            ],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let path = format!("/v1/Workspaces/{}", sid(&ws));
+    assert!(sid(&ws).starts_with("WS") && sid(&ws).len() == 34);
+    assert_eq!(ws["url"], format!("{BASE}{path}"));
+    assert_eq!(ws["links"]["workers"], format!("{BASE}{path}/Workers"));
+    assert_eq!(ws["multi_task_enabled"], true);
+    assert_eq!(ws["prioritize_queue_order"], "LIFO");
+    assert_eq!(ws["default_activity_name"], "Offline");
+    assert_eq!(ws["timeout_activity_name"], "Offline");
+    assert_eq!(ws["event_callback_url"], "https://example.com/events");
+    assert!(ws["date_created"].as_str().expect("date").ends_with('Z'));
+
+    let activities = c
+        .list_all(&format!("{path}/Activities"), "activities")
+        .await;
+    assert_eq!(
+        names(&activities),
+        vec!["Offline", "Available", "Unavailable"]
+    );
+    let avail: Vec<_> = activities
+        .iter()
+        .map(|a| a["available"].as_bool().expect("bool"))
+        .collect();
+    assert_eq!(avail, vec![false, true, false]);
+    let channels = c
+        .list_all(&format!("{path}/TaskChannels"), "channels")
+        .await;
+    let uniques: Vec<_> = channels
+        .iter()
+        .map(|c| c["unique_name"].as_str().expect("u"))
+        .collect();
+    assert_eq!(uniques, vec!["default", "voice", "sms", "chat", "video"]);
+
+    let available = sid(&activities[1]);
+    let updated = c
+        .post(
+            &path,
+            &[
+                ("FriendlyName", "Renamed"),
+                ("DefaultActivitySid", &available),
+                ("EventCallbackUrl", ""),
+            ],
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(updated["friendly_name"], "Renamed");
+    assert_eq!(updated["default_activity_name"], "Available");
+    assert_eq!(
+        updated["event_callback_url"],
+        Value::Null,
+        "an empty URL clears it"
+    );
+    assert_eq!(
+        c.get(&path).await.ok(StatusCode::OK)["friendly_name"],
+        "Renamed"
+    );
+
+    let listed = c
+        .list_all("/v1/Workspaces?FriendlyName=Renamed", "workspaces")
+        .await;
+    assert_eq!(listed.len(), 1);
+    assert!(
+        c.list_all("/v1/Workspaces?FriendlyName=Nope", "workspaces")
+            .await
+            .is_empty()
+    );
+
+    assert_eq!(c.delete(&path).await.status, StatusCode::NO_CONTENT);
+    c.get(&path).await.error(404, 20404);
+    c.get(&format!("{path}/Activities")).await.error(404, 20404);
+    assert!(c.list_all("/v1/Workspaces", "workspaces").await.is_empty());
+}
+
+#[tokio::test]
+async fn fifo_template_creates_a_queue_and_a_workflow() {
+    let c = Client::new().await;
+    let ws = c
+        .post(
+            "/v1/Workspaces",
+            &[("FriendlyName", "T"), ("Template", "FIFO")],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let path = format!("/v1/Workspaces/{}", sid(&ws));
+    let queues = c
+        .list_all(&format!("{path}/TaskQueues"), "task_queues")
+        .await;
+    assert_eq!(queues.len(), 1);
+    assert_eq!(queues[0]["target_workers"], "1==1");
+    let flows = c.list_all(&format!("{path}/Workflows"), "workflows").await;
+    assert_eq!(flows.len(), 1);
+    let config: Value =
+        serde_json::from_str(flows[0]["configuration"].as_str().expect("text")).expect("json");
+    assert_eq!(
+        config["task_routing"]["default_filter"]["queue"],
+        queues[0]["sid"]
+    );
+    c.post(
+        "/v1/Workspaces",
+        &[("FriendlyName", "T"), ("Template", "LIFO")],
+    )
+    .await
+    .error(400, 20001);
+}
+
+#[tokio::test]
+async fn authentication_and_account_isolation() {
+    let c = Client::new().await;
+    let path = c.workspace("Mine").await;
+    let no_auth = c
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(&path)
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("resp");
+    assert_eq!(no_auth.status(), StatusCode::UNAUTHORIZED);
+    assert!(no_auth.headers().contains_key(header::WWW_AUTHENTICATE));
+
+    let mut wrong = Client::new().await;
+    wrong.router = c.router.clone();
+    wrong.get(&path).await.error(401, 20003);
+
+    let other = c.other_account().await;
+    other.get(&path).await.error(404, 20404);
+    other
+        .post(&format!("{path}/Activities"), &[("FriendlyName", "x")])
+        .await
+        .error(404, 20404);
+    assert!(
+        other
+            .list_all("/v1/Workspaces", "workspaces")
+            .await
+            .is_empty()
+    );
+
+    // Subaccounts through the 2010-04-01 API get their own credentials and workspaces.
+    let sub = c
+        .post("/2010-04-01/Accounts.json", &[("FriendlyName", "Team B")])
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(sub["friendly_name"], "Team B");
+    assert!(sub["sid"].as_str().expect("sid").starts_with("AC"));
+    let fetched = c
+        .get(&format!("/2010-04-01/Accounts/{}.json", sid(&sub)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(fetched["auth_token"], sub["auth_token"]);
+    let mut as_sub = Client::new().await;
+    as_sub.router = c.router.clone();
+    as_sub.auth = basic(&sid(&sub), sub["auth_token"].as_str().expect("token"));
+    as_sub.get(&path).await.error(404, 20404);
+    let theirs = as_sub.workspace("Theirs").await;
+    c.get(&theirs).await.error(404, 20404);
+}
+
+#[tokio::test]
+async fn activities_crud_filters_and_refusals() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let acts = format!("{ws}/Activities");
+    let lunch = c
+        .post(&acts, &[("FriendlyName", "Lunch"), ("Available", "yes")])
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(lunch["available"], true);
+    assert_eq!(lunch["links"]["workspace"], format!("{BASE}{ws}"));
+    let quiet = c
+        .post(&acts, &[("FriendlyName", "Quiet")])
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(quiet["available"], false, "Available defaults to false");
+
+    let filtered = c
+        .list_all(&format!("{acts}?Available=true"), "activities")
+        .await;
+    assert_eq!(names(&filtered), vec!["Available", "Lunch"]);
+    let filtered = c
+        .list_all(&format!("{acts}?FriendlyName=Quiet"), "activities")
+        .await;
+    assert_eq!(names(&filtered), vec!["Quiet"]);
+
+    let one = format!("{acts}/{}", sid(&lunch));
+    let renamed = c
+        .post(&one, &[("FriendlyName", "Break"), ("Available", "false")])
+        .await;
+    let renamed = renamed.ok(StatusCode::OK);
+    assert_eq!(renamed["friendly_name"], "Break");
+    assert_eq!(
+        renamed["available"], true,
+        "availability cannot change after creation"
+    );
+
+    let default = c.get(&ws).await.ok(StatusCode::OK)["default_activity_sid"]
+        .as_str()
+        .expect("sid")
+        .to_string();
+    let msg = c
+        .delete(&format!("{acts}/{default}"))
+        .await
+        .error(400, 20001);
+    assert!(msg.contains("default activity"), "{msg}");
+
+    c.post(
+        &format!("{ws}/Workers"),
+        &[("FriendlyName", "Ann"), ("ActivitySid", &sid(&quiet))],
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    let msg = c
+        .delete(&format!("{acts}/{}", sid(&quiet)))
+        .await
+        .error(400, 20001);
+    assert!(msg.contains("worker"), "{msg}");
+
+    assert_eq!(c.delete(&one).await.status, StatusCode::NO_CONTENT);
+    c.get(&one).await.error(404, 20404);
+    c.delete(&one).await.error(404, 20404);
+    c.post(&acts, &[]).await.error(400, 20001);
+    c.post(&acts, &[("FriendlyName", &"x".repeat(65))])
+        .await
+        .error(400, 20001);
+}
+
+#[tokio::test]
+async fn task_channels_by_sid_or_unique_name() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let worker = c
+        .post(&format!("{ws}/Workers"), &[("FriendlyName", "Ann")])
+        .await
+        .ok(StatusCode::CREATED);
+    let chans = format!("{ws}/TaskChannels");
+    let email = c
+        .post(
+            &chans,
+            &[
+                ("FriendlyName", "Email"),
+                ("UniqueName", "email"),
+                ("ChannelOptimizedRouting", "true"),
+            ],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(email["channel_optimized_routing"], true);
+    c.post(
+        &chans,
+        &[("FriendlyName", "Again"), ("UniqueName", "email")],
+    )
+    .await
+    .error(409, 20409);
+    c.post(
+        &chans,
+        &[("FriendlyName", "Bad"), ("UniqueName", "has-hyphen")],
+    )
+    .await
+    .error(400, 20001);
+    c.post(&chans, &[("FriendlyName", "Bad"), ("UniqueName", "9lives")])
+        .await
+        .error(400, 20001);
+
+    let by_name = c.get(&format!("{chans}/email")).await.ok(StatusCode::OK);
+    assert_eq!(sid(&by_name), sid(&email));
+    let upd = c
+        .post(&format!("{chans}/email"), &[("FriendlyName", "E-mail")])
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(upd["friendly_name"], "E-mail");
+
+    // Existing workers gained a channel for it, and lose it when it is deleted.
+    let wc = format!("{ws}/Workers/{}/Channels", sid(&worker));
+    assert_eq!(c.list_all(&wc, "channels").await.len(), 6);
+    assert_eq!(
+        c.delete(&format!("{chans}/{}", sid(&email))).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(c.list_all(&wc, "channels").await.len(), 5);
+    c.get(&format!("{chans}/email")).await.error(404, 20404);
+}
+
+#[tokio::test]
+async fn workers_crud_filters_etags_and_errors() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let workers = format!("{ws}/Workers");
+    let acts = c.list_all(&format!("{ws}/Activities"), "activities").await;
+    let available = sid(&acts[1]);
+
+    let created = c
+        .post(
+            &workers,
+            &[
+                ("FriendlyName", "Alice"),
+                ("Attributes", r#"{"languages": ["en", "es"]}"#),
+            ],
+        )
+        .await;
+    assert_eq!(created.etag.as_deref(), Some("\"0\""));
+    let alice = created.ok(StatusCode::CREATED);
+    assert_eq!(alice["activity_name"], "Offline");
+    assert_eq!(alice["available"], false);
+    assert_eq!(
+        alice["attributes"], r#"{"languages": ["en", "es"]}"#,
+        "attributes come back verbatim"
+    );
+    assert_eq!(
+        alice["links"]["channels"],
+        format!("{BASE}{workers}/{}/Channels", sid(&alice))
+    );
+    assert_eq!(
+        alice["links"]["statistics"],
+        format!("{BASE}{workers}/Statistics")
+    );
+    let bob = c
+        .post(
+            &workers,
+            &[("FriendlyName", "Bob"), ("ActivitySid", &available)],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(bob["attributes"], "{}");
+    assert_eq!(bob["available"], true);
+
+    c.post(&workers, &[("FriendlyName", "ALICE")])
+        .await
+        .error(409, 20409);
+    let before = c
+        .get(&format!("{workers}/{}", sid(&alice)))
+        .await
+        .ok(StatusCode::OK);
+    for bad in [
+        vec![("Attributes", "{bad")],
+        vec![("Attributes", "[1,2]")],
+        vec![("Attributes", "x".repeat(4100).leak() as &str)],
+        vec![("ActivitySid", "WA00000000000000000000000000000000")],
+        vec![("ActivitySid", "nope")],
+        vec![("FriendlyName", "Bob")],
+        vec![
+            ("RejectPendingReservations", "true"),
+            ("ActivitySid", available.as_str()),
+        ],
+    ] {
+        let r = c.post(&format!("{workers}/{}", sid(&alice)), &bad).await;
+        assert!(
+            r.status.is_client_error(),
+            "{bad:?} should fail: {}",
+            r.body
+        );
+    }
+    let after = c
+        .get(&format!("{workers}/{}", sid(&alice)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(before, after, "failed updates change nothing");
+
+    let listed = c.list_all(&workers, "workers").await;
+    assert_eq!(names(&listed), vec!["Alice", "Bob"]);
+    assert_eq!(
+        listed[0]["attributes"],
+        Value::Null,
+        "lists hide attributes"
+    );
+    assert_eq!(
+        names(
+            &c.list_all(&format!("{workers}?Available=1"), "workers")
+                .await
+        ),
+        vec!["Bob"]
+    );
+    assert_eq!(
+        names(
+            &c.list_all(&format!("{workers}?ActivityName=Offline"), "workers")
+                .await
+        ),
+        vec!["Alice"]
+    );
+    assert_eq!(
+        names(
+            &c.list_all(&format!("{workers}?ActivitySid={available}"), "workers")
+                .await
+        ),
+        vec!["Bob"]
+    );
+    assert_eq!(
+        names(
+            &c.list_all(&format!("{workers}?FriendlyName=bob"), "workers")
+                .await
+        ),
+        vec!["Bob"]
+    );
+
+    // If-Match: a stale version is refused with 412, the current one accepted.
+    let one = format!("{workers}/{}", sid(&alice));
+    c.send(
+        "POST",
+        &one,
+        &[("FriendlyName", "Al")],
+        &[("If-Match", "\"7\"")],
+    )
+    .await
+    .error(412, 20412);
+    let moved = c
+        .send(
+            "POST",
+            &one,
+            &[("ActivitySid", &available)],
+            &[("If-Match", "\"0\"")],
+        )
+        .await;
+    assert_eq!(moved.etag.as_deref(), Some("\"1\""));
+    let moved = moved.ok(StatusCode::OK);
+    assert_eq!(moved["activity_name"], "Available");
+    assert_eq!(moved["available"], true);
+    c.send("DELETE", &one, &[], &[("If-Match", "\"0\"")])
+        .await
+        .error(412, 20412);
+    assert_eq!(c.delete(&one).await.status, StatusCode::NO_CONTENT);
+    c.get(&one).await.error(404, 20404);
+    c.get(&format!("{workers}/WKnothex"))
+        .await
+        .error(404, 20404);
+    // The name is free again.
+    c.post(&workers, &[("FriendlyName", "alice")])
+        .await
+        .ok(StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn worker_channels_list_fetch_update() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let w = c
+        .post(&format!("{ws}/Workers"), &[("FriendlyName", "Ann")])
+        .await
+        .ok(StatusCode::CREATED);
+    let base = format!("{ws}/Workers/{}/Channels", sid(&w));
+    let all = c.list_all(&base, "channels").await;
+    assert_eq!(all.len(), 5);
+    for ch in &all {
+        assert_eq!(ch["configured_capacity"], 1);
+        assert_eq!(ch["available"], true);
+        assert_eq!(ch["assigned_tasks"], 0);
+        assert_eq!(ch["available_capacity_percentage"], 100);
+        assert_eq!(ch["worker_sid"], w["sid"]);
+    }
+    let voice = c.get(&format!("{base}/voice")).await.ok(StatusCode::OK);
+    assert_eq!(voice["task_channel_unique_name"], "voice");
+    let by_sid = c
+        .get(&format!("{base}/{}", sid(&voice)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(by_sid, voice);
+    let upd = c
+        .post(
+            &format!("{base}/voice"),
+            &[("Capacity", "3"), ("Available", "false")],
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(upd["configured_capacity"], 3);
+    assert_eq!(upd["available"], false);
+    let zero = c
+        .post(&format!("{base}/sms"), &[("Capacity", "0")])
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(zero["available_capacity_percentage"], 0);
+    c.post(&format!("{base}/voice"), &[("Capacity", "-1")])
+        .await
+        .error(400, 20001);
+    c.post(&format!("{base}/voice"), &[("Available", "maybe")])
+        .await
+        .error(400, 20001);
+    c.get(&format!("{base}/fax")).await.error(404, 20404);
+}
+
+#[tokio::test]
+async fn task_queues_validate_and_refuse_deletion_while_routed_to() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let queues = format!("{ws}/TaskQueues");
+    let acts = c.list_all(&format!("{ws}/Activities"), "activities").await;
+    let q = c
+        .post(&queues, &[("FriendlyName", "Sales")])
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(q["target_workers"], "1==1");
+    assert_eq!(q["max_reserved_workers"], 1);
+    assert_eq!(q["task_order"], "FIFO");
+    assert_eq!(q["reservation_activity_sid"], Value::Null);
+    assert_eq!(
+        q["links"]["statistics"],
+        format!("{BASE}{queues}/{}/Statistics", sid(&q))
+    );
+
+    let full = c
+        .post(
+            &queues,
+            &[
+                ("FriendlyName", "Spanish"),
+                ("TargetWorkers", r#"languages HAS "es""#),
+                ("MaxReservedWorkers", "50"),
+                ("TaskOrder", "LIFO"),
+                ("ReservationActivitySid", &sid(&acts[2])),
+                ("AssignmentActivitySid", &sid(&acts[2])),
+            ],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(full["reservation_activity_name"], "Unavailable");
+    assert_eq!(full["assignment_activity_name"], "Unavailable");
+    for bad in [
+        vec![("FriendlyName", "x"), ("MaxReservedWorkers", "51")],
+        vec![("FriendlyName", "x"), ("MaxReservedWorkers", "0")],
+        vec![("FriendlyName", "x"), ("TaskOrder", "RANDOM")],
+        vec![
+            ("FriendlyName", "x"),
+            (
+                "ReservationActivitySid",
+                "WA00000000000000000000000000000000",
+            ),
+        ],
+        vec![("TargetWorkers", "1==1")],
+    ] {
+        c.post(&queues, &bad).await.error(400, 20001);
+    }
+    let one = format!("{queues}/{}", sid(&q));
+    let upd = c
+        .post(
+            &one,
+            &[
+                ("TargetWorkers", "skills HAS 'sales'"),
+                ("FriendlyName", "Sales 2"),
+            ],
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(upd["target_workers"], "skills HAS 'sales'");
+    assert_eq!(upd["max_reserved_workers"], 1, "untouched fields stay");
+    assert_eq!(
+        names(
+            &c.list_all(&format!("{queues}?FriendlyName=Spanish"), "task_queues")
+                .await
+        ),
+        vec!["Spanish"]
+    );
+
+    let config = format!(
+        r#"{{"task_routing":{{"filters":[{{"expression":"1==1","targets":[{{"queue":"{}"}}]}}]}}}}"#,
+        sid(&q)
+    );
+    c.post(
+        &format!("{ws}/Workflows"),
+        &[("FriendlyName", "F"), ("Configuration", &config)],
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    let msg = c.delete(&one).await.error(400, 20001);
+    assert!(msg.contains("Workflow"), "{msg}");
+    assert_eq!(
+        c.delete(&format!("{queues}/{}", sid(&full))).await.status,
+        StatusCode::NO_CONTENT
+    );
+    c.get(&format!("{queues}?EvaluateWorkerAttributes=%7B%7D"))
+        .await
+        .error(501, 20501);
+}
+
+#[tokio::test]
+async fn workflows_validate_their_configuration() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let q = c
+        .post(&format!("{ws}/TaskQueues"), &[("FriendlyName", "Q")])
+        .await
+        .ok(StatusCode::CREATED);
+    let flows = format!("{ws}/Workflows");
+    let config = format!(
+        r#"{{"task_routing":{{"filters":[{{"filter_friendly_name":"Spanish","expression":"selected_language == \"es\"","targets":[{{"queue":"{q}","priority":"5","timeout":30}}]}}],"default_filter":{{"queue":"{q}"}}}}}}"#,
+        q = sid(&q)
+    );
+    let wf = c
+        .post(
+            &flows,
+            &[
+                ("FriendlyName", "Incoming"),
+                ("Configuration", &config),
+                ("AssignmentCallbackUrl", "https://example.com/assign"),
+                ("TaskReservationTimeout", "1200"),
+            ],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    assert_eq!(wf["configuration"], config.as_str());
+    assert_eq!(wf["task_reservation_timeout"], 1200);
+    assert_eq!(wf["document_content_type"], "application/json");
+    assert_eq!(wf["assignment_callback_url"], "https://example.com/assign");
+    assert_eq!(wf["fallback_assignment_callback_url"], Value::Null);
+
+    let missing_queue = r#"{"task_routing":{"filters":[{"expression":"1==1","targets":[{"queue":"WQ00000000000000000000000000000000"}]}]}}"#;
+    for bad in [
+        vec![("FriendlyName", "x"), ("Configuration", "{not json")],
+        vec![("FriendlyName", "x"), ("Configuration", missing_queue)],
+        vec![("FriendlyName", "x")],
+        vec![
+            ("FriendlyName", "x"),
+            ("Configuration", &config),
+            ("TaskReservationTimeout", "86401"),
+        ],
+        vec![
+            ("FriendlyName", "x"),
+            ("Configuration", &config),
+            ("AssignmentCallbackUrl", "ftp://x"),
+        ],
+    ] {
+        c.post(&flows, &bad).await.error(400, 20001);
+    }
+    let one = format!("{flows}/{}", sid(&wf));
+    c.post(&one, &[("Configuration", "[]")])
+        .await
+        .error(400, 20001);
+    let upd = c
+        .post(
+            &one,
+            &[
+                ("FriendlyName", "Renamed"),
+                ("ReEvaluateTasks", "true"),
+                ("AssignmentCallbackUrl", ""),
+            ],
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(upd["friendly_name"], "Renamed");
+    assert_eq!(upd["configuration"], config.as_str());
+    assert_eq!(upd["assignment_callback_url"], Value::Null);
+    assert_eq!(c.delete(&one).await.status, StatusCode::NO_CONTENT);
+    c.get(&one).await.error(404, 20404);
+}
+
+#[tokio::test]
+async fn paging_follows_next_and_previous_urls() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    for i in 0..7 {
+        c.post(
+            &format!("{ws}/Workers"),
+            &[("FriendlyName", &format!("w{i}"))],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    }
+    let first = c
+        .get(&format!("{ws}/Workers?PageSize=3"))
+        .await
+        .ok(StatusCode::OK);
+    let meta = &first["meta"];
+    assert_eq!(meta["page_size"], 3);
+    assert_eq!(meta["page"], 0);
+    assert_eq!(meta["key"], "workers");
+    assert_eq!(meta["previous_page_url"], Value::Null);
+    assert_eq!(
+        meta["first_page_url"],
+        format!("{BASE}{ws}/Workers?PageSize=3&Page=0")
+    );
+    let next = meta["next_page_url"].as_str().expect("next").to_string();
+    assert!(next.starts_with(BASE) && next.contains("PageToken="));
+    let second = c.get(&next).await.ok(StatusCode::OK);
+    assert_eq!(
+        names(second["workers"].as_array().expect("items")),
+        vec!["w3", "w4", "w5"]
+    );
+    let back = c
+        .get(
+            second["meta"]["previous_page_url"]
+                .as_str()
+                .expect("previous"),
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        names(back["workers"].as_array().expect("items")),
+        vec!["w0", "w1", "w2"]
+    );
+    let all = c
+        .list_all(&format!("{ws}/Workers?PageSize=3"), "workers")
+        .await;
+    assert_eq!(all.len(), 7);
+    c.get(&format!("{ws}/Workers?PageSize=1001"))
+        .await
+        .error(400, 20001);
+    c.get(&format!("{ws}/Workers?Page=3"))
+        .await
+        .error(400, 20001);
+    c.get(&format!("{ws}/Workers?Ordering=FriendlyName:desc"))
+        .await
+        .error(400, 20001);
+}
+
+#[tokio::test]
+async fn unknown_paths_wrong_methods_and_later_resources_answer_twilio_errors() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    c.get("/v1/Nothing").await.error(404, 20404);
+    c.get(&format!("{ws}/Gadgets")).await.error(404, 20404);
+    c.send("PUT", &format!("{ws}/Workers"), &[], &[])
+        .await
+        .error(405, 20004);
+    c.delete("/v1/Workspaces").await.error(405, 20004);
+    for later in [
+        "Tasks",
+        "Events",
+        "Statistics",
+        "Workers/Statistics",
+        "TaskQueues/Statistics",
+    ] {
+        let msg = c.get(&format!("{ws}/{later}")).await.error(501, 20501);
+        assert!(msg.contains("not implemented"), "{msg}");
+    }
+    c.post(&format!("{ws}/Tasks"), &[("Attributes", "{}")])
+        .await
+        .error(501, 20501);
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, the Rust unit, property and in-process
+# HTTP tests, then the compatibility suite that drives a real `taskyard serve` with Twilio's
+# official Python helper library (installed into a virtualenv under target/).
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --rust     Rust only
+#   scripts/test.sh --compat   compatibility suite only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=${1:-all}
+step() { printf '\n==> %s\n' "$*"; }
+
+if [[ $what == all || $what == --rust ]]; then
+    if cargo fmt --version >/dev/null 2>&1; then
+        step "cargo fmt --check"
+        cargo fmt --all -- --check
+    fi
+    if cargo clippy --version >/dev/null 2>&1; then
+        step "cargo clippy"
+        cargo clippy --workspace --all-targets --quiet -- -D warnings
+    fi
+    step "cargo test"
+    mkdir -p target
+    cargo test --workspace --quiet 2>&1 | tee target/cargo-test.log
+    # Fail loudly if the Rust suites ran no test at all.
+    grep -q "test result: ok. [1-9]" target/cargo-test.log
+fi
+
+if [[ $what == all || $what == --compat ]]; then
+    step "build the server (release)"
+    cargo build --release --quiet --bin taskyard
+    venv=target/compat-venv
+    if [[ ! -x $venv/bin/python ]]; then
+        step "create $venv"
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
+    step "compatibility suite (official twilio helper library)"
+    TASKYARD_BIN="$PWD/target/release/taskyard" "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
+fi
