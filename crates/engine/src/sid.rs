@@ -148,6 +148,20 @@ impl<R: FnMut() -> u64> TimeOrderedSids<R> {
     }
 }
 
+impl<R: FnMut() -> u64> TimeOrderedSids<R> {
+    /// Makes every SID generated from now on sort after `sid`, whatever the clock says. A
+    /// workspace's generator resumes after the workspace's newest SID, so creation order
+    /// holds across generators and restarts (even if the clock went backwards meanwhile).
+    pub fn resume_after(&mut self, sid: Sid) {
+        let ms = (sid.id >> 80) as i64;
+        let seq = ((sid.id >> 64) & 0xffff) as u16;
+        if (ms, seq) > (self.last_ms, self.seq) {
+            self.last_ms = ms;
+            self.seq = seq;
+        }
+    }
+}
+
 impl<R: FnMut() -> u64> SidSource for TimeOrderedSids<R> {
     fn next_sid(&mut self, prefix: &str, now_ms: i64) -> Sid {
         // Never go backwards, even if the wall clock does: ordering is what paging relies on.
@@ -219,5 +233,18 @@ mod tests {
             prev = next;
         }
         assert_eq!(prev.created_ms(), 5_000);
+    }
+
+    #[test]
+    fn a_resumed_generator_sorts_after_the_sid_it_resumed_from() {
+        let mut a = TimeOrderedSids::new(|| u64::MAX);
+        let mut last = a.next_sid("WA", 7_000);
+        for _ in 0..5 {
+            last = a.next_sid("WA", 7_000);
+        }
+        let mut b = TimeOrderedSids::new(|| 0);
+        b.resume_after(last);
+        assert!(b.next_sid("WA", 7_000) > last, "same millisecond");
+        assert!(b.next_sid("WA", 1_000) > last, "clock went backwards");
     }
 }

@@ -456,6 +456,25 @@ impl Workspace {
         Ok(ws)
     }
 
+    /// The newest SID this workspace has issued (new SIDs must sort after it).
+    pub fn newest_sid(&self) -> Sid {
+        let mut newest = self.info.sid;
+        let mut see = |s: Sid| {
+            if s.id() > newest.id() {
+                newest = s;
+            }
+        };
+        self.activities.keys().for_each(|&s| see(s));
+        self.task_channels.keys().for_each(|&s| see(s));
+        self.task_queues.keys().for_each(|&s| see(s));
+        self.workflows.keys().for_each(|&s| see(s));
+        for w in self.workers.values() {
+            see(w.sid);
+            w.channels.iter().for_each(|c| see(c.sid));
+        }
+        newest
+    }
+
     /// Every row of the workspace, as [`Change::Put`]s (used on creation).
     pub fn all_rows(&self) -> Vec<Change> {
         let mut rows = vec![put(Kind::Workspace, self.info.sid, &self.info)];

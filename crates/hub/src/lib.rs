@@ -103,9 +103,11 @@ impl WorkspaceHandle {
             account_sid: ws.info().account_sid,
             jobs: tx,
         };
+        let mut sids = new_sids();
+        sids.resume_after(ws.newest_sid());
         let mut state = ActorState {
             ws,
-            sids: new_sids(),
+            sids,
             writer,
             closed: false,
         };
