@@ -170,7 +170,7 @@ pub fn router(app: App) -> Router {
 
     r.fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::map_response(cors))
+        .layer(axum::middleware::from_fn(wire))
         .with_state(app)
 }
 
@@ -179,7 +179,31 @@ fn methods(m: MethodRouter<App>) -> MethodRouter<App> {
     m.fallback(|| async { ApiError::method_not_allowed() })
 }
 
-async fn cors(mut resp: Response) -> Response {
+/// What every response goes through: CORS preflights are answered here, every error that
+/// did not come from a handler (body too large, undecodable path, …) is rewritten into
+/// Twilio's error document, and the CORS headers are added.
+async fn wire(req: Request, next: axum::middleware::Next) -> Response {
+    let mut resp = if req.method() == axum::http::Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let code = match status.as_u16() {
+            401 => crate::error::code::AUTH,
+            404 => crate::error::code::NOT_FOUND,
+            405 => crate::error::code::METHOD,
+            400..=499 => crate::error::code::INVALID,
+            _ => crate::error::code::INTERNAL,
+        };
+        let reason = status.canonical_reason().unwrap_or("Error");
+        resp = ApiError::new(status, code, reason).into_response();
+    }
     let h = resp.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
