@@ -1,6 +1,7 @@
 //! Workers and their WorkerChannels.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -41,14 +42,19 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
                         .as_ref()
                         .is_none_or(|n| n.eq_ignore_ascii_case(&w.friendly_name))
             });
+            // The list's ETag changes whenever any worker on the page changes.
+            let mut tag = std::collections::hash_map::DefaultHasher::new();
+            for w in &items {
+                (w.sid, w.version).hash(&mut tag);
+            }
             let items: Vec<_> = items
                 .into_iter()
                 .map(|w| render::worker(&urls, ws, w, with_attributes))
                 .collect();
-            envelope("workers", items, meta)
+            (envelope("workers", items, meta), tag.finish())
         })
         .await?;
-    Ok(json(StatusCode::OK, body))
+    Ok(json_with_etag(StatusCode::OK, body.0, body.1))
 }
 
 /// Renders worker `sid` with its attributes, plus its version for the `ETag`.
