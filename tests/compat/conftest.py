@@ -56,6 +56,9 @@ def free_port() -> int:
 
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Rust's TcpListener::bind sets SO_REUSEADDR on Unix, so TIME_WAIT
+        # leftovers from the previous process do not block a restart.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -131,7 +134,19 @@ class TaskyardServer:
                 "(build it with `cargo build --release` or set TASKYARD_BIN)"
             )
         assert not self.is_running(), "server already running"
+        previous_port = self.port
         self.port = self._choose_port()
+        try:
+            self._spawn(timeout)
+        except RuntimeError:
+            if previous_port is None or self.port != previous_port:
+                raise
+            # could not take the old port back: start on a fresh one instead
+            self.port = free_port()
+            self._spawn(timeout)
+        return self
+
+    def _spawn(self, timeout: float) -> None:
         env = dict(os.environ)
         env.pop("TASKYARD_PUBLIC_URL", None)
         env.update(
@@ -157,7 +172,6 @@ class TaskyardServer:
         finally:
             log.close()
         self._wait_healthy(timeout)
-        return self
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

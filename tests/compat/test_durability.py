@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
-from conftest import TaskyardServer
+from conftest import TaskyardServer, make_client
 from helpers import build_quickstart, fields, snapshot_workspace, unique_name
 
 pytestmark = pytest.mark.durability
@@ -51,6 +51,8 @@ class Entry:
     owner: int  # writer thread that created it (only the owner updates it)
     fields: Dict[str, Any]  # last acknowledged representation (URLs relative)
     in_doubt: Optional[Dict[str, Any]] = None  # an update that was sent but never answered
+    deleted: bool = False  # an acknowledged DELETE
+    delete_in_doubt: bool = False  # a DELETE that was sent but never answered
 
 
 class Ledger:
@@ -73,11 +75,17 @@ class Ledger:
             self.entries[sid].fields = fields(instance, base_url)
             self.acks += 1
 
+    def removed(self, sid):
+        with self.lock:
+            self.entries[sid].deleted = True
+            self.acks += 1
+
     def owned(self, owner, kind) -> List[Entry]:
         with self.lock:
             return [
                 e for e in self.entries.values()
                 if e.owner == owner and e.kind == kind and e.in_doubt is None
+                and not e.deleted and not e.delete_in_doubt
             ]
 
 
@@ -87,7 +95,7 @@ class Ledger:
 
 
 class Writer(threading.Thread):
-    """Creates workers/activities/queues and updates its own resources until
+    """Creates workers/activities/queues, updates and deletes its own resources until
     ``killing`` is set; every acknowledged response goes into the ledger."""
 
     def __init__(self, number, round_no, server, ws_sid, default_activities, ledger, killing):
@@ -188,12 +196,39 @@ class Writer(threading.Thread):
 
         return self.update("task_queue", send)
 
+    def delete(self, kind, call):
+        candidates = self.ledger.owned(self.number, kind)
+        if len(candidates) < 2:  # keep a few around
+            return False
+        entry = self.rng.choice(candidates)
+        try:
+            call(entry.sid)
+        except TwilioRestException:
+            raise
+        except Exception:
+            entry.delete_in_doubt = True
+            raise
+        self.ledger.removed(entry.sid)
+        return True
+
+    def delete_worker(self):
+        return self.delete("worker", lambda sid: self.ws.workers(sid).delete())
+
+    def delete_activity(self):
+        return self.delete("activity", lambda sid: self.ws.activities(sid).delete())
+
+    def delete_task_queue(self):
+        return self.delete("task_queue", lambda sid: self.ws.task_queues(sid).delete())
+
     def run(self):
         creates = [self.create_worker, self.create_activity, self.create_task_queue]
         updates = [self.update_worker, self.update_activity, self.update_task_queue]
+        deletes = [self.delete_worker, self.delete_activity, self.delete_task_queue]
         while not self.killing.is_set():
             self.seq += 1
             try:
+                if self.seq % 7 == 0 and deletes[self.seq % 3]():
+                    continue
                 if self.seq % 2 == 0 and updates[self.seq % 3]():
                     continue
                 creates[self.seq % 3]()
@@ -233,16 +268,29 @@ def matches_intended(actual: Dict[str, Any], want: Dict[str, Any]) -> bool:
     return True
 
 
+def _short(value: Any, limit: int = 90) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def verify_ledger(server: TaskyardServer, ws_sid: str, ledger: Ledger) -> List[str]:
-    """Every acknowledged resource must exist with identical fields."""
+    """Every acknowledged resource must exist with identical fields, and every
+    acknowledged delete must stay deleted."""
     ws = server.client().taskrouter.v1.workspaces(ws_sid)
     problems = []
     for entry in list(ledger.entries.values()):
         try:
             actual = fields(KIND_ACCESSORS[entry.kind](ws, entry.sid), server.base_url)
         except TwilioRestException as e:
+            if e.status == 404 and (entry.deleted or entry.delete_in_doubt):
+                entry.deleted, entry.delete_in_doubt = True, False
+                continue
             problems.append(f"acknowledged {entry.kind} {entry.sid} lost: HTTP {e.status} {e.msg!r}")
             continue
+        if entry.deleted:
+            problems.append(f"{entry.kind} {entry.sid} came back after an acknowledged DELETE")
+            continue
+        entry.delete_in_doubt = False
         if actual == entry.fields:
             entry.in_doubt = None
             continue
@@ -251,9 +299,9 @@ def verify_ledger(server: TaskyardServer, ws_sid: str, ledger: Ledger) -> List[s
             entry.fields, entry.in_doubt = actual, None
             continue
         diff = {
-            k: (entry.fields.get(k), actual.get(k))
-            for k in set(entry.fields) | set(actual)
-            if entry.fields.get(k) != actual.get(k)
+            k: (_short(entry.fields.get(k)), _short(actual.get(k)))
+            for k in sorted(set(entry.fields) | set(actual))
+            if entry.fields.get(k) != actual.get(k) and k != "links"
         }
         problems.append(f"{entry.kind} {entry.sid} differs from acknowledged state (expected, actual): {diff}")
     listed = {
@@ -262,7 +310,9 @@ def verify_ledger(server: TaskyardServer, ws_sid: str, ledger: Ledger) -> List[s
         "task_queue": {q.sid for q in ws.task_queues.list(page_size=1000)},
     }
     for entry in ledger.entries.values():
-        if entry.sid not in listed[entry.kind]:
+        if entry.deleted and entry.sid in listed[entry.kind]:
+            problems.append(f"deleted {entry.kind} {entry.sid} still in the list endpoint")
+        elif not entry.deleted and entry.sid not in listed[entry.kind]:
             problems.append(f"acknowledged {entry.kind} {entry.sid} missing from the list endpoint")
     return problems
 
@@ -273,6 +323,7 @@ def run_load_and_kill(server, ws_sid, default_activities, ledger, round_no):
         Writer(n, round_no, server, ws_sid, default_activities, ledger, killing) for n in range(THREADS)
     ]
     acks_before = ledger.acks
+    cut_before = ledger.in_flight_at_kill
     started = time.monotonic()
     for w in writers:
         w.start()
@@ -289,7 +340,7 @@ def run_load_and_kill(server, ws_sid, default_activities, ledger, round_no):
     for w in writers:
         w.join(30)
         assert not w.is_alive(), f"{w.name} did not stop after the server was killed"
-    return ledger.acks - acks_before
+    return ledger.acks - acks_before, ledger.in_flight_at_kill - cut_before
 
 
 def test_acknowledged_writes_survive_sigkill(durable_server):
@@ -301,11 +352,11 @@ def test_acknowledged_writes_survive_sigkill(durable_server):
     ledger = Ledger()
     report = []
     for round_no in range(1, ROUNDS + 1):
-        acked = run_load_and_kill(server, workspace.sid, default_activities, ledger, round_no)
+        acked, cut = run_load_and_kill(server, workspace.sid, default_activities, ledger, round_no)
         assert acked > 0, "no write was acknowledged before the kill\n" + server.log_tail()
         server.start()  # same data dir
         problems = verify_ledger(server, workspace.sid, ledger)
-        report.append(f"round {round_no}: {acked} acks, {ledger.in_flight_at_kill} requests cut by the kill")
+        report.append(f"round {round_no}: {acked} acks, {cut} requests cut by the kill")
         assert not problems, (
             f"after SIGKILL round {round_no}:\n  " + "\n  ".join(problems[:25]) + "\n" + server.log_tail()
         )
@@ -359,6 +410,20 @@ def test_data_survives_graceful_restart(durable_server):
     server.restart()  # SIGTERM + start
     after = snapshot_workspace(server.client().taskrouter.v1, qs.workspace.sid, server.base_url)
     assert after == before
+
+
+def test_subaccounts_survive_sigkill(durable_server):
+    server = durable_server
+    account = server.client().api.v2010.accounts.create(friendly_name="durable sub")
+    sub = make_client(server.base_url, account.sid, account.auth_token)
+    theirs = sub.taskrouter.v1.workspaces.create(friendly_name=unique_name("sub"))
+
+    server.kill()
+    server.start()
+
+    sub = make_client(server.base_url, account.sid, account.auth_token)
+    assert [w.sid for w in sub.taskrouter.v1.workspaces.list()] == [theirs.sid]
+    assert theirs.sid not in {w.sid for w in server.client().taskrouter.v1.workspaces.list()}
 
 
 def test_new_sids_after_restart_do_not_collide(durable_server):

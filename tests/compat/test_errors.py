@@ -1,6 +1,8 @@
 """Error envelope, authentication and not-yet-implemented endpoints
 (taskrouter-api.md §0, §3)."""
 
+import json
+
 import pytest
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
@@ -96,8 +98,6 @@ def test_missing_credentials_is_401(client, base_url):
 def test_error_body_shape(client, base_url):
     response = client.request("GET", f"{base_url}/v1/Workspaces/{missing_sid('WS')}")
     assert response.status_code == 404
-    import json
-
     body = json.loads(response.text)
     assert body["status"] == 404
     assert body["code"] == 20404

@@ -73,6 +73,50 @@ def test_filters_are_kept_across_pages(ws):
     assert [w.sid for w in ws.workers.list(available="false", page_size=2)] == expected
 
 
+def test_next_page_survives_deleting_last_item_of_page(ws, seven_workers):
+    """next_page_url must still continue correctly when the last row of the
+    current page is deleted before it is followed."""
+    first = ws.workers.page(page_size=3)
+    ws.workers(seven_workers[2]).delete()
+    assert [w.sid for w in first.next_page()] == seven_workers[3:6]
+
+
+def test_next_page_skips_nothing_when_earlier_rows_are_deleted(ws, seven_workers):
+    first = ws.workers.page(page_size=3)
+    ws.workers(seven_workers[0]).delete()
+    ws.workers(seven_workers[1]).delete()
+    assert [w.sid for w in first.next_page()] == seven_workers[3:6]
+
+
+def test_first_page_url_round_trips(ws, seven_workers):
+    page = ws.workers.page(page_size=3).next_page()
+    first = ws.workers.get_page(page._payload["meta"]["first_page_url"])
+    assert [w.sid for w in first] == seven_workers[:3]
+
+
+def test_absolute_paging_without_token_rejected(ws, seven_workers):
+    """`Page=<x>&PageSize=<y>` without a PageToken was deprecated and answered
+    400 since 2021-12-01 (taskrouter-api.md §2, warning 40153)."""
+    with expect_error(400):
+        ws.workers.page(page_number=2, page_size=3)
+
+
+def test_previous_page(ws, seven_workers):
+    second = ws.workers.page(page_size=3).next_page()
+    assert second.previous_page_url is not None
+    assert [w.sid for w in second.previous_page()] == seven_workers[:3]
+
+
+def test_filter_with_special_characters_survives_paging(ws):
+    """Filter values are echoed URL-encoded into next_page_url (§2)."""
+    name = "Q&A = 50% / ¿ü? #1+"
+    created = [ws.activities.create(friendly_name=name).sid for _ in range(3)]
+    ws.activities.create(friendly_name="Q")
+    first = ws.activities.page(friendly_name=name, page_size=1)
+    assert [a.sid for a in first] == created[:1]
+    assert [a.sid for a in ws.activities.list(friendly_name=name, page_size=1)] == created
+
+
 def test_page_size_1000_accepted(ws, seven_workers):
     assert len(list(ws.workers.page(page_size=1000))) == 7
 

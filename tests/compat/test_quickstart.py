@@ -16,6 +16,7 @@ from helpers import (
     assert_json_equal,
     assert_sid,
     build_quickstart,
+    call_or_xfail_if_501,
 )
 
 
@@ -113,6 +114,35 @@ def test_set_assignment_callback_later(qs):
 def test_queue_membership(qs):
     """Step 3: "Validate via GET …/Workers?TaskQueueSid=…" — Spanish: Alice;
     English: Alice and Bob."""
-    assert [w.friendly_name for w in qs.ws.workers.list(task_queue_sid=qs.spanish.sid)] == ["Alice"]
+    spanish = call_or_xfail_if_501(lambda: qs.ws.workers.list(task_queue_sid=qs.spanish.sid))
+    assert [w.friendly_name for w in spanish] == ["Alice"]
     assert [w.friendly_name for w in qs.ws.workers.list(task_queue_sid=qs.english.sid)] == ["Alice", "Bob"]
-    assert [w.friendly_name for w in qs.ws.workers.list(task_queue_name=SPANISH_QUEUE)] == ["Alice"]
+
+
+def test_queue_membership_by_queue_name(qs):
+    spanish = call_or_xfail_if_501(lambda: qs.ws.workers.list(task_queue_name=SPANISH_QUEUE))
+    assert [w.friendly_name for w in spanish] == ["Alice"]
+    assert [w.friendly_name for w in qs.ws.workers.list(task_queue_name=ENGLISH_QUEUE)] == ["Alice", "Bob"]
+
+
+def test_workers_matching_target_expression(qs):
+    spanish = call_or_xfail_if_501(
+        lambda: qs.ws.workers.list(target_workers_expression='languages HAS "es"')
+    )
+    assert [w.friendly_name for w in spanish] == ["Alice"]
+
+
+def test_queues_for_worker(qs):
+    """TaskQueues?WorkerSid= lists the queues a worker is eligible for."""
+    bobs = call_or_xfail_if_501(lambda: qs.ws.task_queues.list(worker_sid=qs.bob.sid))
+    assert [q.sid for q in bobs] == [qs.english.sid]
+    assert {q.sid for q in qs.ws.task_queues.list(worker_sid=qs.alice.sid)} == {qs.spanish.sid, qs.english.sid}
+
+
+def test_queues_matching_worker_attributes(qs):
+    """TaskQueues?EvaluateWorkerAttributes= lists queues whose target_workers
+    match the given attributes."""
+    queues = call_or_xfail_if_501(
+        lambda: qs.ws.task_queues.list(evaluate_worker_attributes=json.dumps({"languages": ["es"]}))
+    )
+    assert [q.sid for q in queues] == [qs.spanish.sid]

@@ -1,8 +1,10 @@
 """TaskChannels (taskrouter-api.md §6 TaskChannels; semantics §4)."""
 
+import threading
+
 from twilio.base import values
 
-from helpers import assert_datetime, assert_sid, expect_error, missing_sid
+from helpers import assert_datetime, assert_sid, expect_error, missing_sid, race, unique_name
 
 DEFAULT_CHANNELS = {"default", "voice", "sms", "chat", "video"}
 
@@ -48,14 +50,19 @@ def test_duplicate_unique_name_conflicts(ws):
     assert [c.unique_name for c in ws.task_channels.list()].count("fax") == 1
 
 
+def test_concurrent_duplicate_unique_name_yields_one_channel(server, workspace):
+    ws = server.client().taskrouter.v1.workspaces(workspace.sid)
+    results = race(8, lambda: ws.task_channels.create(friendly_name="Race", unique_name="race").sid)
+    assert sorted(r for r in results if not isinstance(r, str)) == [409] * 7, results
+    assert [c.unique_name for c in ws.task_channels.list()].count("race") == 1
+
+
 def test_duplicate_of_default_channel_conflicts(ws):
     with expect_error(409):
         ws.task_channels.create(friendly_name="Voice 2", unique_name="voice")
 
 
 def test_same_unique_name_allowed_in_other_workspace(tr, ws):
-    from helpers import unique_name
-
     other = tr.workspaces.create(friendly_name=unique_name("other"))
     try:
         ws.task_channels.create(friendly_name="Fax", unique_name="fax")
@@ -97,6 +104,13 @@ def test_delete_task_channel(ws):
     assert "temp" not in {c.unique_name for c in ws.task_channels.list()}
 
 
+def test_delete_by_unique_name(ws):
+    ws.task_channels.create(friendly_name="Temp", unique_name="temp")
+    assert ws.task_channels("temp").delete() is True
+    with expect_error(404):
+        ws.task_channels("temp").fetch()
+
+
 def test_creating_channel_adds_worker_channel_to_existing_workers(ws):
     worker = ws.workers.create(friendly_name="existing")
     assert len(ws.workers(worker.sid).worker_channels.list()) == len(DEFAULT_CHANNELS)
@@ -131,3 +145,57 @@ def test_friendly_name_length_limit(ws):
     with expect_error(400):
         ws.task_channels.create(friendly_name="c" * 65, unique_name="long2")
     assert "long2" not in {c.unique_name for c in ws.task_channels.list()}
+
+
+def test_unique_name_rejects_hyphen(ws):
+    """Channel unique names: alphanumeric plus `_`/`$`, no hyphens (semantics §4)."""
+    with expect_error(400):
+        ws.task_channels.create(friendly_name="Bad", unique_name="has-hyphen")
+
+
+def test_deleting_channel_removes_its_worker_channels(ws):
+    worker = ws.workers.create(friendly_name="holder")
+    channel = ws.task_channels.create(friendly_name="Temp", unique_name="temp")
+    assert "temp" in {c.task_channel_unique_name for c in ws.workers(worker.sid).worker_channels.list()}
+    ws.task_channels(channel.sid).delete()
+    assert "temp" not in {c.task_channel_unique_name for c in ws.workers(worker.sid).worker_channels.list()}
+    with expect_error(404):
+        ws.workers(worker.sid).worker_channels("temp").fetch()
+
+
+def test_worker_channels_consistent_under_concurrent_creates(server, workspace):
+    """Workers and TaskChannels created concurrently: afterwards every worker
+    has exactly one WorkerChannel per TaskChannel."""
+    errors = []
+
+    def make_workers(n):
+        ws = server.client().taskrouter.v1.workspaces(workspace.sid)
+        try:
+            for i in range(10):
+                ws.workers.create(friendly_name=f"w{n}-{i}")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def make_channels():
+        ws = server.client().taskrouter.v1.workspaces(workspace.sid)
+        try:
+            for i in range(10):
+                ws.task_channels.create(friendly_name=f"c{i}", unique_name=f"c{i}")
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+
+    threads = [threading.Thread(target=make_workers, args=(n,)) for n in range(4)]
+    threads.append(threading.Thread(target=make_channels))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    ws = server.client().taskrouter.v1.workspaces(workspace.sid)
+    channels = {c.sid for c in ws.task_channels.list()}
+    assert len(channels) == 15
+    workers = ws.workers.list()
+    assert len(workers) == 40
+    for worker in workers:
+        wcs = ws.workers(worker.sid).worker_channels.list()
+        assert sorted(c.task_channel_sid for c in wcs) == sorted(channels), worker.friendly_name

@@ -12,6 +12,8 @@ from helpers import (
     expect_error,
     header,
     missing_sid,
+    race,
+    unique_name,
 )
 
 
@@ -126,6 +128,7 @@ def test_update_activity_changes_availability(ws):
         True,
     )
     assert updated.date_status_changed >= worker.date_status_changed
+    assert updated.links["activity"].endswith(f"/Activities/{acts['Available'].sid}")
     back = ws.workers(worker.sid).update(activity_sid=acts["Unavailable"].sid)
     assert (back.activity_name, back.available) == ("Unavailable", False)
     assert ws.workers(worker.sid).fetch().activity_sid == acts["Unavailable"].sid
@@ -166,6 +169,11 @@ def test_rename_to_existing_name_conflicts(ws):
     assert ws.workers(frank.sid).fetch().friendly_name == "Frank"
 
 
+def test_rename_to_own_name_in_other_case(ws):
+    worker = ws.workers.create(friendly_name="Henry")
+    assert ws.workers(worker.sid).update(friendly_name="HENRY").friendly_name == "HENRY"
+
+
 def test_same_name_allowed_after_delete(ws):
     first = ws.workers.create(friendly_name="Reused")
     ws.workers(first.sid).delete()
@@ -174,8 +182,6 @@ def test_same_name_allowed_after_delete(ws):
 
 
 def test_same_name_in_other_workspace_allowed(tr, ws):
-    from helpers import unique_name
-
     other = tr.workspaces.create(friendly_name=unique_name("other"))
     try:
         ws.workers.create(friendly_name="Gina")
@@ -326,3 +332,24 @@ def test_sid_with_wrong_prefix_is_404(ws):
 def test_fetch_missing_worker(ws):
     with expect_error(404, 20404):
         ws.workers(missing_sid("WK")).fetch()
+
+
+def test_limits_count_characters_not_bytes(ws):
+    """Limits are in characters ("4,096 characters", "up to 64 characters"):
+    multi-byte UTF-8 text at the limit is accepted."""
+    filler = "é" * (4096 - len('{"a": ""}'))
+    attributes = json.dumps({"a": filler}, ensure_ascii=False)
+    assert len(attributes) == 4096 and len(attributes.encode()) > 4096
+    worker = ws.workers.create(friendly_name="ü" * 64, attributes=attributes)
+    assert worker.friendly_name == "ü" * 64
+    assert_json_equal(worker.attributes, {"a": filler})
+
+
+def test_concurrent_duplicate_creates_yield_one_worker(server, workspace):
+    """Eight clients race to create the same worker: exactly one wins."""
+    ws = server.client().taskrouter.v1.workspaces(workspace.sid)
+    results = race(8, lambda: ws.workers.create(friendly_name="Racer").sid)
+    created = [r for r in results if isinstance(r, str)]
+    assert len(created) == 1, results
+    assert sorted(r for r in results if not isinstance(r, str)) == [409] * 7
+    assert [w.sid for w in ws.workers.list()] == created

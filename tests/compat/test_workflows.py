@@ -12,6 +12,7 @@ from helpers import (
     expect_error,
     missing_sid,
     routing_config,
+    unique_name,
 )
 
 
@@ -112,8 +113,6 @@ def test_default_filter_must_reference_existing_queue(ws):
 
 
 def test_queue_from_other_workspace_rejected(tr, ws, queues):
-    from helpers import unique_name
-
     other = tr.workspaces.create(friendly_name=unique_name("other"))
     try:
         with expect_error(400):
