@@ -753,9 +753,6 @@ async fn task_queues_validate_and_refuse_deletion_while_routed_to() {
         c.delete(&format!("{queues}/{}", sid(&full))).await.status,
         StatusCode::NO_CONTENT
     );
-    c.get(&format!("{queues}?EvaluateWorkerAttributes=%7B%7D"))
-        .await
-        .error(501, 20501);
 }
 
 #[tokio::test]
@@ -911,4 +908,231 @@ async fn unknown_paths_wrong_methods_and_later_resources_answer_twilio_errors() 
     c.post(&format!("{ws}/Tasks"), &[("Attributes", "{}")])
         .await
         .error(501, 20501);
+}
+
+#[tokio::test]
+async fn queue_membership_follows_expressions_workers_and_attributes() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let workers = format!("{ws}/Workers");
+    let queues = format!("{ws}/TaskQueues");
+    let mut created = Vec::new();
+    for (name, attrs) in [
+        ("Alice", r#"{"languages": ["en", "es"], "level": 5}"#),
+        ("Bob", r#"{"languages": ["en"], "level": "2"}"#),
+    ] {
+        created.push(
+            c.post(&workers, &[("FriendlyName", name), ("Attributes", attrs)])
+                .await
+                .ok(StatusCode::CREATED),
+        );
+    }
+    let alice = created[0].clone();
+    let spanish = c
+        .post(
+            &queues,
+            &[
+                ("FriendlyName", "Spanish"),
+                ("TargetWorkers", r#"languages HAS "es""#),
+            ],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    c.post(
+        &queues,
+        &[
+            ("FriendlyName", "English"),
+            ("TargetWorkers", "languages HAS 'en'"),
+        ],
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    c.post(
+        &queues,
+        &[("FriendlyName", "Nobody"), ("TargetWorkers", "")],
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    let members = |q: &str| format!("{workers}?TaskQueueName={q}");
+    assert_eq!(
+        names(&c.list_all(&members("Spanish"), "workers").await),
+        vec!["Alice"]
+    );
+    assert_eq!(
+        names(&c.list_all(&members("English"), "workers").await),
+        vec!["Alice", "Bob"]
+    );
+    assert!(
+        c.list_all(&members("Nobody"), "workers").await.is_empty(),
+        "an empty expression matches no one"
+    );
+    assert!(c.list_all(&members("Missing"), "workers").await.is_empty());
+    let by_sid = format!("{workers}?TaskQueueSid={}", sid(&spanish));
+    assert_eq!(names(&c.list_all(&by_sid, "workers").await), vec!["Alice"]);
+
+    // A new worker, changed attributes and a changed expression all move membership.
+    c.post(
+        &workers,
+        &[
+            ("FriendlyName", "Carla"),
+            ("Attributes", r#"{"languages": ["es"]}"#),
+        ],
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    assert_eq!(
+        names(&c.list_all(&by_sid, "workers").await),
+        vec!["Alice", "Carla"]
+    );
+    c.post(
+        &format!("{workers}/{}", sid(&alice)),
+        &[("Attributes", r#"{"languages": ["fr"]}"#)],
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(names(&c.list_all(&by_sid, "workers").await), vec!["Carla"]);
+    c.post(
+        &format!("{queues}/{}", sid(&spanish)),
+        &[("TargetWorkers", "1==1")],
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(
+        names(&c.list_all(&by_sid, "workers").await),
+        vec!["Alice", "Bob", "Carla"]
+    );
+
+    // Expression filters on the lists.
+    let expr = |e: &str| format!("{workers}?TargetWorkersExpression={}", urlencode(e));
+    assert!(c.list_all(&expr("level > 5"), "workers").await.is_empty());
+    assert_eq!(
+        names(&c.list_all(&expr("level >= 2"), "workers").await),
+        vec!["Bob"],
+        "\"2\" compares as 2; Alice's level went with her old attributes"
+    );
+    assert_eq!(
+        names(
+            &c.list_all(&expr("friendly_name == 'Carla'"), "workers")
+                .await
+        ),
+        vec!["Carla"]
+    );
+    assert_eq!(
+        c.list_all(&expr("activity_name == 'Offline'"), "workers")
+            .await
+            .len(),
+        3
+    );
+    let msg = c.get(&expr("level >")).await.error(400, 20001);
+    assert!(msg.contains("position 7"), "{msg}");
+
+    let eval = |a: &str| format!("{queues}?EvaluateWorkerAttributes={}", urlencode(a));
+    assert_eq!(
+        names(
+            &c.list_all(&eval(r#"{"languages": ["en"]}"#), "task_queues")
+                .await
+        ),
+        vec!["Spanish", "English"]
+    );
+    assert_eq!(
+        names(
+            &c.list_all(&eval(r#"{"languages": ["de"]}"#), "task_queues")
+                .await
+        ),
+        vec!["Spanish"]
+    );
+    c.get(&eval("{not json")).await.error(400, 20001);
+    let for_worker = format!("{queues}?WorkerSid={}", sid(&alice));
+    assert_eq!(
+        names(&c.list_all(&for_worker, "task_queues").await),
+        vec!["Spanish"]
+    );
+
+    // Bad expressions are refused with the position, and change nothing.
+    let msg = c
+        .post(
+            &queues,
+            &[("FriendlyName", "Bad"), ("TargetWorkers", "languages HAS")],
+        )
+        .await
+        .error(400, 20001);
+    assert!(
+        msg.contains("TargetWorkers") && msg.contains("position 13"),
+        "{msg}"
+    );
+    let msg = c
+        .post(
+            &format!("{queues}/{}", sid(&spanish)),
+            &[("TargetWorkers", "(a == 1")],
+        )
+        .await
+        .error(400, 20001);
+    assert!(msg.contains("')'"), "{msg}");
+    assert_eq!(
+        c.get(&format!("{queues}/{}", sid(&spanish)))
+            .await
+            .ok(StatusCode::OK)["target_workers"],
+        "1==1"
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn workflow_expressions_are_checked_when_saved() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let q = c
+        .post(&format!("{ws}/TaskQueues"), &[("FriendlyName", "Q")])
+        .await
+        .ok(StatusCode::CREATED);
+    let flows = format!("{ws}/Workflows");
+    let doc = |filter: &str, target: &str| {
+        format!(
+            r#"{{"task_routing":{{"filters":[{{"expression":"{filter}","targets":[{{"queue":"{}"{target}}}]}}]}}}}"#,
+            sid(&q)
+        )
+    };
+    let good = doc(
+        "type == 'ticket' AND customer_value == 'Gold'",
+        r#","expression":"task.requested_agent == worker.agent_id","order_by":"worker.english_level ASC","skip_if":"workers.available == 0","known_worker_sid":"task.last_agent_sid""#,
+    );
+    c.post(
+        &flows,
+        &[("FriendlyName", "Gold"), ("Configuration", &good)],
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    for (config, mentions) in [
+        (doc("type ==", ""), "filters[0].expression"),
+        (
+            doc("1==1", r#","expression":"agent == 1""#),
+            "task. or worker.",
+        ),
+        (doc("1==1", r#","skip_if":"busy > 1""#), "workers.available"),
+        (
+            doc("1==1", r#","order_by":"worker.level SIDEWAYS""#),
+            "order_by",
+        ),
+        (
+            doc("1==1", r#","known_worker_friendly_name":"worker.name""#),
+            "task attribute",
+        ),
+    ] {
+        let msg = c
+            .post(
+                &flows,
+                &[("FriendlyName", "Bad"), ("Configuration", &config)],
+            )
+            .await
+            .error(400, 20001);
+        assert!(msg.contains(mentions), "{msg}");
+    }
+    assert_eq!(
+        c.list_all(&flows, "workflows").await.len(),
+        1,
+        "nothing was created by the bad requests"
+    );
 }

@@ -4,8 +4,11 @@
 //! [`crate::Change`]). Fields marked `#[serde(skip)]` are derived (parsed attributes, parsed
 //! workflow configuration) and are rebuilt by [`crate::Workspace::restore`].
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use taskyard_expr::Expr;
 
 use crate::Sid;
 
@@ -136,6 +139,13 @@ pub struct TaskQueue {
     pub assignment_activity_sid: Option<Sid>,
     pub date_created: Millis,
     pub date_updated: Millis,
+    /// `target_workers`, parsed once; `None` when it is empty (no worker is eligible).
+    #[serde(skip)]
+    pub target: Option<Expr>,
+    /// The eligible workers: those whose attributes match `target`. Kept current as workers
+    /// and the expression change, one worker or one queue at a time.
+    #[serde(skip)]
+    pub members: BTreeSet<Sid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 //! Twilio's own examples send both.
 
 use serde_json::{Map, Value};
+use taskyard_expr::{Expr, Key, OrderBy, Scope};
 
 use crate::{Sid, sid::prefix};
 
@@ -30,7 +31,7 @@ pub struct WorkflowConfig {
 pub struct Filter {
     pub friendly_name: Option<String>,
     /// Evaluated against task attributes (no prefix).
-    pub expression: String,
+    pub expression: Expr,
     pub targets: Vec<Target>,
 }
 
@@ -42,11 +43,16 @@ pub struct Target {
     pub priority: Option<i64>,
     /// Seconds, measured cumulatively against the task's age.
     pub timeout: Option<u64>,
-    pub expression: Option<String>,
-    pub order_by: Option<String>,
-    pub skip_if: Option<String>,
-    pub known_worker_sid: Option<String>,
-    pub known_worker_friendly_name: Option<String>,
+    /// Joins `task.` and `worker.` keys.
+    pub expression: Option<Expr>,
+    /// Empty when the target has no `order_by`.
+    pub order_by: Vec<OrderBy>,
+    /// Over `workers.available`, `workers.unavailable`, `workers.<activity sid>`.
+    pub skip_if: Option<Expr>,
+    /// A `task.<attribute>` holding the SID of the one worker to target.
+    pub known_worker_sid: Option<Key>,
+    /// A `task.<attribute>` holding the friendly name of the one worker to target.
+    pub known_worker_friendly_name: Option<Key>,
 }
 
 impl WorkflowConfig {
@@ -98,6 +104,7 @@ fn parse_filter(item: &Value, index: usize) -> Result<Filter, String> {
         .ok_or_else(|| format!("{at} must be an object"))?;
     let expression = opt_string(obj, "expression", &at)?
         .ok_or_else(|| format!("{at}.expression is required"))?;
+    let expression = expression_in(&expression, Scope::Attributes, &format!("{at}.expression"))?;
     let friendly_name = opt_string(obj, "filter_friendly_name", &at)?;
     let targets_json = match obj.get("targets") {
         Some(Value::Array(t)) if !t.is_empty() => t,
@@ -134,16 +141,42 @@ fn parse_target(
         Some(t) if t > 0 => Some(t as u64),
         Some(_) => return Err(format!("{at}.timeout must be a positive number of seconds")),
     };
+    let compile = |key: &str, scope| -> Result<Option<Expr>, String> {
+        opt_string(obj, key, at)?
+            .map(|src| expression_in(&src, scope, &format!("{at}.{key}")))
+            .transpose()
+    };
+    let order_by = match opt_string(obj, "order_by", at)? {
+        None => Vec::new(),
+        Some(src) => taskyard_expr::parse_order_by(&src)
+            .map_err(|e| format!("{at}.order_by '{src}' is not valid: {e}"))?,
+    };
+    let task_key = |key: &str| -> Result<Option<Key>, String> {
+        let Some(src) = opt_string(obj, key, at)? else {
+            return Ok(None);
+        };
+        match taskyard_expr::parse_key(&src, Scope::Target) {
+            Ok(k) if k.root() == Some("task") => Ok(Some(k)),
+            _ => Err(format!(
+                "{at}.{key} must name a task attribute, such as task.last_agent_sid"
+            )),
+        }
+    };
     Ok(Target {
         queue,
         priority: opt_int(obj, "priority", at)?,
         timeout,
-        expression: opt_string(obj, "expression", at)?,
-        order_by: opt_string(obj, "order_by", at)?,
-        skip_if: opt_string(obj, "skip_if", at)?,
-        known_worker_sid: opt_string(obj, "known_worker_sid", at)?,
-        known_worker_friendly_name: opt_string(obj, "known_worker_friendly_name", at)?,
+        expression: compile("expression", Scope::Target)?,
+        order_by,
+        skip_if: compile("skip_if", Scope::SkipIf)?,
+        known_worker_sid: task_key("known_worker_sid")?,
+        known_worker_friendly_name: task_key("known_worker_friendly_name")?,
     })
+}
+
+fn expression_in(src: &str, scope: Scope, at: &str) -> Result<Expr, String> {
+    taskyard_expr::parse(src, scope)
+        .map_err(|e| format!("{at} '{src}' is not a valid expression: {e}"))
 }
 
 fn opt_string(obj: &Map<String, Value>, key: &str, at: &str) -> Result<Option<String>, String> {
@@ -177,7 +210,8 @@ mod tests {
             r#"{{"task_routing": {{"filters": [{{"filter_friendly_name": "Gold",
                 "expression": "tier == 'gold'",
                 "targets": [{{"queue": "{Q1}", "priority": "10", "timeout": 300,
-                              "expression": "task.a == worker.a", "skip_if": "workers.available == 0"}},
+                              "expression": "task.a == worker.a", "skip_if": "workers.available == 0",
+                              "order_by": "worker.level DESC", "known_worker_sid": "task.agent"}},
                             {{"priority": 20}}]}}],
                 "default_filter": {{"queue": "{Q2}"}}}}}}"#
         );
@@ -187,6 +221,16 @@ mod tests {
         assert_eq!(f.friendly_name.as_deref(), Some("Gold"));
         assert_eq!(f.targets[0].priority, Some(10));
         assert_eq!(f.targets[0].timeout, Some(300));
+        assert_eq!(f.targets[0].order_by.len(), 1);
+        assert!(f.targets[0].order_by[0].descending);
+        assert!(f.targets[0].skip_if.is_some() && f.targets[0].expression.is_some());
+        assert_eq!(
+            f.targets[0]
+                .known_worker_sid
+                .as_ref()
+                .map(|k| k.to_string()),
+            Some("task.agent".into())
+        );
         assert_eq!(f.targets[1].queue.to_string(), Q1, "queue inherited");
         assert_eq!(f.targets[1].priority, Some(20));
         assert_eq!(

@@ -4,7 +4,7 @@
 //! workspace exactly as it was. A successful command returns the [`Change`]s the store must
 //! commit before the client is answered.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::Serialize;
@@ -14,6 +14,7 @@ use crate::error::EngineError;
 use crate::model::*;
 use crate::sid::{Sid, SidSource, prefix};
 use crate::workflow::WorkflowConfig;
+use taskyard_expr::{Context, Expr, Key, Scope, Val};
 
 /// Twilio's limit on friendly names of workspaces, activities, workers and task channels.
 pub const MAX_FRIENDLY_NAME: usize = 64;
@@ -435,7 +436,14 @@ impl Workspace {
                     ws.workers.insert(w.sid, w);
                 }
                 Kind::TaskQueue => {
-                    let q: TaskQueue = parse(kind, &body)?;
+                    let mut q: TaskQueue = parse(kind, &body)?;
+                    q.target = compile_target_workers(&q.target_workers).map_err(|e| {
+                        RestoreError::BadRow {
+                            kind: kind.as_str(),
+                            sid: q.sid.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?;
                     ws.task_queues.insert(q.sid, q);
                 }
                 Kind::Workflow => {
@@ -453,6 +461,16 @@ impl Workspace {
             }
         }
         ws.info = info.ok_or(RestoreError::MissingWorkspace)?;
+        let members: Vec<(Sid, BTreeSet<Sid>)> = ws
+            .task_queues
+            .values()
+            .map(|q| (q.sid, ws.matching_workers(q.target.as_ref())))
+            .collect();
+        for (sid, m) in members {
+            if let Some(q) = ws.task_queues.get_mut(&sid) {
+                q.members = m;
+            }
+        }
         Ok(ws)
     }
 
@@ -640,6 +658,7 @@ impl Workspace {
                 let name = w.friendly_name.to_lowercase();
                 self.worker_names.remove(&name);
                 self.workers.remove(&sid);
+                self.refresh_membership(sid);
                 Ok(one(
                     sid,
                     Change::Delete {
@@ -921,6 +940,7 @@ impl Workspace {
         let change = put(Kind::Worker, sid, &w);
         self.worker_names.insert(key, sid);
         self.workers.insert(sid, w);
+        self.refresh_membership(sid);
         Ok(one(sid, change))
     }
 
@@ -966,13 +986,18 @@ impl Workspace {
             w.activity_sid = a;
             w.date_status_changed = now;
         }
+        let attributes_changed = attributes.is_some();
         if let Some((text, value)) = attributes {
             w.attributes = text;
             w.attrs = value;
         }
         w.version += 1;
         w.date_updated = now;
-        Ok(one(sid, put(Kind::Worker, sid, &*w)))
+        let change = put(Kind::Worker, sid, &*w);
+        if attributes_changed {
+            self.refresh_membership(sid);
+        }
+        Ok(one(sid, change))
     }
 
     fn update_worker_channel(
@@ -1046,7 +1071,11 @@ impl Workspace {
                 self.activity_param(sid, param)?;
             }
         }
-        Ok(match existing {
+        let target = match &p.target_workers {
+            Some(text) => Some((text.clone(), compile_target_workers(text)?)),
+            None => None,
+        };
+        let mut q = match existing {
             None => TaskQueue {
                 sid: ids.next_sid(prefix::TASK_QUEUE, now),
                 friendly_name,
@@ -1057,6 +1086,8 @@ impl Workspace {
                 assignment_activity_sid: p.assignment_activity_sid,
                 date_created: now,
                 date_updated: now,
+                target: compile_target_workers("1==1")?,
+                members: Default::default(),
             },
             Some(q) => TaskQueue {
                 sid: q.sid,
@@ -1068,8 +1099,49 @@ impl Workspace {
                 assignment_activity_sid: p.assignment_activity_sid.or(q.assignment_activity_sid),
                 date_created: q.date_created,
                 date_updated: now,
+                target: q.target.clone(),
+                members: q.members.clone(),
             },
-        })
+        };
+        // Membership is recomputed over all workers only when the expression changes.
+        if let Some((text, compiled)) = target {
+            q.target_workers = text;
+            q.target = compiled;
+            q.members = self.matching_workers(q.target.as_ref());
+        } else if existing.is_none() {
+            q.members = self.matching_workers(q.target.as_ref());
+        }
+        Ok(q)
+    }
+
+    /// Workers whose attributes satisfy `target`.
+    fn matching_workers(&self, target: Option<&Expr>) -> BTreeSet<Sid> {
+        match target {
+            None => BTreeSet::new(),
+            Some(e) => self
+                .workers
+                .values()
+                .filter(|w| e.eval(&w.attrs))
+                .map(|w| w.sid)
+                .collect(),
+        }
+    }
+
+    /// Re-evaluates one worker's membership in every queue (after its attributes changed,
+    /// or it was created). `None` removes it everywhere (deleted).
+    fn refresh_membership(&mut self, worker: Sid) {
+        let attrs = self.workers.get(&worker).map(|w| &w.attrs);
+        for q in self.task_queues.values_mut() {
+            let member = match (attrs, &q.target) {
+                (Some(a), Some(e)) => e.eval(a),
+                _ => false,
+            };
+            if member {
+                q.members.insert(worker);
+            } else {
+                q.members.remove(&worker);
+            }
+        }
     }
 
     /// Builds a workflow from `p`, on top of `existing` for updates. Validates everything,
@@ -1291,6 +1363,52 @@ pub fn parse_attributes(text: String, param: &'static str) -> Result<(String, Va
             param,
             format!("{param} is not valid JSON: {e}"),
         )),
+    }
+}
+
+/// Parses a queue's `TargetWorkers`; an empty expression means no worker is eligible
+/// (Twilio: tasks then wait until they are moved or deleted).
+fn compile_target_workers(text: &str) -> Result<Option<Expr>, EngineError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    taskyard_expr::parse(text, Scope::Attributes)
+        .map(Some)
+        .map_err(|e| {
+            EngineError::invalid(
+                "TargetWorkers",
+                format!("TargetWorkers is not a valid expression: {e}"),
+            )
+        })
+}
+
+/// A worker as the expression-filtered list endpoints see it: its attributes plus the fields
+/// `sid`, `friendly_name`, `activity_sid` and `activity_name`.
+pub struct WorkerView<'a> {
+    pub workspace: &'a Workspace,
+    pub worker: &'a Worker,
+}
+
+impl Context for WorkerView<'_> {
+    fn get(&self, key: &Key) -> Val<'_> {
+        if key.segs.len() == 1 {
+            let w = self.worker;
+            let builtin = match key.root() {
+                Some("sid") => Some(w.sid.to_string()),
+                Some("friendly_name") => Some(w.friendly_name.clone()),
+                Some("activity_sid") => Some(w.activity_sid.to_string()),
+                Some("activity_name") => self
+                    .workspace
+                    .activities
+                    .get(&w.activity_sid)
+                    .map(|a| a.friendly_name.clone()),
+                _ => None,
+            };
+            if let Some(v) = builtin {
+                return Val::Str(v.into());
+            }
+        }
+        taskyard_expr::lookup(&self.worker.attrs, &key.segs)
     }
 }
 

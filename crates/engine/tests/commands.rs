@@ -259,6 +259,15 @@ fn random_commands_keep_store_rows_and_memory_in_step() {
                 ws.all_rows(),
                 "seed {seed} step {step}: stored rows diverge from memory after {cmd:?}"
             );
+            // Queue membership is maintained incrementally; recomputing it from scratch
+            // (as a restore does) must agree.
+            for (sid, q) in ws.task_queues() {
+                assert_eq!(
+                    q.members,
+                    restored.task_queues()[sid].members,
+                    "seed {seed} step {step}: membership of {sid} drifted after {cmd:?}"
+                );
+            }
         }
         assert!(
             accepted > 50,
@@ -284,9 +293,32 @@ fn random_command(rng: &mut fastrand::Rng, ws: &Workspace) -> Command {
     let flow = pick(rng, ws.workflows().keys().copied(), bogus("WW"));
     let names = ["Ann", "ann", "Bob", "Cy", "", "x", "Dee", "Eve"];
     let name = names[rng.usize(0..names.len())].to_string();
-    let attrs =
-        ["{}", r#"{"skills": ["a"], "level": 3}"#, "{bad", "[]"][rng.usize(0..4)].to_string();
-    match rng.u8(0..14) {
+    let attrs = [
+        "{}",
+        r#"{"skills": ["a"], "level": 3}"#,
+        r#"{"skills": ["a", "b"], "level": 1}"#,
+        r#"{"level": "5"}"#,
+        "{bad",
+        "[]",
+    ][rng.usize(0..6)]
+    .to_string();
+    let targets = [
+        "1==1",
+        "skills HAS 'a'",
+        "level >= 3",
+        "skills HAS 'b' OR level > 4",
+        "",
+        "level >=",
+    ];
+    let target = targets[rng.usize(0..targets.len())].to_string();
+    match rng.u8(0..16) {
+        14 | 15 => Command::UpdateTaskQueue {
+            sid: queue,
+            params: TaskQueueParams {
+                target_workers: Some(target),
+                ..Default::default()
+            },
+        },
         0 => Command::CreateActivity {
             friendly_name: name,
             available: rng.bool(),
@@ -325,6 +357,7 @@ fn random_command(rng: &mut fastrand::Rng, ws: &Workspace) -> Command {
         },
         9 => Command::CreateTaskQueue(TaskQueueParams {
             friendly_name: Some(name),
+            target_workers: rng.bool().then_some(target),
             max_reserved_workers: rng.bool().then(|| rng.u32(0..60)),
             reservation_activity_sid: rng.bool().then_some(activity),
             ..Default::default()

@@ -109,6 +109,18 @@ pub fn parse(src: &str, scope: Scope) -> Result<Expr, ParseError> {
     Ok(e)
 }
 
+/// Parses a single key such as `task.last_agent_sid` (for `known_worker_sid` and friends).
+pub fn parse_key(src: &str, scope: Scope) -> Result<Key, ParseError> {
+    let mut p = Parser::new(src, scope)?;
+    let at = p.at();
+    let key = p.key("a key")?;
+    scope
+        .check(&key)
+        .map_err(|expected| ParseError::new(at, expected, format!("'{key}'")))?;
+    p.expect_end("the end of the key")?;
+    Ok(key)
+}
+
 /// One `order_by` clause: `worker.<attribute> ASC|DESC`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderBy {

@@ -24,7 +24,7 @@ pub mod ast;
 pub mod eval;
 pub mod lexer;
 
-pub use ast::{Cmp, Expr, Key, Lit, Op, Operand, OrderBy, Seg, parse, parse_order_by};
+pub use ast::{Cmp, Expr, Key, Lit, Op, Operand, OrderBy, Seg, parse, parse_key, parse_order_by};
 pub use eval::{Context, Val, lookup};
 
 /// Longest expression accepted, in bytes (Twilio publishes no limit).
@@ -65,7 +65,7 @@ pub enum Scope {
 
 impl Scope {
     /// `Err(what was expected)` if `key` is not allowed here.
-    fn check(self, key: &Key) -> Result<(), &'static str> {
+    pub(crate) fn check(self, key: &Key) -> Result<(), &'static str> {
         match self {
             Scope::Attributes => Ok(()),
             Scope::Target => match key.root() {

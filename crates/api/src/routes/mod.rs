@@ -375,12 +375,3 @@ pub fn check_ordering(q: &Params) -> Result<(), ApiError> {
         ))),
     }
 }
-
-/// A list filter that needs the expression language, which this version does not evaluate.
-pub fn not_implemented_filter(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        crate::error::code::NOT_IMPLEMENTED,
-        format!("The {name} filter is not implemented by this version of Taskyard yet"),
-    )
-}

@@ -4,7 +4,9 @@
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
-use taskyard_engine::{Command, TaskQueueParams, WorkflowParams, Workspace, sid::prefix};
+use taskyard_engine::{
+    Command, TaskQueueParams, WorkflowParams, Workspace, parse_attributes, sid::prefix,
+};
 
 use super::{Ctx, Form, check_ordering, json, to_json};
 use crate::error::ApiError;
@@ -207,17 +209,26 @@ pub async fn list_task_queues(ctx: Ctx, Path(ws): Path<String>) -> Result<Respon
     let h = ctx.workspace(&ws)?;
     let page = ctx.page()?;
     check_ordering(&ctx.query)?;
-    for filter in ["EvaluateWorkerAttributes", "WorkerSid"] {
-        if ctx.query.str(filter).is_some() {
-            return Err(super::not_implemented_filter(filter));
-        }
-    }
     let name = ctx.query.string("FriendlyName");
+    let worker = ctx.query.sid("WorkerSid", prefix::WORKER)?;
+    // EvaluateWorkerAttributes: the queues a worker with these attributes would belong to.
+    let attributes = match ctx.query.string("EvaluateWorkerAttributes") {
+        None => None,
+        Some(text) => Some(
+            parse_attributes(text, "EvaluateWorkerAttributes")
+                .map_err(|e| ApiError::from_engine(e, &ctx.path))?
+                .1,
+        ),
+    };
     let urls = ctx.app.urls.clone();
     let body = ctx
         .read(&h, move |ws| {
             let (items, meta) = page.select(ws.task_queues(), |q| {
                 name.as_ref().is_none_or(|n| *n == q.friendly_name)
+                    && worker.is_none_or(|w| q.members.contains(&w))
+                    && attributes
+                        .as_ref()
+                        .is_none_or(|a| q.target.as_ref().is_some_and(|t| t.eval(a)))
             });
             let items: Vec<_> = items
                 .into_iter()

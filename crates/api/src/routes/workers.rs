@@ -6,9 +6,10 @@ use std::hash::{Hash, Hasher};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
-use taskyard_engine::{Command, CreateWorker, UpdateWorker, sid::prefix};
+use taskyard_engine::{Command, CreateWorker, UpdateWorker, WorkerView, sid::prefix};
+use taskyard_expr::Scope;
 
-use super::{Ctx, Form, check_ordering, json, json_with_etag, not_implemented_filter, to_json};
+use super::{Ctx, Form, check_ordering, json, json_with_etag, to_json};
 use crate::error::ApiError;
 use crate::paging::envelope;
 use crate::render;
@@ -17,20 +18,36 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
     let h = ctx.workspace(&ws)?;
     let page = ctx.page()?;
     check_ordering(&ctx.query)?;
-    for filter in ["TargetWorkersExpression", "TaskQueueSid", "TaskQueueName"] {
-        if ctx.query.str(filter).is_some() {
-            return Err(not_implemented_filter(filter));
-        }
-    }
     let q = &ctx.query;
     let activity_sid = q.sid("ActivitySid", prefix::ACTIVITY)?;
     let activity_name = q.string("ActivityName");
     let available = q.loose_bool("Available");
     let name = q.string("FriendlyName");
+    let expression = match q.str("TargetWorkersExpression") {
+        None => None,
+        Some(src) => Some(taskyard_expr::parse(src, Scope::Attributes).map_err(|e| {
+            ApiError::invalid(format!(
+                "TargetWorkersExpression is not a valid expression: {e}"
+            ))
+        })?),
+    };
+    let queue_sid = q.sid("TaskQueueSid", prefix::TASK_QUEUE)?;
+    let queue_name = q.string("TaskQueueName");
     let with_attributes = ctx.app.list_attributes;
     let urls = ctx.app.urls.clone();
     let body = ctx
         .read(&h, move |ws| {
+            // Eligible workers of the named queue (by SID and/or name); an unknown queue
+            // matches no worker.
+            let queue_filter = (queue_sid.is_some() || queue_name.is_some()).then(|| {
+                ws.task_queues()
+                    .values()
+                    .find(|tq| {
+                        queue_sid.is_none_or(|s| s == tq.sid)
+                            && queue_name.as_ref().is_none_or(|n| *n == tq.friendly_name)
+                    })
+                    .map(|tq| &tq.members)
+            });
             let (items, meta) = page.select(ws.workers(), |w| {
                 let activity = ws.activities().get(&w.activity_sid);
                 activity_sid.is_none_or(|a| a == w.activity_sid)
@@ -41,6 +58,13 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
                     && name
                         .as_ref()
                         .is_none_or(|n| n.eq_ignore_ascii_case(&w.friendly_name))
+                    && queue_filter.is_none_or(|m| m.is_some_and(|m| m.contains(&w.sid)))
+                    && expression.as_ref().is_none_or(|e| {
+                        e.eval(&WorkerView {
+                            workspace: ws,
+                            worker: w,
+                        })
+                    })
             });
             // The list's ETag changes whenever any worker on the page changes.
             let mut tag = std::collections::hash_map::DefaultHasher::new();
