@@ -274,18 +274,12 @@ pub fn worker_channel<'a>(
     c: &WorkerChannel,
 ) -> WorkerChannelJson<'a> {
     let i = ws.info();
-    // No tasks are routed yet, so nothing is assigned and all configured capacity is free.
-    let assigned: u32 = 0;
-    let percentage = if c.configured_capacity == 0 {
-        0
-    } else {
-        100 - (assigned * 100).div_ceil(c.configured_capacity)
-    };
+    let load = ws.channel_load(w, c);
     WorkerChannelJson {
         account_sid: i.account_sid,
-        assigned_tasks: assigned,
+        assigned_tasks: load.assigned_tasks,
         available: c.available,
-        available_capacity_percentage: percentage,
+        available_capacity_percentage: load.available_capacity_percentage,
         configured_capacity: c.configured_capacity,
         date_created: Iso(c.date_created),
         date_updated: Iso(c.date_updated),

@@ -7,6 +7,8 @@
 //! * [`model`] — the resources (activities, task channels, workers and their channels, task
 //!   queues, workflows) as plain structs that double as the stored rows.
 //! * [`workflow`] — parsing and validating workflow configuration documents.
+//! * [`contexts`] — what expression keys mean for a worker, a task/worker pair, a queue's
+//!   `skip_if` counts, and `order_by`.
 //! * [`workspace`] — [`Workspace::apply`]: a typed [`Command`] in, an [`Applied`] (the affected
 //!   SID and the [`Change`]s to persist) or an [`EngineError`] out. A failed command changes
 //!   nothing. [`Workspace::restore`] rebuilds the state from stored rows.
@@ -14,12 +16,14 @@
 //! Time is always a parameter (`now`, in Unix milliseconds), so tests and simulations can
 //! drive hours of activity in microseconds and replay any run exactly.
 
+pub mod contexts;
 pub mod error;
 pub mod model;
 pub mod sid;
 pub mod workflow;
 pub mod workspace;
 
+pub use contexts::{ChannelLoad, SkipIfView, TargetView, WorkerView, compare_workers};
 pub use error::EngineError;
 pub use model::*;
 pub use sid::{Sid, SidError, SidSource, TimeOrderedSids};

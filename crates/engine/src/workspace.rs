@@ -14,7 +14,7 @@ use crate::error::EngineError;
 use crate::model::*;
 use crate::sid::{Sid, SidSource, prefix};
 use crate::workflow::WorkflowConfig;
-use taskyard_expr::{Context, Expr, Key, Scope, Val};
+use taskyard_expr::{Expr, Scope};
 
 /// Twilio's limit on friendly names of workspaces, activities, workers and task channels.
 pub const MAX_FRIENDLY_NAME: usize = 64;
@@ -1380,36 +1380,6 @@ fn compile_target_workers(text: &str) -> Result<Option<Expr>, EngineError> {
                 format!("TargetWorkers is not a valid expression: {e}"),
             )
         })
-}
-
-/// A worker as the expression-filtered list endpoints see it: its attributes plus the fields
-/// `sid`, `friendly_name`, `activity_sid` and `activity_name`.
-pub struct WorkerView<'a> {
-    pub workspace: &'a Workspace,
-    pub worker: &'a Worker,
-}
-
-impl Context for WorkerView<'_> {
-    fn get(&self, key: &Key) -> Val<'_> {
-        if key.segs.len() == 1 {
-            let w = self.worker;
-            let builtin = match key.root() {
-                Some("sid") => Some(w.sid.to_string()),
-                Some("friendly_name") => Some(w.friendly_name.clone()),
-                Some("activity_sid") => Some(w.activity_sid.to_string()),
-                Some("activity_name") => self
-                    .workspace
-                    .activities
-                    .get(&w.activity_sid)
-                    .map(|a| a.friendly_name.clone()),
-                _ => None,
-            };
-            if let Some(v) = builtin {
-                return Val::Str(v.into());
-            }
-        }
-        taskyard_expr::lookup(&self.worker.attrs, &key.segs)
-    }
 }
 
 /// TaskChannel unique names: letters, digits, `_` and `$`, not starting with a digit.
