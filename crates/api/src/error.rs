@@ -30,6 +30,8 @@ pub mod code {
     pub const NOT_FOUND: u32 = 20404;
     /// Uniqueness conflict (Twilio does not publish one code for this; Taskyard uses 20409).
     pub const CONFLICT: u32 = 20409;
+    /// Accepting a rescinded reservation (Twilio answers "a 410 series response").
+    pub const GONE: u32 = 20410;
     /// `If-Match` mismatch (Twilio answers 412; Taskyard uses 20412 as the code).
     pub const PRECONDITION: u32 = 20412;
     /// Internal error.
@@ -104,6 +106,7 @@ impl ApiError {
             EngineError::Conflict { message } => {
                 Self::new(StatusCode::CONFLICT, code::CONFLICT, message)
             }
+            EngineError::Gone { message } => Self::new(StatusCode::GONE, code::GONE, message),
             e @ EngineError::VersionMismatch { .. } => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 code::PRECONDITION,

@@ -24,6 +24,8 @@ pub enum Cursor {
     Start,
     After(Sid),
     Before(Sid),
+    /// Position in a list sorted by something other than creation (`PO<offset>`).
+    Offset(usize),
 }
 
 /// The paging part of a list request, plus what is needed to build the meta URLs.
@@ -57,6 +59,10 @@ impl PageRequest {
                     ApiError::invalid(format!("PageToken '{t}' is not a token this server issued"))
                 };
                 let (dir, sid) = t.split_at_checked(2).ok_or_else(bad)?;
+                if dir == "PO" {
+                    let n = t[2..].parse().map_err(|_| bad())?;
+                    return Self::finish(query, url_base, size, page, Cursor::Offset(n));
+                }
                 let sid: Sid = sid.parse().map_err(|_| bad())?;
                 match dir {
                     "PA" => Cursor::After(sid),
@@ -65,6 +71,16 @@ impl PageRequest {
                 }
             }
         };
+        Self::finish(query, url_base, size, page, cursor)
+    }
+
+    fn finish(
+        query: &Params,
+        url_base: String,
+        size: usize,
+        page: u32,
+        cursor: Cursor,
+    ) -> Result<PageRequest, ApiError> {
         if page > 0 && cursor == Cursor::Start {
             return Err(ApiError::invalid(
                 "Absolute paging (Page without PageToken) is not supported; follow next_page_url (Twilio warning 40153)",
@@ -99,6 +115,46 @@ impl PageRequest {
         s
     }
 
+    fn token(&self) -> Option<String> {
+        match self.cursor {
+            Cursor::Start => None,
+            Cursor::After(s) => Some(format!("PA{s}")),
+            Cursor::Before(s) => Some(format!("PB{s}")),
+            Cursor::Offset(n) => Some(format!("PO{n}")),
+        }
+    }
+
+    /// Picks this page from `items`, a list already filtered and sorted some other way
+    /// than by creation; tokens are offsets into it (`PO<n>`).
+    pub fn select_sorted<'a, V>(&self, items: Vec<&'a V>) -> (Vec<&'a V>, Meta) {
+        let start = match self.cursor {
+            Cursor::Offset(n) => n,
+            _ => 0,
+        };
+        let total = items.len();
+        let end = (start + self.size).min(total);
+        let page: Vec<&V> = items
+            .into_iter()
+            .skip(start)
+            .take(end.saturating_sub(start))
+            .collect();
+        let next = (end < total).then(|| self.url(self.page + 1, Some(format!("PO{end}"))));
+        let previous = (start > 0).then(|| {
+            let prev = start.saturating_sub(self.size);
+            self.url(self.page.saturating_sub(1), Some(format!("PO{prev}")))
+        });
+        let meta = Meta {
+            page: self.page,
+            page_size: self.size,
+            first_page_url: self.url(0, None),
+            previous_page_url: previous,
+            url: self.url(self.page, self.token()),
+            next_page_url: next,
+            key: "",
+        };
+        (page, meta)
+    }
+
     /// Picks this page's entries from `map` (those `keep` accepts) and builds the meta.
     pub fn select<'a, V>(
         &self,
@@ -121,6 +177,7 @@ impl PageRequest {
                 items.truncate(n);
                 (items, self.page > 0, more)
             }
+            Cursor::Offset(_) => (Vec::new(), false, false),
             Cursor::Before(s) => {
                 let mut items: Vec<_> = map
                     .range(..s)
@@ -144,11 +201,7 @@ impl PageRequest {
             }
             _ => None,
         };
-        let current_token = match self.cursor {
-            Cursor::Start => None,
-            Cursor::After(s) => Some(format!("PA{s}")),
-            Cursor::Before(s) => Some(format!("PB{s}")),
-        };
+        let current_token = self.token();
         let meta = Meta {
             page: self.page,
             page_size: self.size,

@@ -3,8 +3,8 @@
 
 use serde::{Serialize, Serializer};
 use taskyard_engine::{
-    Account, Activity, Millis, Sid, TaskChannel, TaskQueue, Worker, WorkerChannel, Workflow,
-    Workspace, WorkspaceInfo,
+    Account, Activity, Millis, Reservation, Sid, Task, TaskChannel, TaskQueue, Worker,
+    WorkerChannel, Workflow, Workspace, WorkspaceInfo,
 };
 use time::OffsetDateTime;
 
@@ -458,5 +458,168 @@ mod tests {
     fn timestamps_are_iso_8601_utc_seconds() {
         assert_eq!(iso(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso(1_400_064_602_999), "2014-05-14T10:50:02Z");
+    }
+}
+
+/// Parses an ISO-8601 / RFC 3339 timestamp (`2014-05-14T10:50:02Z`) into milliseconds.
+pub fn parse_iso(s: &str) -> Option<Millis> {
+    let t = OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as Millis)
+}
+
+#[derive(Serialize)]
+pub struct TaskLinks {
+    task_queue: Option<String>,
+    workflow: Option<String>,
+    workspace: String,
+    reservations: String,
+}
+
+#[derive(Serialize)]
+pub struct TaskJson<'a> {
+    account_sid: Sid,
+    age: i64,
+    assignment_status: &'static str,
+    attributes: Option<&'a str>,
+    addons: &'static str,
+    date_created: Iso,
+    date_updated: Iso,
+    task_queue_entered_date: Option<Iso>,
+    virtual_start_time: Iso,
+    priority: i64,
+    reason: Option<&'a str>,
+    sid: Sid,
+    task_queue_sid: Option<Sid>,
+    task_queue_friendly_name: Option<&'a str>,
+    task_channel_sid: Sid,
+    task_channel_unique_name: Option<&'a str>,
+    timeout: u32,
+    workflow_sid: Option<Sid>,
+    workflow_friendly_name: Option<&'a str>,
+    workspace_sid: Sid,
+    ignore_capacity: bool,
+    routing_target: Option<&'a str>,
+    url: String,
+    links: TaskLinks,
+}
+
+/// A task at time `now` (for `age`); `with_attributes` is false in lists.
+pub fn task<'a>(
+    u: &Urls,
+    ws: &'a Workspace,
+    t: &'a Task,
+    now: Millis,
+    with_attributes: bool,
+) -> TaskJson<'a> {
+    let i = ws.info();
+    let me = u.under(i.sid, &format!("Tasks/{}", t.sid));
+    let queue = t.task_queue_sid.and_then(|q| ws.task_queues().get(&q));
+    let workflow = t.workflow_sid.and_then(|w| ws.workflows().get(&w));
+    TaskJson {
+        account_sid: i.account_sid,
+        age: ((now - t.date_created) / 1000).max(0),
+        assignment_status: t.assignment_status.as_str(),
+        attributes: with_attributes.then_some(t.attributes.as_str()),
+        addons: "{}",
+        date_created: Iso(t.date_created),
+        date_updated: Iso(t.date_updated),
+        task_queue_entered_date: t.task_queue_entered_date.map(Iso),
+        virtual_start_time: Iso(t.virtual_start_time),
+        priority: t.priority,
+        reason: t.reason.as_deref(),
+        sid: t.sid,
+        task_queue_sid: t.task_queue_sid,
+        task_queue_friendly_name: queue.map(|q| q.friendly_name.as_str()),
+        task_channel_sid: t.task_channel_sid,
+        task_channel_unique_name: ws
+            .task_channels()
+            .get(&t.task_channel_sid)
+            .map(|c| c.unique_name.as_str()),
+        timeout: t.timeout,
+        workflow_sid: t.workflow_sid,
+        workflow_friendly_name: workflow.map(|w| w.friendly_name.as_str()),
+        workspace_sid: i.sid,
+        ignore_capacity: t.ignore_capacity,
+        routing_target: t.routing_target.as_deref(),
+        links: TaskLinks {
+            task_queue: t
+                .task_queue_sid
+                .map(|q| u.under(i.sid, &format!("TaskQueues/{q}"))),
+            workflow: t
+                .workflow_sid
+                .map(|w| u.under(i.sid, &format!("Workflows/{w}"))),
+            workspace: u.workspace(i.sid),
+            reservations: format!("{me}/Reservations"),
+        },
+        url: me,
+    }
+}
+
+#[derive(Serialize)]
+pub struct ReservationLinks {
+    task: String,
+    worker: String,
+    workspace: String,
+}
+
+#[derive(Serialize)]
+pub struct ReservationJson<'a> {
+    account_sid: Sid,
+    date_created: Iso,
+    date_updated: Iso,
+    reservation_status: &'static str,
+    sid: Sid,
+    task_sid: Sid,
+    worker_name: Option<&'a str>,
+    worker_sid: Sid,
+    workspace_sid: Sid,
+    url: String,
+    links: ReservationLinks,
+}
+
+/// Which path a reservation is seen through: `…/Tasks/WT/Reservations` or
+/// `…/Workers/WK/Reservations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Task,
+    Worker,
+}
+
+pub fn reservation<'a>(
+    u: &Urls,
+    ws: &'a Workspace,
+    r: &Reservation,
+    scope: Scope,
+) -> ReservationJson<'a> {
+    let i = ws.info();
+    let url = match scope {
+        Scope::Task => u.under(
+            i.sid,
+            &format!("Tasks/{}/Reservations/{}", r.task_sid, r.sid),
+        ),
+        Scope::Worker => u.under(
+            i.sid,
+            &format!("Workers/{}/Reservations/{}", r.worker_sid, r.sid),
+        ),
+    };
+    ReservationJson {
+        account_sid: i.account_sid,
+        date_created: Iso(r.date_created),
+        date_updated: Iso(r.date_updated),
+        reservation_status: r.status.as_str(),
+        sid: r.sid,
+        task_sid: r.task_sid,
+        worker_name: ws
+            .workers()
+            .get(&r.worker_sid)
+            .map(|w| w.friendly_name.as_str()),
+        worker_sid: r.worker_sid,
+        workspace_sid: i.sid,
+        url,
+        links: ReservationLinks {
+            task: u.under(i.sid, &format!("Tasks/{}", r.task_sid)),
+            worker: u.under(i.sid, &format!("Workers/{}", r.worker_sid)),
+            workspace: u.workspace(i.sid),
+        },
     }
 }

@@ -896,7 +896,6 @@ async fn unknown_paths_wrong_methods_and_later_resources_answer_twilio_errors() 
         .error(405, 20004);
     c.delete("/v1/Workspaces").await.error(405, 20004);
     for later in [
-        "Tasks",
         "Events",
         "Statistics",
         "Workers/Statistics",
@@ -905,7 +904,7 @@ async fn unknown_paths_wrong_methods_and_later_resources_answer_twilio_errors() 
         let msg = c.get(&format!("{ws}/{later}")).await.error(501, 20501);
         assert!(msg.contains("not implemented"), "{msg}");
     }
-    c.post(&format!("{ws}/Tasks"), &[("Attributes", "{}")])
+    c.get(&format!("{ws}/Events/EV00000000000000000000000000000000"))
         .await
         .error(501, 20501);
 }

@@ -27,15 +27,16 @@ pub struct ChannelLoad {
 }
 
 impl Workspace {
-    /// The load of a worker's channel. (No tasks are routed yet, so nothing is assigned;
-    /// this is the one place that will count them.)
-    pub fn channel_load(&self, _worker: &Worker, channel: &WorkerChannel) -> ChannelLoad {
-        let assigned: u32 = 0;
+    /// The load of a worker's channel: accepted and wrapping reservations are its assigned
+    /// tasks; pending ones count against its free capacity too.
+    pub fn channel_load(&self, worker: &Worker, channel: &WorkerChannel) -> ChannelLoad {
+        let (pending, assigned) = self.channel_counts(worker.sid, channel.task_channel_sid);
+        let used = pending + assigned;
         let cap = channel.configured_capacity;
-        let available_capacity_percentage = if cap == 0 || assigned >= cap {
+        let available_capacity_percentage = if cap == 0 || used >= cap {
             0
         } else {
-            100 - (assigned * 100).div_ceil(cap)
+            100 - (used * 100).div_ceil(cap)
         };
         ChannelLoad {
             assigned_tasks: assigned,

@@ -20,6 +20,9 @@ pub enum EngineError {
     /// `If-Match` did not match the resource's current version.
     #[error("If-Match {given} does not match the current version {current}")]
     VersionMismatch { given: String, current: u64 },
+    /// The resource is gone for this purpose (accepting a rescinded reservation: 410).
+    #[error("{message}")]
+    Gone { message: String },
     /// The operation is not allowed in the resource's current state (e.g. deleting an
     /// activity that workers are in).
     #[error("{message}")]

@@ -19,6 +19,7 @@
 pub mod contexts;
 pub mod error;
 pub mod model;
+pub mod routing;
 pub mod sid;
 pub mod workflow;
 pub mod workspace;
@@ -26,6 +27,7 @@ pub mod workspace;
 pub use contexts::{ChannelLoad, SkipIfView, TargetView, WorkerView, compare_workers};
 pub use error::EngineError;
 pub use model::*;
+pub use routing::{CreateTask, UpdateReservation, UpdateTask};
 pub use sid::{Sid, SidError, SidSource, TimeOrderedSids};
 pub use workflow::{Filter, Target, WorkflowConfig};
 pub use workspace::*;

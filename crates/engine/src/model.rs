@@ -115,6 +115,10 @@ pub struct Worker {
     pub version: u64,
     /// One per task channel of the workspace, in task-channel creation order.
     pub channels: Vec<WorkerChannel>,
+    /// When the worker was last offered a task (its creation time before that); the router
+    /// offers tasks to the worker idle longest first.
+    #[serde(default)]
+    pub last_reserved_at: Millis,
     /// `attributes`, parsed once.
     #[serde(skip)]
     pub attrs: Value,
@@ -162,4 +166,163 @@ pub struct Workflow {
     /// `configuration`, parsed and checked once.
     #[serde(skip)]
     pub config: crate::WorkflowConfig,
+}
+
+/// A task's `assignment_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Pending,
+    Reserved,
+    Assigned,
+    Canceled,
+    Completed,
+    Wrapping,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Reserved => "reserved",
+            TaskStatus::Assigned => "assigned",
+            TaskStatus::Canceled => "canceled",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Wrapping => "wrapping",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        Some(match s {
+            "pending" => TaskStatus::Pending,
+            "reserved" => TaskStatus::Reserved,
+            "assigned" => TaskStatus::Assigned,
+            "canceled" => TaskStatus::Canceled,
+            "completed" => TaskStatus::Completed,
+            "wrapping" => TaskStatus::Wrapping,
+            _ => return None,
+        })
+    }
+
+    /// Canceled and completed tasks are finished: they wait only to be removed.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Canceled | TaskStatus::Completed)
+    }
+}
+
+/// Where a task stands in its workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Index into the workflow's filters; `None` for the default filter or a direct queue.
+    pub filter: Option<usize>,
+    /// Index into that filter's targets.
+    pub target: usize,
+    /// When the step times out (task creation + the cumulative target timeouts), if it does.
+    pub deadline: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub sid: Sid,
+    /// The attributes exactly as the client sent them (a JSON object).
+    pub attributes: String,
+    pub assignment_status: TaskStatus,
+    pub priority: i64,
+    /// Seconds the task may stay pending or reserved before it is canceled.
+    pub timeout: u32,
+    pub task_channel_sid: Sid,
+    pub workflow_sid: Option<Sid>,
+    pub task_queue_sid: Option<Sid>,
+    pub task_queue_entered_date: Option<Millis>,
+    pub virtual_start_time: Millis,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+    pub reason: Option<String>,
+    pub routing_target: Option<String>,
+    pub ignore_capacity: bool,
+    /// Bumped on every change; the `ETag` of the task.
+    pub version: u64,
+    /// Position in the workflow while routed by one.
+    pub step: Option<Step>,
+    /// Pending → reserved transitions so far (Twilio cancels a task after 1,000).
+    pub assignment_count: u32,
+    /// Workers that rejected this task; it is not offered to them again.
+    #[serde(default)]
+    pub rejected_by: Vec<Sid>,
+    /// When the task became assigned, canceled or completed (for its automatic removal).
+    pub status_changed_at: Millis,
+    /// `attributes`, parsed once.
+    #[serde(skip)]
+    pub attrs: Value,
+}
+
+/// A reservation's `reservation_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReservationStatus {
+    Pending,
+    Accepted,
+    Rejected,
+    Timeout,
+    Canceled,
+    Rescinded,
+    Wrapping,
+    Completed,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStatus::Pending => "pending",
+            ReservationStatus::Accepted => "accepted",
+            ReservationStatus::Rejected => "rejected",
+            ReservationStatus::Timeout => "timeout",
+            ReservationStatus::Canceled => "canceled",
+            ReservationStatus::Rescinded => "rescinded",
+            ReservationStatus::Wrapping => "wrapping",
+            ReservationStatus::Completed => "completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReservationStatus> {
+        Some(match s {
+            "pending" => ReservationStatus::Pending,
+            "accepted" => ReservationStatus::Accepted,
+            "rejected" => ReservationStatus::Rejected,
+            "timeout" => ReservationStatus::Timeout,
+            "canceled" => ReservationStatus::Canceled,
+            "rescinded" => ReservationStatus::Rescinded,
+            "wrapping" => ReservationStatus::Wrapping,
+            "completed" => ReservationStatus::Completed,
+            _ => return None,
+        })
+    }
+
+    /// Pending, accepted and wrapping reservations hold a slot of the worker's capacity.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            ReservationStatus::Pending | ReservationStatus::Accepted | ReservationStatus::Wrapping
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub sid: Sid,
+    pub task_sid: Sid,
+    pub worker_sid: Sid,
+    pub status: ReservationStatus,
+    /// The task's channel when the reservation was made (the capacity it holds).
+    pub task_channel_sid: Sid,
+    pub task_queue_sid: Option<Sid>,
+    pub workflow_sid: Option<Sid>,
+    pub date_created: Millis,
+    pub date_updated: Millis,
+    /// When a pending reservation times out.
+    pub timeout_at: Millis,
+    /// Single-tasking: the worker's activity before the reservation moved it, restored on
+    /// a rejection without `WorkerActivitySid`.
+    pub previous_activity_sid: Option<Sid>,
+    pub version: u64,
 }

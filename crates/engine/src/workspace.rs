@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::error::EngineError;
 use crate::model::*;
+use crate::routing::Routing;
 use crate::sid::{Sid, SidSource, prefix};
 use crate::workflow::WorkflowConfig;
 use taskyard_expr::{Expr, Scope};
@@ -41,6 +42,8 @@ pub enum Kind {
     WorkerChannel,
     TaskQueue,
     Workflow,
+    Task,
+    Reservation,
 }
 
 impl Kind {
@@ -54,6 +57,8 @@ impl Kind {
             Kind::WorkerChannel => "worker_channel",
             Kind::TaskQueue => "task_queue",
             Kind::Workflow => "workflow",
+            Kind::Task => "task",
+            Kind::Reservation => "reservation",
         }
     }
 
@@ -66,6 +71,8 @@ impl Kind {
             "worker_channel" => Kind::WorkerChannel,
             "task_queue" => Kind::TaskQueue,
             "workflow" => Kind::Workflow,
+            "task" => Kind::Task,
+            "reservation" => Kind::Reservation,
             _ => return None,
         })
     }
@@ -81,6 +88,8 @@ impl fmt::Display for Kind {
             Kind::WorkerChannel => "WorkerChannel",
             Kind::TaskQueue => "TaskQueue",
             Kind::Workflow => "Workflow",
+            Kind::Task => "Task",
+            Kind::Reservation => "Reservation",
         })
     }
 }
@@ -96,7 +105,7 @@ pub enum Change {
     DropWorkspace,
 }
 
-fn put<T: Serialize>(kind: Kind, sid: Sid, value: &T) -> Change {
+pub(crate) fn put<T: Serialize>(kind: Kind, sid: Sid, value: &T) -> Change {
     // Our own structs with string keys always serialize; a failure here is a programming error.
     let body = serde_json::to_string(value).expect("engine rows serialize to JSON");
     Change::Put { kind, sid, body }
@@ -241,6 +250,13 @@ pub enum Command {
         sid: Sid,
     },
     DeleteWorkspace,
+    CreateTask(crate::routing::CreateTask),
+    UpdateTask(crate::routing::UpdateTask),
+    DeleteTask {
+        sid: Sid,
+        if_match: Option<String>,
+    },
+    UpdateReservation(crate::routing::UpdateReservation),
 }
 
 /// Why stored rows could not be turned back into a workspace.
@@ -259,14 +275,16 @@ pub enum RestoreError {
 /// One workspace: its settings and every resource it owns.
 #[derive(Debug, Clone)]
 pub struct Workspace {
-    info: WorkspaceInfo,
-    activities: BTreeMap<Sid, Activity>,
-    task_channels: BTreeMap<Sid, TaskChannel>,
-    workers: BTreeMap<Sid, Worker>,
-    task_queues: BTreeMap<Sid, TaskQueue>,
-    workflows: BTreeMap<Sid, Workflow>,
+    pub(crate) info: WorkspaceInfo,
+    pub(crate) activities: BTreeMap<Sid, Activity>,
+    pub(crate) task_channels: BTreeMap<Sid, TaskChannel>,
+    pub(crate) workers: BTreeMap<Sid, Worker>,
+    pub(crate) task_queues: BTreeMap<Sid, TaskQueue>,
+    pub(crate) workflows: BTreeMap<Sid, Workflow>,
     /// Lower-cased worker friendly name → worker, for the workspace-wide uniqueness rule.
-    worker_names: HashMap<String, Sid>,
+    pub(crate) worker_names: HashMap<String, Sid>,
+    /// Tasks, reservations and everything the router derives from them.
+    pub(crate) routing: Routing,
 }
 
 impl Workspace {
@@ -342,6 +360,7 @@ impl Workspace {
             task_queues: BTreeMap::new(),
             workflows: BTreeMap::new(),
             worker_names: HashMap::new(),
+            routing: Routing::default(),
         };
 
         if p.template == Template::Fifo {
@@ -411,6 +430,7 @@ impl Workspace {
             task_queues: BTreeMap::new(),
             workflows: BTreeMap::new(),
             worker_names: HashMap::new(),
+            routing: Routing::default(),
         };
         for (kind, body) in rows {
             match kind {
@@ -457,6 +477,20 @@ impl Workspace {
                     })?;
                     ws.workflows.insert(wf.sid, wf);
                 }
+                Kind::Task => {
+                    let mut t: Task = parse(kind, &body)?;
+                    t.attrs =
+                        serde_json::from_str(&t.attributes).map_err(|e| RestoreError::BadRow {
+                            kind: kind.as_str(),
+                            sid: t.sid.to_string(),
+                            reason: e.to_string(),
+                        })?;
+                    ws.routing.tasks.insert(t.sid, t);
+                }
+                Kind::Reservation => {
+                    let r: Reservation = parse(kind, &body)?;
+                    ws.routing.reservations.insert(r.sid, r);
+                }
                 Kind::WorkerChannel => {} // stored inside their worker's row
             }
         }
@@ -471,6 +505,7 @@ impl Workspace {
                 q.members = m;
             }
         }
+        ws.rebuild_routing_indexes();
         Ok(ws)
     }
 
@@ -516,6 +551,18 @@ impl Workspace {
             self.workflows
                 .values()
                 .map(|w| put(Kind::Workflow, w.sid, w)),
+        );
+        rows.extend(
+            self.routing
+                .tasks
+                .values()
+                .map(|t| put(Kind::Task, t.sid, t)),
+        );
+        rows.extend(
+            self.routing
+                .reservations
+                .values()
+                .map(|r| put(Kind::Reservation, r.sid, r)),
         );
         rows
     }
@@ -569,8 +616,8 @@ impl Workspace {
 
     // ----- commands ----------------------------------------------------------------------
 
-    /// Applies one command at time `now`. On error nothing has changed.
-    pub fn apply(
+    /// Applies one configuration command (routing commands are in `routing.rs`).
+    pub(crate) fn apply_config(
         &mut self,
         cmd: Command,
         now: Millis,
@@ -578,6 +625,10 @@ impl Workspace {
     ) -> Result<Applied, EngineError> {
         match cmd {
             Command::UpdateWorkspace(p) => self.update_workspace(p, now),
+            Command::CreateTask(_)
+            | Command::UpdateTask(_)
+            | Command::DeleteTask { .. }
+            | Command::UpdateReservation(_) => unreachable!("routed by Workspace::apply"),
             Command::DeleteWorkspace => Ok(Applied {
                 sid: self.info.sid,
                 changes: vec![Change::DropWorkspace],
@@ -935,6 +986,7 @@ impl Workspace {
             date_status_changed: now,
             version: 0,
             channels,
+            last_reserved_at: now,
             attrs,
         };
         let change = put(Kind::Worker, sid, &w);
@@ -1234,7 +1286,11 @@ impl Workspace {
     }
 
     /// An activity named by a request parameter (a missing one is a 400, not a 404).
-    fn activity_param(&self, sid: Sid, param: &'static str) -> Result<&Activity, EngineError> {
+    pub(crate) fn activity_param(
+        &self,
+        sid: Sid,
+        param: &'static str,
+    ) -> Result<&Activity, EngineError> {
         self.activities.get(&sid).ok_or_else(|| {
             EngineError::invalid(
                 param,
@@ -1244,7 +1300,7 @@ impl Workspace {
     }
 }
 
-fn one(sid: Sid, change: Change) -> Applied {
+pub(crate) fn one(sid: Sid, change: Change) -> Applied {
     Applied {
         sid,
         changes: vec![change],
@@ -1275,7 +1331,7 @@ fn duplicate_worker(name: &str) -> EngineError {
 }
 
 /// Compares an `If-Match` header with a version. Accepts `"3"`, `3` and `W/"3"`.
-fn check_version(if_match: Option<&str>, current: u64) -> Result<(), EngineError> {
+pub(crate) fn check_version(if_match: Option<&str>, current: u64) -> Result<(), EngineError> {
     let Some(given) = if_match else { return Ok(()) };
     let bare = given.trim().trim_start_matches("W/").trim_matches('"');
     if bare == "*" || bare.parse::<u64>() == Ok(current) {

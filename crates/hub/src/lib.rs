@@ -85,6 +85,20 @@ pub struct ActorState {
     closed: bool,
 }
 
+impl ActorState {
+    /// Fires due timers. Their changes are committed like any other; no request waits on
+    /// them, so the actor does not wait either.
+    fn tick(&mut self) {
+        let changes = self.ws.tick(now_ms(), &mut self.sids);
+        if !changes.is_empty() {
+            drop(self.writer.submit(Write::Workspace {
+                workspace: self.ws.sid(),
+                changes,
+            }));
+        }
+    }
+}
+
 type Job = Box<dyn FnOnce(&mut ActorState) + Send>;
 
 /// A cheap handle to one workspace's actor.
@@ -112,7 +126,22 @@ impl WorkspaceHandle {
             closed: false,
         };
         tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
+            loop {
+                // Sleep until the next job or the engine's next deadline, whichever is first.
+                let job = match state.ws.next_deadline() {
+                    Some(at) => {
+                        let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+                        tokio::select! {
+                            job = rx.recv() => job,
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {
+                                state.tick();
+                                continue;
+                            }
+                        }
+                    }
+                    None => rx.recv().await,
+                };
+                let Some(job) = job else { break };
                 job(&mut state);
                 if state.closed {
                     break;

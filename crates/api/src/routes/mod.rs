@@ -2,6 +2,7 @@
 
 mod accounts;
 mod resources;
+mod tasks;
 mod workers;
 mod workspaces;
 
@@ -133,6 +134,30 @@ pub fn router(app: App) -> Router {
             methods(get(workers::fetch_channel).post(workers::update_channel)),
         )
         .route(
+            &format!("{ws}/Tasks"),
+            methods(get(tasks::list).post(tasks::create)),
+        )
+        .route(
+            &format!("{ws}/Tasks/{{sid}}"),
+            methods(get(tasks::fetch).post(tasks::update).delete(tasks::delete)),
+        )
+        .route(
+            &format!("{ws}/Tasks/{{sid}}/Reservations"),
+            methods(get(tasks::list_task_reservations)),
+        )
+        .route(
+            &format!("{ws}/Tasks/{{sid}}/Reservations/{{rid}}"),
+            methods(get(tasks::fetch_task_reservation).post(tasks::update_task_reservation)),
+        )
+        .route(
+            &format!("{ws}/Workers/{{sid}}/Reservations"),
+            methods(get(tasks::list_worker_reservations)),
+        )
+        .route(
+            &format!("{ws}/Workers/{{sid}}/Reservations/{{rid}}"),
+            methods(get(tasks::fetch_worker_reservation).post(tasks::update_worker_reservation)),
+        )
+        .route(
             "/2010-04-01/Accounts.json",
             methods(get(accounts::list).post(accounts::create)),
         )
@@ -140,12 +165,6 @@ pub fn router(app: App) -> Router {
 
     // Routes of resources that come later answer with a Twilio-shaped error, never a bare 404.
     let later = [
-        "Tasks",
-        "Tasks/{sid}",
-        "Tasks/{sid}/Reservations",
-        "Tasks/{sid}/Reservations/{rid}",
-        "Workers/{sid}/Reservations",
-        "Workers/{sid}/Reservations/{rid}",
         "Workers/{sid}/Statistics",
         "Workers/Statistics",
         "Workers/RealTimeStatistics",

@@ -1,0 +1,1563 @@
+//! Tasks, reservations and the router.
+//!
+//! ## How routing works
+//! A task enters its workflow: the first filter whose expression matches the task's
+//! attributes is chosen, then the first of its targets whose (cumulative, task-age based)
+//! timeout has not passed. The task waits in that target's queue, ordered FIFO (priority, then
+//! `virtual_start_time`) or LIFO (newest first). A worker can take it when it is one of the
+//! queue's members, its activity is available, it has free capacity on the task's channel
+//! (any free slot at all in single-tasking workspaces), it satisfies the target expression
+//! and known-worker rule, and it has not rejected this task before. Among such workers the
+//! target's `order_by` decides, then the one idle longest.
+//!
+//! Routing is event-driven and exhaustive: every change that could make a task and a worker
+//! fit (a task entering a queue, a worker becoming available or gaining capacity, a queue's
+//! expression changing, …) marks the task or worker *dirty*, and [`Workspace::settle`]
+//! processes dirty workers (each takes the best task waiting for it) and then dirty tasks
+//! (each takes the best free workers, up to the queue's `max_reserved_workers`) until none is
+//! left. So after every command and every timer, no pending task waits while a worker who
+//! could take it is free — the invariant the simulation test checks after every step.
+//!
+//! Timers (reservation timeouts, step timeouts, task TTLs, removal of finished tasks) live in
+//! one ordered set and are all derived from stored timestamps, so a restart re-arms them.
+//! A timer found stale when it fires (its task moved on) is simply dropped.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::contexts::{TargetView, WorkerView, compare_workers};
+use crate::error::EngineError;
+use crate::model::*;
+use crate::sid::{Sid, SidSource, prefix};
+use crate::workflow::Target;
+use crate::workspace::{
+    Applied, Change, Command, Kind, Workspace, check_version, parse_attributes, put,
+};
+
+/// Longest a task may wait while pending or reserved (`Timeout`), in seconds.
+pub const MAX_TASK_TIMEOUT: u32 = 1_209_600;
+/// Default task `Timeout`, in seconds.
+pub const DEFAULT_TASK_TIMEOUT: u32 = 86_400;
+/// Largest task priority.
+pub const MAX_PRIORITY: i64 = 2_147_483_647;
+/// After this many pending → reserved transitions a task is canceled.
+pub const MAX_ASSIGNMENTS: u32 = 1_000;
+/// Finished (canceled or completed) tasks are removed this long after finishing.
+pub const FINISHED_TASK_RETENTION_MS: Millis = 5 * 60 * 1000;
+/// Assigned or wrapping tasks are removed this long after assignment.
+pub const ASSIGNED_TASK_LIFETIME_MS: Millis = 24 * 60 * 60 * 1000;
+/// Reservation timeout for tasks routed straight to a queue (no workflow).
+pub const DEFAULT_RESERVATION_TIMEOUT: u32 = 120;
+
+/// What a timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    ReservationTimeout(Sid),
+    StepTimeout(Sid),
+    TaskTtl(Sid),
+    /// Remove a finished task, or an assigned one that was never completed.
+    TaskRemoval(Sid),
+}
+
+/// Where a pending task sits in its queue's order.
+type QueueKey = (i64, i64, Sid);
+
+/// Tasks and reservations, plus indexes derived from them (rebuilt on restore).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Routing {
+    pub(crate) tasks: BTreeMap<Sid, Task>,
+    pub(crate) reservations: BTreeMap<Sid, Reservation>,
+    /// Queue → its pending tasks in dispatch order.
+    pending: HashMap<Sid, BTreeSet<QueueKey>>,
+    /// Task → where it is in `pending`.
+    pending_at: HashMap<Sid, (Sid, QueueKey)>,
+    /// Worker → its active (pending, accepted, wrapping) reservations.
+    by_worker: HashMap<Sid, Vec<Sid>>,
+    /// Task → all its reservations, oldest first.
+    by_task: HashMap<Sid, Vec<Sid>>,
+    timers: BTreeSet<(Millis, Timer)>,
+    dirty_workers: BTreeSet<Sid>,
+    dirty_tasks: BTreeSet<Sid>,
+    /// Dirty tasks that must be re-evaluated against their workflow, not just retried.
+    replace: BTreeSet<Sid>,
+    /// Rows changed since the last flush.
+    touched: BTreeSet<(u8, Sid)>,
+}
+
+const T_TASK: u8 = 0;
+const T_RESERVATION: u8 = 1;
+const T_WORKER: u8 = 2;
+
+/// Parameters of `POST /Tasks`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateTask {
+    pub attributes: Option<String>,
+    pub priority: Option<i64>,
+    pub timeout: Option<u32>,
+    /// TaskChannel SID or unique name (default `default`).
+    pub task_channel: Option<String>,
+    pub workflow_sid: Option<Sid>,
+    pub task_queue_sid: Option<Sid>,
+    pub virtual_start_time: Option<Millis>,
+    /// A workflow (`WW…`) or queue (`WQ…`) SID to route to.
+    pub routing_target: Option<String>,
+    pub ignore_capacity: Option<bool>,
+}
+
+/// Parameters of `POST /Tasks/{Sid}`.
+#[derive(Debug, Clone)]
+pub struct UpdateTask {
+    pub sid: Sid,
+    pub if_match: Option<String>,
+    pub attributes: Option<String>,
+    pub priority: Option<i64>,
+    pub assignment_status: Option<TaskStatus>,
+    pub reason: Option<String>,
+    pub task_channel: Option<String>,
+    pub virtual_start_time: Option<Millis>,
+}
+
+/// Parameters of `POST …/Reservations/{Sid}` (task- or worker-scoped).
+#[derive(Debug, Clone)]
+pub struct UpdateReservation {
+    pub sid: Sid,
+    /// The task or worker of the path; the reservation must belong to it.
+    pub task: Option<Sid>,
+    pub worker: Option<Sid>,
+    pub if_match: Option<String>,
+    pub status: Option<ReservationStatus>,
+    pub worker_activity_sid: Option<Sid>,
+}
+
+impl Workspace {
+    // ----- read access -------------------------------------------------------------------
+
+    pub fn tasks(&self) -> &BTreeMap<Sid, Task> {
+        &self.routing.tasks
+    }
+
+    pub fn reservations(&self) -> &BTreeMap<Sid, Reservation> {
+        &self.routing.reservations
+    }
+
+    /// A task's reservations, oldest first.
+    pub fn task_reservations(&self, task: Sid) -> impl Iterator<Item = &Reservation> {
+        self.routing
+            .by_task
+            .get(&task)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| self.routing.reservations.get(r))
+    }
+
+    /// Reservations holding a slot of the worker's capacity (pending, accepted, wrapping).
+    pub fn active_reservations(&self, worker: Sid) -> impl Iterator<Item = &Reservation> {
+        self.routing
+            .by_worker
+            .get(&worker)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| self.routing.reservations.get(r))
+    }
+
+    /// `(pending, accepted or wrapping)` reservations of a worker on one channel.
+    pub fn channel_counts(&self, worker: Sid, channel: Sid) -> (u32, u32) {
+        let mut counts = (0, 0);
+        for r in self
+            .active_reservations(worker)
+            .filter(|r| r.task_channel_sid == channel)
+        {
+            if r.status == ReservationStatus::Pending {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+        counts
+    }
+
+    /// The earliest moment [`Workspace::tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.routing.timers.first().map(|(at, _)| *at)
+    }
+
+    // ----- the command entry point -------------------------------------------------------
+
+    /// Applies one command at time `now`. On error nothing has changed. The returned
+    /// changes include every row the router touched (reservations made, workers moved).
+    pub fn apply(
+        &mut self,
+        cmd: Command,
+        now: Millis,
+        ids: &mut dyn SidSource,
+    ) -> Result<Applied, EngineError> {
+        let mut applied = match cmd {
+            Command::CreateTask(p) => self.create_task(p, now, ids)?,
+            Command::UpdateTask(p) => self.update_task(p, now, ids)?,
+            Command::DeleteTask { sid, if_match } => self.delete_task(sid, if_match, now)?,
+            Command::UpdateReservation(p) => self.update_reservation(p, now)?,
+            cmd => {
+                self.check_config_command(&cmd)?;
+                let follow_up = FollowUp::of(&cmd);
+                let applied = self.apply_config(cmd, now, ids)?;
+                self.follow_up(follow_up, &applied, now, ids);
+                applied
+            }
+        };
+        self.settle(now, ids);
+        applied.changes.extend(self.flush());
+        Ok(applied)
+    }
+
+    /// Fires every timer due at `now` and routes whatever that frees. Returns the rows to
+    /// commit (nothing, when nothing was due).
+    pub fn tick(&mut self, now: Millis, ids: &mut dyn SidSource) -> Vec<Change> {
+        while let Some(&(at, timer)) = self.routing.timers.first() {
+            if at > now {
+                break;
+            }
+            self.routing.timers.pop_first();
+            self.fire(at, timer, now);
+        }
+        self.settle(now, ids);
+        self.flush()
+    }
+
+    // ----- configuration commands that touch routing -------------------------------------
+
+    /// Refuses configuration changes that would strand tasks or reservations.
+    fn check_config_command(&self, cmd: &Command) -> Result<(), EngineError> {
+        let live = || {
+            self.routing
+                .tasks
+                .values()
+                .filter(|t| !t.assignment_status.is_terminal())
+        };
+        match cmd {
+            Command::DeleteWorker { sid, .. } => {
+                let n = self.active_reservations(*sid).count();
+                if n > 0 {
+                    return Err(EngineError::Refused {
+                        message: format!(
+                            "Cannot delete Worker {sid}: it has {n} pending or accepted reservation(s). Complete or reject them first."
+                        ),
+                    });
+                }
+            }
+            Command::DeleteTaskQueue { sid } => {
+                if let Some(t) = live().find(|t| t.task_queue_sid == Some(*sid)) {
+                    return Err(EngineError::Refused {
+                        message: format!("Cannot delete TaskQueue {sid}: Task {} is in it", t.sid),
+                    });
+                }
+            }
+            Command::DeleteWorkflow { sid } => {
+                if let Some(t) = live().find(|t| t.workflow_sid == Some(*sid)) {
+                    return Err(EngineError::Refused {
+                        message: format!(
+                            "Cannot delete Workflow {sid}: it is routing Task {}",
+                            t.sid
+                        ),
+                    });
+                }
+            }
+            Command::DeleteTaskChannel { channel } => {
+                if let Some(c) = self.find_task_channel(channel)
+                    && let Some(t) = live().find(|t| t.task_channel_sid == c.sid)
+                {
+                    return Err(EngineError::Refused {
+                        message: format!(
+                            "Cannot delete TaskChannel {}: Task {} uses it",
+                            c.sid, t.sid
+                        ),
+                    });
+                }
+            }
+            Command::UpdateWorkspace(p)
+                if p.multi_task_enabled
+                    .is_some_and(|m| m != self.info.multi_task_enabled)
+                    && self.routing.by_worker.values().any(|v| !v.is_empty()) =>
+            {
+                return Err(EngineError::Refused {
+                    message: "MultiTaskEnabled cannot change while workers hold reservations"
+                        .into(),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn follow_up(&mut self, f: FollowUp, applied: &Applied, now: Millis, ids: &mut dyn SidSource) {
+        match f {
+            FollowUp::None => {}
+            FollowUp::Worker { reject_pending } => {
+                if reject_pending {
+                    let pending: Vec<Sid> = self
+                        .active_reservations(applied.sid)
+                        .filter(|r| r.status == ReservationStatus::Pending)
+                        .map(|r| r.sid)
+                        .collect();
+                    for r in pending {
+                        self.end_reservation(r, ReservationStatus::Rejected, now);
+                    }
+                }
+                self.routing.dirty_workers.insert(applied.sid);
+            }
+            FollowUp::WorkerOfChannel(worker) => {
+                self.routing.dirty_workers.insert(worker);
+            }
+            FollowUp::Queue => self.requeue(applied.sid),
+            FollowUp::Workflow { re_evaluate } => {
+                if re_evaluate {
+                    let pending: Vec<Sid> = self
+                        .routing
+                        .tasks
+                        .values()
+                        .filter(|t| {
+                            t.workflow_sid == Some(applied.sid)
+                                && t.assignment_status == TaskStatus::Pending
+                        })
+                        .map(|t| t.sid)
+                        .collect();
+                    for t in pending {
+                        self.place(t, now, ids);
+                    }
+                }
+            }
+            FollowUp::AllWorkers => {
+                let all: Vec<Sid> = self.workers.keys().copied().collect();
+                self.routing.dirty_workers.extend(all);
+            }
+        }
+    }
+
+    /// Re-sorts a queue's pending tasks (its order may have changed) and retries them all
+    /// (its members may have changed).
+    fn requeue(&mut self, queue: Sid) {
+        let tasks: Vec<Sid> = self
+            .routing
+            .pending
+            .get(&queue)
+            .map(|set| set.iter().map(|k| k.2).collect())
+            .unwrap_or_default();
+        for t in tasks {
+            self.unqueue(t);
+            self.enqueue(t, queue);
+            self.routing.dirty_tasks.insert(t);
+        }
+    }
+
+    // ----- tasks -------------------------------------------------------------------------
+
+    fn create_task(
+        &mut self,
+        p: CreateTask,
+        now: Millis,
+        ids: &mut dyn SidSource,
+    ) -> Result<Applied, EngineError> {
+        let (workflow_sid, task_queue_sid) = self.route_of(&p)?;
+        let (attributes, attrs) =
+            parse_attributes(p.attributes.unwrap_or_else(|| "{}".into()), "Attributes")?;
+        let priority = p.priority.unwrap_or(0);
+        check_priority(priority)?;
+        let timeout = p.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT);
+        if !(1..=MAX_TASK_TIMEOUT).contains(&timeout) {
+            return Err(EngineError::invalid(
+                "Timeout",
+                format!("Timeout must be between 1 and {MAX_TASK_TIMEOUT} seconds"),
+            ));
+        }
+        let channel = self.channel_param(p.task_channel.as_deref().unwrap_or("default"))?;
+        let vst = match p.virtual_start_time {
+            Some(v) => check_virtual_start_time(v, now)?,
+            None => now,
+        };
+
+        let sid = ids.next_sid(prefix::TASK, now);
+        let task = Task {
+            sid,
+            attributes,
+            assignment_status: TaskStatus::Pending,
+            priority,
+            timeout,
+            task_channel_sid: channel,
+            workflow_sid,
+            task_queue_sid,
+            task_queue_entered_date: None,
+            virtual_start_time: vst,
+            date_created: now,
+            date_updated: now,
+            reason: None,
+            routing_target: p.routing_target,
+            ignore_capacity: p.ignore_capacity.unwrap_or(false),
+            version: 0,
+            step: None,
+            assignment_count: 0,
+            rejected_by: Vec::new(),
+            status_changed_at: now,
+            attrs,
+        };
+        self.routing.tasks.insert(sid, task);
+        self.routing
+            .timers
+            .insert((now + i64::from(timeout) * 1000, Timer::TaskTtl(sid)));
+        self.touch(T_TASK, sid);
+        self.place(sid, now, ids);
+        Ok(Applied {
+            sid,
+            changes: Vec::new(),
+        })
+    }
+
+    /// The workflow and/or queue a new task is routed by.
+    fn route_of(&self, p: &CreateTask) -> Result<(Option<Sid>, Option<Sid>), EngineError> {
+        if let Some(target) = &p.routing_target {
+            let sid: Sid = target.parse().map_err(|_| {
+                EngineError::invalid(
+                    "RoutingTarget",
+                    "RoutingTarget must be a Workflow (WW…) or TaskQueue (WQ…) SID",
+                )
+            })?;
+            return match sid.prefix() {
+                prefix::WORKFLOW if self.workflows.contains_key(&sid) => Ok((Some(sid), None)),
+                prefix::TASK_QUEUE if self.task_queues.contains_key(&sid) => Ok((None, Some(sid))),
+                prefix::WORKER => Err(EngineError::invalid(
+                    "RoutingTarget",
+                    "Routing a task straight to a Worker is not supported by Taskyard yet; route it through a queue or workflow",
+                )),
+                _ => Err(EngineError::invalid(
+                    "RoutingTarget",
+                    format!("RoutingTarget {sid} is not a Workflow or TaskQueue of this workspace"),
+                )),
+            };
+        }
+        if let Some(q) = p.task_queue_sid {
+            if !self.task_queues.contains_key(&q) {
+                return Err(EngineError::invalid(
+                    "TaskQueueSid",
+                    format!("TaskQueueSid {q} is not a TaskQueue of this workspace"),
+                ));
+            }
+            if p.workflow_sid.is_none() {
+                return Ok((None, Some(q)));
+            }
+        }
+        match p.workflow_sid {
+            Some(w) if self.workflows.contains_key(&w) => Ok((Some(w), None)),
+            Some(w) => Err(EngineError::invalid(
+                "WorkflowSid",
+                format!("WorkflowSid {w} is not a Workflow of this workspace"),
+            )),
+            None => match self.workflows.len() {
+                1 => Ok((self.workflows.keys().next().copied(), None)),
+                0 => Err(EngineError::invalid(
+                    "WorkflowSid",
+                    "This workspace has no Workflow; create one or pass TaskQueueSid",
+                )),
+                _ => Err(EngineError::invalid(
+                    "WorkflowSid",
+                    "WorkflowSid is required when the workspace has more than one Workflow",
+                )),
+            },
+        }
+    }
+
+    fn update_task(
+        &mut self,
+        p: UpdateTask,
+        now: Millis,
+        ids: &mut dyn SidSource,
+    ) -> Result<Applied, EngineError> {
+        let sid = p.sid;
+        let t = self
+            .routing
+            .tasks
+            .get(&sid)
+            .ok_or_else(|| EngineError::not_found(Kind::Task, sid))?;
+        check_version(p.if_match.as_deref(), t.version)?;
+        let status = t.assignment_status;
+        let attributes = p
+            .attributes
+            .map(|a| parse_attributes(a, "Attributes"))
+            .transpose()?;
+        if let Some(pr) = p.priority {
+            check_priority(pr)?;
+        }
+        let channel = p
+            .task_channel
+            .as_deref()
+            .map(|c| self.channel_param(c))
+            .transpose()?;
+        let vst = p
+            .virtual_start_time
+            .map(|v| check_virtual_start_time(v, now))
+            .transpose()?;
+        let describe = |verb: &str, why: &str| EngineError::Refused {
+            message: format!(
+                "Cannot {verb} {sid} in workspace {} for account {} because it is {why}.",
+                self.info.sid, self.info.account_sid
+            ),
+        };
+        if let Some(target) = p.assignment_status {
+            let allowed = match target {
+                TaskStatus::Canceled => {
+                    matches!(status, TaskStatus::Pending | TaskStatus::Reserved)
+                        .then_some(())
+                        .ok_or_else(|| describe("cancel task", "not pending or reserved"))
+                }
+                TaskStatus::Wrapping => (status == TaskStatus::Assigned)
+                    .then_some(())
+                    .ok_or_else(|| describe("wrap up a task", "not currently assigned")),
+                TaskStatus::Completed => {
+                    matches!(status, TaskStatus::Assigned | TaskStatus::Wrapping)
+                        .then_some(())
+                        .ok_or_else(|| describe("complete task", "not assigned or wrapping"))
+                }
+                other => Err(EngineError::invalid(
+                    "AssignmentStatus",
+                    format!(
+                        "AssignmentStatus can only be set to canceled, wrapping or completed, not {}",
+                        other.as_str()
+                    ),
+                )),
+            };
+            allowed?;
+            if matches!(target, TaskStatus::Canceled | TaskStatus::Completed) && p.reason.is_none()
+            {
+                return Err(EngineError::invalid(
+                    "Reason",
+                    "Reason is required when a task is canceled or completed",
+                ));
+            }
+        }
+        if (channel.is_some() || vst.is_some()) && status.is_terminal() {
+            return Err(describe("update task", "finished"));
+        }
+
+        // Validated: apply.
+        let t = self.routing.tasks.get_mut(&sid).expect("checked above");
+        let mut reroute = false;
+        if let Some((text, value)) = attributes {
+            t.attributes = text;
+            t.attrs = value;
+            reroute |= t.assignment_status == TaskStatus::Pending;
+        }
+        if let Some(pr) = p.priority {
+            t.priority = pr;
+        }
+        if let Some(c) = channel {
+            t.task_channel_sid = c;
+        }
+        if let Some(v) = vst {
+            t.virtual_start_time = v;
+        }
+        if p.reason.is_some() && p.assignment_status.is_none() {
+            t.reason = p.reason.clone();
+        }
+        t.version += 1;
+        t.date_updated = now;
+        let pending = t.assignment_status == TaskStatus::Pending;
+        self.touch(T_TASK, sid);
+        match p.assignment_status {
+            Some(TaskStatus::Canceled) => {
+                self.finish_task(sid, TaskStatus::Canceled, p.reason, now)
+            }
+            Some(TaskStatus::Completed) => {
+                self.finish_task(sid, TaskStatus::Completed, p.reason, now)
+            }
+            Some(TaskStatus::Wrapping) => self.wrap_task(sid, now),
+            _ => {}
+        }
+        if reroute {
+            // New attributes may match another filter: evaluate the workflow again.
+            self.place(sid, now, ids);
+        } else if pending && (p.priority.is_some() || vst.is_some() || channel.is_some()) {
+            // Same queue, new place in its order (or new channel): retry.
+            if let Some((queue, _)) = self.routing.pending_at.get(&sid).copied() {
+                self.unqueue(sid);
+                self.enqueue(sid, queue);
+            }
+            self.routing.dirty_tasks.insert(sid);
+        }
+        Ok(Applied {
+            sid,
+            changes: Vec::new(),
+        })
+    }
+
+    fn delete_task(
+        &mut self,
+        sid: Sid,
+        if_match: Option<String>,
+        now: Millis,
+    ) -> Result<Applied, EngineError> {
+        let t = self
+            .routing
+            .tasks
+            .get(&sid)
+            .ok_or_else(|| EngineError::not_found(Kind::Task, sid))?;
+        check_version(if_match.as_deref(), t.version)?;
+        self.remove_task(sid, now);
+        Ok(Applied {
+            sid,
+            changes: Vec::new(),
+        })
+    }
+
+    /// Removes a task and its reservations, freeing whatever capacity they held.
+    fn remove_task(&mut self, sid: Sid, now: Millis) {
+        let active: Vec<Sid> = self
+            .task_reservations(sid)
+            .filter(|r| r.status.is_active())
+            .map(|r| r.sid)
+            .collect();
+        for r in active {
+            // Pending ones are canceled; accepted/wrapping ones just end with the task.
+            self.end_reservation(r, ReservationStatus::Canceled, now);
+        }
+        self.unqueue(sid);
+        for r in self.routing.by_task.remove(&sid).unwrap_or_default() {
+            self.routing.reservations.remove(&r);
+            self.touch(T_RESERVATION, r);
+        }
+        self.routing.tasks.remove(&sid);
+        self.touch(T_TASK, sid);
+    }
+
+    /// Cancels or completes a task, ending its reservations.
+    fn finish_task(&mut self, sid: Sid, status: TaskStatus, reason: Option<String>, now: Millis) {
+        let active: Vec<(Sid, ReservationStatus)> = self
+            .task_reservations(sid)
+            .filter(|r| r.status.is_active())
+            .map(|r| (r.sid, r.status))
+            .collect();
+        for (r, rs) in active {
+            let end = match (status, rs) {
+                (TaskStatus::Completed, _) => ReservationStatus::Completed,
+                (_, ReservationStatus::Pending) => ReservationStatus::Canceled,
+                _ => ReservationStatus::Completed,
+            };
+            self.end_reservation(r, end, now);
+        }
+        self.unqueue(sid);
+        let Some(t) = self.routing.tasks.get_mut(&sid) else {
+            return;
+        };
+        t.assignment_status = status;
+        t.reason = reason;
+        t.status_changed_at = now;
+        t.date_updated = now;
+        t.version += 1;
+        self.routing
+            .timers
+            .insert((now + FINISHED_TASK_RETENTION_MS, Timer::TaskRemoval(sid)));
+        self.touch(T_TASK, sid);
+    }
+
+    /// Moves an assigned task (and its accepted reservation) to wrapping.
+    fn wrap_task(&mut self, sid: Sid, now: Millis) {
+        let accepted: Vec<Sid> = self
+            .task_reservations(sid)
+            .filter(|r| r.status == ReservationStatus::Accepted)
+            .map(|r| r.sid)
+            .collect();
+        for r in accepted {
+            if let Some(res) = self.routing.reservations.get_mut(&r) {
+                res.status = ReservationStatus::Wrapping;
+                res.date_updated = now;
+                res.version += 1;
+                self.touch(T_RESERVATION, r);
+            }
+        }
+        if let Some(t) = self.routing.tasks.get_mut(&sid) {
+            t.assignment_status = TaskStatus::Wrapping;
+            t.date_updated = now;
+            self.touch(T_TASK, sid);
+        }
+    }
+
+    // ----- reservations ------------------------------------------------------------------
+
+    fn update_reservation(
+        &mut self,
+        p: UpdateReservation,
+        now: Millis,
+    ) -> Result<Applied, EngineError> {
+        let sid = p.sid;
+        let r = self
+            .routing
+            .reservations
+            .get(&sid)
+            .filter(|r| {
+                p.task.is_none_or(|t| t == r.task_sid) && p.worker.is_none_or(|w| w == r.worker_sid)
+            })
+            .ok_or_else(|| EngineError::not_found(Kind::Reservation, sid))?;
+        check_version(p.if_match.as_deref(), r.version)?;
+        let current = r.status;
+        let task_sid = r.task_sid;
+        let worker_sid = r.worker_sid;
+        if let Some(a) = p.worker_activity_sid {
+            self.activity_param(a, "WorkerActivitySid")?;
+        }
+        let Some(target) = p.status else {
+            return Err(EngineError::invalid(
+                "ReservationStatus",
+                "ReservationStatus is required (accepted, rejected, wrapping or completed)",
+            ));
+        };
+        let bad = |what: &str| EngineError::Refused {
+            message: format!(
+                "Cannot {what} reservation {sid} because it is {}",
+                current.as_str()
+            ),
+        };
+        match target {
+            ReservationStatus::Accepted => {
+                if current == ReservationStatus::Rescinded {
+                    return Err(EngineError::Gone {
+                        message: format!(
+                            "Reservation {sid} was rescinded: another worker accepted the task"
+                        ),
+                    });
+                }
+                if current != ReservationStatus::Pending {
+                    return Err(bad("accept"));
+                }
+                self.accept(sid, now);
+            }
+            ReservationStatus::Rejected => {
+                if current != ReservationStatus::Pending {
+                    return Err(bad("reject"));
+                }
+                self.end_reservation(sid, ReservationStatus::Rejected, now);
+                if let Some(t) = self.routing.tasks.get_mut(&task_sid)
+                    && !t.rejected_by.contains(&worker_sid)
+                {
+                    t.rejected_by.push(worker_sid);
+                    self.touch(T_TASK, task_sid);
+                }
+                let restore = self
+                    .routing
+                    .reservations
+                    .get(&sid)
+                    .and_then(|r| r.previous_activity_sid);
+                if let Some(a) = p.worker_activity_sid.or(restore) {
+                    self.set_activity(worker_sid, a, now);
+                }
+            }
+            ReservationStatus::Wrapping => {
+                if current != ReservationStatus::Accepted {
+                    return Err(bad("wrap up"));
+                }
+                self.wrap_task(task_sid, now);
+            }
+            ReservationStatus::Completed => {
+                if !matches!(
+                    current,
+                    ReservationStatus::Accepted | ReservationStatus::Wrapping
+                ) {
+                    return Err(bad("complete"));
+                }
+                self.finish_task(
+                    task_sid,
+                    TaskStatus::Completed,
+                    Some("reservation completed".into()),
+                    now,
+                );
+            }
+            other => {
+                return Err(EngineError::invalid(
+                    "ReservationStatus",
+                    format!(
+                        "ReservationStatus can be set to accepted, rejected, wrapping or completed, not {}",
+                        other.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(Applied {
+            sid,
+            changes: Vec::new(),
+        })
+    }
+
+    /// Accepts a pending reservation: the task is assigned, the task's other pending
+    /// reservations are rescinded.
+    fn accept(&mut self, sid: Sid, now: Millis) {
+        let Some(r) = self.routing.reservations.get_mut(&sid) else {
+            return;
+        };
+        r.status = ReservationStatus::Accepted;
+        r.date_updated = now;
+        r.version += 1;
+        let (task_sid, worker_sid, queue) = (r.task_sid, r.worker_sid, r.task_queue_sid);
+        self.touch(T_RESERVATION, sid);
+        let others: Vec<Sid> = self
+            .task_reservations(task_sid)
+            .filter(|o| o.sid != sid && o.status == ReservationStatus::Pending)
+            .map(|o| o.sid)
+            .collect();
+        for o in others {
+            self.end_reservation(o, ReservationStatus::Rescinded, now);
+        }
+        if let Some(t) = self.routing.tasks.get_mut(&task_sid) {
+            t.assignment_status = TaskStatus::Assigned;
+            t.status_changed_at = now;
+            t.date_updated = now;
+            t.version += 1;
+            self.routing.timers.insert((
+                now + ASSIGNED_TASK_LIFETIME_MS,
+                Timer::TaskRemoval(task_sid),
+            ));
+            self.touch(T_TASK, task_sid);
+        }
+        if !self.info.multi_task_enabled
+            && let Some(a) = queue
+                .and_then(|q| self.task_queues.get(&q))
+                .and_then(|q| q.assignment_activity_sid)
+        {
+            self.set_activity(worker_sid, a, now);
+        }
+    }
+
+    /// Ends a reservation with `status`, releasing the worker's capacity when it stops
+    /// being active, and puts the task back to routing when its last pending reservation
+    /// ended without acceptance.
+    fn end_reservation(&mut self, sid: Sid, status: ReservationStatus, now: Millis) {
+        let Some(r) = self.routing.reservations.get_mut(&sid) else {
+            return;
+        };
+        let was = r.status;
+        r.status = status;
+        r.date_updated = now;
+        r.version += 1;
+        let (task_sid, worker_sid) = (r.task_sid, r.worker_sid);
+        self.touch(T_RESERVATION, sid);
+        if was.is_active() && !status.is_active() {
+            if let Some(v) = self.routing.by_worker.get_mut(&worker_sid) {
+                v.retain(|x| *x != sid);
+            }
+            self.routing.dirty_workers.insert(worker_sid);
+        }
+        if was == ReservationStatus::Pending
+            && matches!(
+                status,
+                ReservationStatus::Rejected
+                    | ReservationStatus::Timeout
+                    | ReservationStatus::Canceled
+            )
+        {
+            let still_pending = self
+                .task_reservations(task_sid)
+                .any(|o| o.status == ReservationStatus::Pending);
+            if !still_pending
+                && let Some(t) = self.routing.tasks.get_mut(&task_sid)
+                && t.assignment_status == TaskStatus::Reserved
+            {
+                t.assignment_status = TaskStatus::Pending;
+                t.date_updated = now;
+                t.version += 1;
+                self.touch(T_TASK, task_sid);
+                self.routing.dirty_tasks.insert(task_sid);
+                // Re-evaluated against the workflow when the dirty task is settled.
+                self.routing.replace.insert(task_sid);
+            }
+        }
+    }
+
+    fn set_activity(&mut self, worker: Sid, activity: Sid, now: Millis) {
+        if let Some(w) = self.workers.get_mut(&worker)
+            && w.activity_sid != activity
+        {
+            w.activity_sid = activity;
+            w.date_status_changed = now;
+            w.date_updated = now;
+            w.version += 1;
+            self.touch(T_WORKER, worker);
+            self.routing.dirty_workers.insert(worker);
+        }
+    }
+
+    // ----- placement in the workflow -----------------------------------------------------
+
+    /// (Re-)evaluates a task's workflow at `now` and puts it in the right queue, trying to
+    /// reserve workers for it and applying `skip_if`. Cancels it when it fell off the end.
+    fn place(&mut self, sid: Sid, now: Millis, ids: &mut dyn SidSource) {
+        self.routing.replace.remove(&sid);
+        if self
+            .routing
+            .tasks
+            .get(&sid)
+            .is_none_or(|t| t.assignment_status != TaskStatus::Pending)
+        {
+            return;
+        }
+        self.unqueue(sid);
+        let t = &self.routing.tasks[&sid];
+        let Some(wf_sid) = t.workflow_sid else {
+            // Routed straight to a queue.
+            if let Some(q) = t.task_queue_sid {
+                self.enter_queue(sid, q, None, None, now);
+                self.try_reserve(sid, now, ids);
+            }
+            return;
+        };
+        let Some(wf) = self.workflows.get(&wf_sid) else {
+            return;
+        };
+        let age_ms = now - t.date_created;
+        let mut matched_any = false;
+        let mut positions: Vec<(Option<usize>, usize, Target, Option<Millis>)> = Vec::new();
+        for (fi, f) in wf.config.filters.iter().enumerate() {
+            if !f.expression.eval(&t.attrs) {
+                continue;
+            }
+            matched_any = true;
+            let mut cumulative: u64 = 0;
+            for (ti, target) in f.targets.iter().enumerate() {
+                let deadline = target.timeout.map(|s| {
+                    cumulative += s;
+                    cumulative
+                });
+                match deadline {
+                    Some(d) if age_ms >= (d as i64) * 1000 => continue,
+                    Some(d) => positions.push((
+                        Some(fi),
+                        ti,
+                        target.clone(),
+                        Some(t.date_created + d as i64 * 1000),
+                    )),
+                    None => {
+                        // No timeout: the task stays here until it is done or its TTL ends.
+                        positions.push((Some(fi), ti, target.clone(), None));
+                        break;
+                    }
+                }
+            }
+        }
+        let default = wf.config.default_filter.clone();
+        if positions.is_empty() {
+            if matched_any {
+                self.finish_task(
+                    sid,
+                    TaskStatus::Canceled,
+                    Some("Task canceled on Workflow Timeout".into()),
+                    now,
+                );
+            } else if let Some(d) = default {
+                self.enter_target(sid, None, 0, &d, None, now);
+                self.try_reserve(sid, now, ids);
+            }
+            // No filter and no default: the task waits, without a queue, until its TTL.
+            return;
+        }
+        for (fi, ti, target, deadline) in positions {
+            self.enter_target(sid, fi, ti, &target, deadline, now);
+            if self.try_reserve(sid, now, ids) {
+                return;
+            }
+            let skip = match (
+                &target.skip_if,
+                self.routing.tasks.get(&sid).and_then(|t| t.task_queue_sid),
+            ) {
+                (Some(e), Some(q)) => e.eval(&self.skip_if_view(q)),
+                _ => false,
+            };
+            if !skip {
+                return;
+            }
+            self.unqueue(sid);
+        }
+        // Every step was skipped.
+        match default {
+            Some(d) => {
+                self.enter_target(sid, None, 0, &d, None, now);
+                self.try_reserve(sid, now, ids);
+            }
+            None => self.finish_task(
+                sid,
+                TaskStatus::Canceled,
+                Some("Task canceled on Workflow skip".into()),
+                now,
+            ),
+        }
+    }
+
+    fn enter_target(
+        &mut self,
+        sid: Sid,
+        filter: Option<usize>,
+        target: usize,
+        t: &Target,
+        deadline: Option<Millis>,
+        now: Millis,
+    ) {
+        self.enter_queue(
+            sid,
+            t.queue,
+            Some(Step {
+                filter,
+                target,
+                deadline,
+            }),
+            t.priority,
+            now,
+        );
+        if let Some(d) = deadline {
+            self.routing.timers.insert((d, Timer::StepTimeout(sid)));
+        }
+    }
+
+    fn enter_queue(
+        &mut self,
+        sid: Sid,
+        queue: Sid,
+        step: Option<Step>,
+        priority: Option<i64>,
+        now: Millis,
+    ) {
+        let Some(t) = self.routing.tasks.get_mut(&sid) else {
+            return;
+        };
+        if t.task_queue_sid != Some(queue) || t.task_queue_entered_date.is_none() {
+            t.task_queue_entered_date = Some(now);
+        }
+        t.task_queue_sid = Some(queue);
+        t.step = step;
+        if let Some(p) = priority {
+            t.priority = p;
+        }
+        self.touch(T_TASK, sid);
+        self.enqueue(sid, queue);
+    }
+
+    fn queue_key(&self, t: &Task, queue: Sid) -> QueueKey {
+        let lifo = self
+            .task_queues
+            .get(&queue)
+            .is_some_and(|q| q.task_order == QueueOrder::Lifo);
+        if lifo {
+            // Newest first; priority is ignored in LIFO queues.
+            (-t.virtual_start_time, 0, t.sid)
+        } else {
+            (-t.priority, t.virtual_start_time, t.sid)
+        }
+    }
+
+    fn enqueue(&mut self, sid: Sid, queue: Sid) {
+        let Some(t) = self.routing.tasks.get(&sid) else {
+            return;
+        };
+        let key = self.queue_key(t, queue);
+        self.routing.pending.entry(queue).or_default().insert(key);
+        self.routing.pending_at.insert(sid, (queue, key));
+    }
+
+    fn unqueue(&mut self, sid: Sid) {
+        if let Some((queue, key)) = self.routing.pending_at.remove(&sid)
+            && let Some(set) = self.routing.pending.get_mut(&queue)
+        {
+            set.remove(&key);
+        }
+    }
+
+    // ----- matching ----------------------------------------------------------------------
+
+    /// Whether `worker` has room for a task on `channel` right now.
+    fn has_room(&self, worker: &Worker, channel: Sid) -> bool {
+        if !self
+            .activities
+            .get(&worker.activity_sid)
+            .is_some_and(|a| a.available)
+        {
+            return false;
+        }
+        let Some(c) = worker.channel(channel) else {
+            return false;
+        };
+        if !c.available || c.configured_capacity == 0 {
+            return false;
+        }
+        let active = self.routing.by_worker.get(&worker.sid).map_or(0, Vec::len);
+        if self.info.multi_task_enabled {
+            let (pending, assigned) = self.channel_counts(worker.sid, channel);
+            pending + assigned < c.configured_capacity
+        } else {
+            active == 0
+        }
+    }
+
+    /// Whether `worker` may be offered `task` at the task's current step (membership of the
+    /// queue is checked by the caller).
+    fn fits(&self, task: &Task, worker: &Worker, target: Option<&Target>) -> bool {
+        if task.rejected_by.contains(&worker.sid) || !self.has_room(worker, task.task_channel_sid) {
+            return false;
+        }
+        if self
+            .active_reservations(worker.sid)
+            .any(|r| r.task_sid == task.sid)
+        {
+            return false;
+        }
+        let Some(target) = target else { return true };
+        if let Some(key) = &target.known_worker_sid {
+            let wanted = taskyard_expr::lookup(&task.attrs, key.rest());
+            if !matches!(wanted, taskyard_expr::Val::Str(ref s) if *s == *worker.sid.to_string()) {
+                return false;
+            }
+        }
+        if let Some(key) = &target.known_worker_friendly_name {
+            let wanted = taskyard_expr::lookup(&task.attrs, key.rest());
+            if !matches!(wanted, taskyard_expr::Val::Str(ref s) if s.eq_ignore_ascii_case(&worker.friendly_name))
+            {
+                return false;
+            }
+        }
+        match &target.expression {
+            None => true,
+            Some(e) => e.eval(&TargetView {
+                task_attributes: &task.attrs,
+                worker: WorkerView {
+                    workspace: self,
+                    worker,
+                },
+            }),
+        }
+    }
+
+    /// The workflow target a task is at, if routed by a workflow.
+    fn target_of(&self, task: &Task) -> Option<&Target> {
+        let step = task.step?;
+        let wf = self.workflows.get(&task.workflow_sid?)?;
+        match step.filter {
+            Some(f) => wf.config.filters.get(f)?.targets.get(step.target),
+            None => wf.config.default_filter.as_ref(),
+        }
+    }
+
+    /// Reserves the best free workers for a pending task in its queue (up to the queue's
+    /// `max_reserved_workers`). Returns whether any reservation was made.
+    fn try_reserve(&mut self, sid: Sid, now: Millis, ids: &mut dyn SidSource) -> bool {
+        let Some(t) = self.routing.tasks.get(&sid) else {
+            return false;
+        };
+        if t.assignment_status != TaskStatus::Pending {
+            return false;
+        }
+        let Some(q) = t.task_queue_sid.and_then(|q| self.task_queues.get(&q)) else {
+            return false;
+        };
+        let target = self.target_of(t);
+        let mut chosen: Vec<&Worker> = q
+            .members
+            .iter()
+            .filter_map(|w| self.workers.get(w))
+            .filter(|w| self.fits(t, w, target))
+            .collect();
+        if chosen.is_empty() {
+            return false;
+        }
+        let order_by = target.map(|t| t.order_by.as_slice()).unwrap_or(&[]);
+        chosen.sort_by(|a, b| {
+            let by_order = compare_workers(
+                order_by,
+                &WorkerView {
+                    workspace: self,
+                    worker: a,
+                },
+                &WorkerView {
+                    workspace: self,
+                    worker: b,
+                },
+            );
+            by_order.then_with(|| (a.last_reserved_at, a.sid).cmp(&(b.last_reserved_at, b.sid)))
+        });
+        chosen.truncate(q.max_reserved_workers as usize);
+        let workers: Vec<Sid> = chosen.iter().map(|w| w.sid).collect();
+        self.reserve(sid, &workers, now, ids);
+        true
+    }
+
+    /// Creates reservations of `task` for `workers` and marks the task reserved.
+    fn reserve(&mut self, task_sid: Sid, workers: &[Sid], now: Millis, ids: &mut dyn SidSource) {
+        let Some(t) = self.routing.tasks.get(&task_sid) else {
+            return;
+        };
+        if t.assignment_count >= MAX_ASSIGNMENTS {
+            self.finish_task(
+                task_sid,
+                TaskStatus::Canceled,
+                Some(format!(
+                    "Task canceled after {MAX_ASSIGNMENTS} assignment attempts"
+                )),
+                now,
+            );
+            return;
+        }
+        let timeout = t
+            .workflow_sid
+            .and_then(|w| self.workflows.get(&w))
+            .map_or(DEFAULT_RESERVATION_TIMEOUT, |w| w.task_reservation_timeout);
+        let (channel, queue, workflow) = (t.task_channel_sid, t.task_queue_sid, t.workflow_sid);
+        let reservation_activity = (!self.info.multi_task_enabled)
+            .then(|| {
+                queue
+                    .and_then(|q| self.task_queues.get(&q))
+                    .and_then(|q| q.reservation_activity_sid)
+            })
+            .flatten();
+        for &worker in workers {
+            let sid = ids.next_sid(prefix::RESERVATION, now);
+            let previous_activity_sid = reservation_activity
+                .and_then(|_| self.workers.get(&worker).map(|w| w.activity_sid));
+            let r = Reservation {
+                sid,
+                task_sid,
+                worker_sid: worker,
+                status: ReservationStatus::Pending,
+                task_channel_sid: channel,
+                task_queue_sid: queue,
+                workflow_sid: workflow,
+                date_created: now,
+                date_updated: now,
+                timeout_at: now + i64::from(timeout) * 1000,
+                previous_activity_sid,
+                version: 0,
+            };
+            self.routing
+                .timers
+                .insert((r.timeout_at, Timer::ReservationTimeout(sid)));
+            self.routing.reservations.insert(sid, r);
+            self.routing.by_worker.entry(worker).or_default().push(sid);
+            self.routing.by_task.entry(task_sid).or_default().push(sid);
+            self.touch(T_RESERVATION, sid);
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.last_reserved_at = now;
+                self.touch(T_WORKER, worker);
+            }
+            if let Some(a) = reservation_activity {
+                self.set_activity(worker, a, now);
+            }
+        }
+        self.unqueue(task_sid);
+        if let Some(t) = self.routing.tasks.get_mut(&task_sid) {
+            t.assignment_status = TaskStatus::Reserved;
+            t.assignment_count += 1;
+            t.date_updated = now;
+            t.version += 1;
+            self.touch(T_TASK, task_sid);
+        }
+    }
+
+    /// The best pending task `worker` can take now, across the queues it belongs to.
+    fn best_task_for(&self, worker: &Worker) -> Option<Sid> {
+        let prefer_lifo = self.info.prioritize_queue_order == QueueOrder::Lifo;
+        let mut best: Option<(bool, QueueKey)> = None;
+        for (qsid, set) in &self.routing.pending {
+            if set.is_empty() {
+                continue;
+            }
+            let Some(q) = self.task_queues.get(qsid) else {
+                continue;
+            };
+            if !q.members.contains(&worker.sid) {
+                continue;
+            }
+            let lifo = q.task_order == QueueOrder::Lifo;
+            // The first task of the queue (in its order) this worker can take.
+            let found = set.iter().find(|k| {
+                self.routing
+                    .tasks
+                    .get(&k.2)
+                    .is_some_and(|t| self.fits(t, worker, self.target_of(t)))
+            });
+            let Some(&key) = found else { continue };
+            let better = match &best {
+                None => true,
+                Some((best_lifo, best_key)) => {
+                    if lifo != *best_lifo {
+                        lifo == prefer_lifo
+                    } else {
+                        key.cmp(best_key) == Ordering::Less
+                    }
+                }
+            };
+            if better {
+                best = Some((lifo, key));
+            }
+        }
+        best.map(|(_, k)| k.2)
+    }
+
+    /// Gives `worker` the best waiting tasks until it has no room or nothing fits.
+    fn offer_worker(&mut self, worker: Sid, now: Millis, ids: &mut dyn SidSource) {
+        for _ in 0..MAX_OFFERS_PER_SETTLE {
+            let Some(w) = self.workers.get(&worker) else {
+                return;
+            };
+            let Some(task) = self.best_task_for(w) else {
+                return;
+            };
+            self.try_reserve(task, now, ids);
+            let still_pending = self
+                .routing
+                .tasks
+                .get(&task)
+                .is_some_and(|t| t.assignment_status == TaskStatus::Pending);
+            if still_pending {
+                // Cannot happen (the same rules chose it), but never spin on it.
+                return;
+            }
+        }
+    }
+
+    /// Routes everything marked dirty until nothing is: workers first (each takes the best
+    /// task waiting for it), then tasks (each takes the best free workers).
+    pub(crate) fn settle(&mut self, now: Millis, ids: &mut dyn SidSource) {
+        loop {
+            if let Some(w) = self.routing.dirty_workers.pop_first() {
+                self.offer_worker(w, now, ids);
+                continue;
+            }
+            if let Some(t) = self.routing.dirty_tasks.pop_first() {
+                if self.routing.replace.contains(&t) {
+                    self.place(t, now, ids);
+                } else {
+                    self.try_reserve(t, now, ids);
+                }
+                continue;
+            }
+            break;
+        }
+    }
+
+    // ----- timers ------------------------------------------------------------------------
+
+    fn fire(&mut self, at: Millis, timer: Timer, now: Millis) {
+        match timer {
+            Timer::ReservationTimeout(r) => {
+                let Some(res) = self.routing.reservations.get(&r) else {
+                    return;
+                };
+                if res.status != ReservationStatus::Pending || res.timeout_at != at {
+                    return;
+                }
+                let worker = res.worker_sid;
+                self.end_reservation(r, ReservationStatus::Timeout, now);
+                let timeout_activity = self.info.timeout_activity_sid;
+                self.set_activity(worker, timeout_activity, now);
+            }
+            Timer::StepTimeout(t) => {
+                let Some(task) = self.routing.tasks.get(&t) else {
+                    return;
+                };
+                if task.assignment_status == TaskStatus::Pending
+                    && task.step.and_then(|s| s.deadline) == Some(at)
+                {
+                    self.routing.dirty_tasks.insert(t);
+                    self.routing.replace.insert(t);
+                }
+            }
+            Timer::TaskTtl(t) => {
+                let Some(task) = self.routing.tasks.get(&t) else {
+                    return;
+                };
+                let due = task.date_created + i64::from(task.timeout) * 1000;
+                if due == at
+                    && matches!(
+                        task.assignment_status,
+                        TaskStatus::Pending | TaskStatus::Reserved
+                    )
+                {
+                    self.finish_task(
+                        t,
+                        TaskStatus::Canceled,
+                        Some("Task TTL Exceeded".into()),
+                        now,
+                    );
+                }
+            }
+            Timer::TaskRemoval(t) => {
+                let Some(task) = self.routing.tasks.get(&t) else {
+                    return;
+                };
+                let due = removal_due(task);
+                if due == Some(at) {
+                    self.remove_task(t, now);
+                }
+            }
+        }
+    }
+
+    // ----- persistence -------------------------------------------------------------------
+
+    fn touch(&mut self, kind: u8, sid: Sid) {
+        self.routing.touched.insert((kind, sid));
+    }
+
+    /// The rows changed since the last flush, as puts and deletes.
+    fn flush(&mut self) -> Vec<Change> {
+        let touched = std::mem::take(&mut self.routing.touched);
+        touched
+            .into_iter()
+            .map(|(kind, sid)| match kind {
+                T_TASK => match self.routing.tasks.get(&sid) {
+                    Some(t) => put(Kind::Task, sid, t),
+                    None => Change::Delete {
+                        kind: Kind::Task,
+                        sid,
+                    },
+                },
+                T_RESERVATION => match self.routing.reservations.get(&sid) {
+                    Some(r) => put(Kind::Reservation, sid, r),
+                    None => Change::Delete {
+                        kind: Kind::Reservation,
+                        sid,
+                    },
+                },
+                _ => match self.workers.get(&sid) {
+                    Some(w) => put(Kind::Worker, sid, w),
+                    None => Change::Delete {
+                        kind: Kind::Worker,
+                        sid,
+                    },
+                },
+            })
+            .collect()
+    }
+
+    /// Rebuilds every derived routing index and timer from the stored tasks and
+    /// reservations (after a restore).
+    pub(crate) fn rebuild_routing_indexes(&mut self) {
+        let r = &mut self.routing;
+        r.pending.clear();
+        r.pending_at.clear();
+        r.by_worker.clear();
+        r.by_task.clear();
+        r.timers.clear();
+        for res in r.reservations.values() {
+            r.by_task.entry(res.task_sid).or_default().push(res.sid);
+            if res.status.is_active() {
+                r.by_worker.entry(res.worker_sid).or_default().push(res.sid);
+            }
+            if res.status == ReservationStatus::Pending {
+                r.timers
+                    .insert((res.timeout_at, Timer::ReservationTimeout(res.sid)));
+            }
+        }
+        let tasks: Vec<Sid> = r.tasks.keys().copied().collect();
+        for sid in tasks {
+            let t = &self.routing.tasks[&sid];
+            let mut timers = Vec::new();
+            if matches!(
+                t.assignment_status,
+                TaskStatus::Pending | TaskStatus::Reserved
+            ) {
+                timers.push((
+                    t.date_created + i64::from(t.timeout) * 1000,
+                    Timer::TaskTtl(sid),
+                ));
+            }
+            if let Some(d) = t.step.and_then(|s| s.deadline)
+                && t.assignment_status == TaskStatus::Pending
+            {
+                timers.push((d, Timer::StepTimeout(sid)));
+            }
+            if let Some(d) = removal_due(t) {
+                timers.push((d, Timer::TaskRemoval(sid)));
+            }
+            let queue = (t.assignment_status == TaskStatus::Pending)
+                .then_some(t.task_queue_sid)
+                .flatten();
+            self.routing.timers.extend(timers);
+            if let Some(q) = queue {
+                self.enqueue(sid, q);
+            }
+        }
+    }
+}
+
+/// When a task is due for automatic removal, if it is.
+fn removal_due(t: &Task) -> Option<Millis> {
+    match t.assignment_status {
+        TaskStatus::Canceled | TaskStatus::Completed => {
+            Some(t.status_changed_at + FINISHED_TASK_RETENTION_MS)
+        }
+        TaskStatus::Assigned | TaskStatus::Wrapping => {
+            Some(t.status_changed_at + ASSIGNED_TASK_LIFETIME_MS)
+        }
+        _ => None,
+    }
+}
+
+/// Bounds one worker's offers in a single settle (a worker with capacity 1,000 on a busy
+/// queue takes at most this many tasks before others get a turn).
+const MAX_OFFERS_PER_SETTLE: usize = 1_000;
+
+/// What a configuration command means for routing, decided before it is consumed.
+enum FollowUp {
+    None,
+    Worker { reject_pending: bool },
+    WorkerOfChannel(Sid),
+    Queue,
+    Workflow { re_evaluate: bool },
+    AllWorkers,
+}
+
+impl FollowUp {
+    fn of(cmd: &Command) -> FollowUp {
+        match cmd {
+            Command::CreateWorker(_) => FollowUp::Worker {
+                reject_pending: false,
+            },
+            Command::UpdateWorker(p) => FollowUp::Worker {
+                reject_pending: p.reject_pending_reservations == Some(true),
+            },
+            Command::UpdateWorkerChannel { worker, .. } => FollowUp::WorkerOfChannel(*worker),
+            Command::CreateTaskQueue(_) | Command::UpdateTaskQueue { .. } => FollowUp::Queue,
+            Command::UpdateWorkflow {
+                re_evaluate_tasks, ..
+            } => FollowUp::Workflow {
+                re_evaluate: *re_evaluate_tasks,
+            },
+            Command::UpdateWorkspace(_) => FollowUp::AllWorkers,
+            _ => FollowUp::None,
+        }
+    }
+}
+
+fn check_priority(p: i64) -> Result<(), EngineError> {
+    if (0..=MAX_PRIORITY).contains(&p) {
+        Ok(())
+    } else {
+        Err(EngineError::invalid(
+            "Priority",
+            format!("Priority must be between 0 and {MAX_PRIORITY}"),
+        ))
+    }
+}
+
+/// `VirtualStartTime` may not be in the future nor before 1900.
+fn check_virtual_start_time(v: Millis, now: Millis) -> Result<Millis, EngineError> {
+    const YEAR_1900_MS: Millis = -2_208_988_800_000;
+    if v > now || v < YEAR_1900_MS {
+        Err(EngineError::invalid(
+            "VirtualStartTime",
+            "VirtualStartTime can't be in the future or before the year 1900",
+        ))
+    } else {
+        Ok(v)
+    }
+}
+
+impl Workspace {
+    fn channel_param(&self, key: &str) -> Result<Sid, EngineError> {
+        self.find_task_channel(key).map(|c| c.sid).ok_or_else(|| {
+            EngineError::invalid(
+                "TaskChannel",
+                format!("TaskChannel '{key}' does not exist in this workspace"),
+            )
+        })
+    }
+}
