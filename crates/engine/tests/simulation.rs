@@ -61,7 +61,7 @@ fn persist(rows: &mut BTreeMap<(&'static str, Sid), (Kind, String)>, changes: &[
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let multi = seed % 2 == 0;
+        let multi = seed.is_multiple_of(2);
         let mut ids = Seq(0);
         let now = 1_700_000_000_000;
         let (ws, applied) = Workspace::create(
@@ -165,7 +165,7 @@ impl Sim {
     }
 
     fn try_cmd(&mut self, cmd: Command) {
-        let before_rows = (self.step % 97 == 0).then(|| self.ws.all_rows());
+        let before_rows = self.step.is_multiple_of(97).then(|| self.ws.all_rows());
         match self.ws.apply(cmd, self.now, &mut self.ids) {
             Ok(a) => persist(&mut self.rows, &a.changes),
             Err(_) => {
