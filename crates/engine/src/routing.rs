@@ -71,17 +71,73 @@ pub(crate) struct Routing {
     pending: HashMap<Sid, BTreeSet<QueueKey>>,
     /// Task → where it is in `pending`.
     pending_at: HashMap<Sid, (Sid, QueueKey)>,
-    /// Worker → its active (pending, accepted, wrapping) reservations.
-    by_worker: HashMap<Sid, Vec<Sid>>,
+    /// Worker → what it holds: active (pending, accepted, wrapping) reservations and counts
+    /// per channel, so capacity checks cost no lookups.
+    by_worker: HashMap<Sid, Load>,
     /// Task → all its reservations, oldest first.
     by_task: HashMap<Sid, Vec<Sid>>,
     timers: BTreeSet<(Millis, Timer)>,
     dirty_workers: BTreeSet<Sid>,
+    /// Queue → task channel → members with room on that channel now, longest idle first.
+    /// Lets a new task find its worker without scanning the queue's members.
+    ready: HashMap<Sid, HashMap<Sid, BTreeSet<(Millis, Sid)>>>,
+    /// Worker → its entries in `ready` (queue, channel, idle key).
+    ready_at: HashMap<Sid, Vec<(Sid, Sid, Millis)>>,
+    /// Workers whose `ready` entries may be out of date; refreshed before `ready` is read.
+    stale: BTreeSet<Sid>,
+    /// Worker → the queues it is a member of.
+    member_of: HashMap<Sid, Vec<Sid>>,
     dirty_tasks: BTreeSet<Sid>,
     /// Dirty tasks that must be re-evaluated against their workflow, not just retried.
     replace: BTreeSet<Sid>,
     /// Rows changed since the last flush.
     touched: BTreeSet<(u8, Sid)>,
+}
+
+/// A worker's active reservations and, per task channel, `(pending, accepted or wrapping)`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Load {
+    reservations: Vec<Sid>,
+    channels: Vec<(Sid, u32, u32)>,
+}
+
+impl Load {
+    fn counts(&self, channel: Sid) -> (u32, u32) {
+        self.channels
+            .iter()
+            .find(|c| c.0 == channel)
+            .map_or((0, 0), |c| (c.1, c.2))
+    }
+
+    fn slot(&mut self, channel: Sid) -> &mut (Sid, u32, u32) {
+        if let Some(i) = self.channels.iter().position(|c| c.0 == channel) {
+            &mut self.channels[i]
+        } else {
+            self.channels.push((channel, 0, 0));
+            self.channels.last_mut().expect("just pushed")
+        }
+    }
+
+    fn add(&mut self, r: Sid, channel: Sid) {
+        self.reservations.push(r);
+        self.slot(channel).1 += 1;
+    }
+
+    fn accept(&mut self, channel: Sid) {
+        let s = self.slot(channel);
+        s.1 = s.1.saturating_sub(1);
+        s.2 += 1;
+    }
+
+    fn remove(&mut self, r: Sid, channel: Sid, was_pending: bool) {
+        self.reservations.retain(|x| *x != r);
+        let s = self.slot(channel);
+        if was_pending {
+            s.1 = s.1.saturating_sub(1);
+        } else {
+            s.2 = s.2.saturating_sub(1);
+        }
+    }
 }
 
 const T_TASK: u8 = 0;
@@ -129,6 +185,23 @@ pub struct UpdateReservation {
     pub worker_activity_sid: Option<Sid>,
 }
 
+impl Routing {
+    pub(crate) fn set_member_of(&mut self, worker: Sid, queues: Vec<Sid>) {
+        if queues.is_empty() {
+            self.member_of.remove(&worker);
+        } else {
+            self.member_of.insert(worker, queues);
+        }
+        self.stale.insert(worker);
+    }
+
+    /// The worker may now fit tasks it could not (or no longer fit some): route it again.
+    fn mark_worker(&mut self, worker: Sid) {
+        self.dirty_workers.insert(worker);
+        self.stale.insert(worker);
+    }
+}
+
 impl Workspace {
     // ----- read access -------------------------------------------------------------------
 
@@ -156,7 +229,7 @@ impl Workspace {
             .by_worker
             .get(&worker)
             .into_iter()
-            .flatten()
+            .flat_map(|l| l.reservations.iter())
             .filter_map(|r| self.routing.reservations.get(r))
     }
 
@@ -276,7 +349,11 @@ impl Workspace {
             Command::UpdateWorkspace(p)
                 if p.multi_task_enabled
                     .is_some_and(|m| m != self.info.multi_task_enabled)
-                    && self.routing.by_worker.values().any(|v| !v.is_empty()) =>
+                    && self
+                        .routing
+                        .by_worker
+                        .values()
+                        .any(|l| !l.reservations.is_empty()) =>
             {
                 return Err(EngineError::Refused {
                     message: "MultiTaskEnabled cannot change while workers hold reservations"
@@ -302,12 +379,19 @@ impl Workspace {
                         self.end_reservation(r, ReservationStatus::Rejected, now);
                     }
                 }
-                self.routing.dirty_workers.insert(applied.sid);
+                self.routing.mark_worker(applied.sid);
             }
             FollowUp::WorkerOfChannel(worker) => {
-                self.routing.dirty_workers.insert(worker);
+                self.routing.mark_worker(worker);
             }
-            FollowUp::Queue => self.requeue(applied.sid),
+            FollowUp::Queue => {
+                self.rebuild_member_of();
+                self.requeue(applied.sid);
+            }
+            FollowUp::WorkerGone(w) => {
+                self.routing.member_of.remove(&w);
+                self.routing.stale.insert(w);
+            }
             FollowUp::Workflow { re_evaluate } => {
                 if re_evaluate {
                     let pending: Vec<Sid> = self
@@ -327,7 +411,9 @@ impl Workspace {
             }
             FollowUp::AllWorkers => {
                 let all: Vec<Sid> = self.workers.keys().copied().collect();
-                self.routing.dirty_workers.extend(all);
+                for w in all {
+                    self.routing.mark_worker(w);
+                }
             }
         }
     }
@@ -618,7 +704,13 @@ impl Workspace {
         }
         self.unqueue(sid);
         for r in self.routing.by_task.remove(&sid).unwrap_or_default() {
-            self.routing.reservations.remove(&r);
+            if let Some(res) = self.routing.reservations.remove(&r)
+                && self.workers.contains_key(&res.worker_sid)
+            {
+                // The reservation carried the worker's last-reserved time; the worker row
+                // keeps it from now on (see `reserve`).
+                self.touch(T_WORKER, res.worker_sid);
+            }
             self.touch(T_RESERVATION, r);
         }
         self.routing.tasks.remove(&sid);
@@ -791,8 +883,16 @@ impl Workspace {
         r.status = ReservationStatus::Accepted;
         r.date_updated = now;
         r.version += 1;
-        let (task_sid, worker_sid, queue) = (r.task_sid, r.worker_sid, r.task_queue_sid);
+        let (task_sid, worker_sid, queue, channel) = (
+            r.task_sid,
+            r.worker_sid,
+            r.task_queue_sid,
+            r.task_channel_sid,
+        );
         self.touch(T_RESERVATION, sid);
+        if let Some(l) = self.routing.by_worker.get_mut(&worker_sid) {
+            l.accept(channel);
+        }
         let others: Vec<Sid> = self
             .task_reservations(task_sid)
             .filter(|o| o.sid != sid && o.status == ReservationStatus::Pending)
@@ -832,13 +932,13 @@ impl Workspace {
         r.status = status;
         r.date_updated = now;
         r.version += 1;
-        let (task_sid, worker_sid) = (r.task_sid, r.worker_sid);
+        let (task_sid, worker_sid, channel) = (r.task_sid, r.worker_sid, r.task_channel_sid);
         self.touch(T_RESERVATION, sid);
         if was.is_active() && !status.is_active() {
-            if let Some(v) = self.routing.by_worker.get_mut(&worker_sid) {
-                v.retain(|x| *x != sid);
+            if let Some(l) = self.routing.by_worker.get_mut(&worker_sid) {
+                l.remove(sid, channel, was == ReservationStatus::Pending);
             }
-            self.routing.dirty_workers.insert(worker_sid);
+            self.routing.mark_worker(worker_sid);
         }
         if was == ReservationStatus::Pending
             && matches!(
@@ -875,7 +975,7 @@ impl Workspace {
             w.date_updated = now;
             w.version += 1;
             self.touch(T_WORKER, worker);
-            self.routing.dirty_workers.insert(worker);
+            self.routing.mark_worker(worker);
         }
     }
 
@@ -1064,6 +1164,62 @@ impl Workspace {
 
     // ----- matching ----------------------------------------------------------------------
 
+    /// Recomputes every worker's queue list from the queues' member sets.
+    fn rebuild_member_of(&mut self) {
+        let mut member_of: HashMap<Sid, Vec<Sid>> = HashMap::new();
+        for q in self.task_queues.values() {
+            for w in &q.members {
+                member_of.entry(*w).or_default().push(q.sid);
+            }
+        }
+        self.routing.member_of = member_of;
+        let all: Vec<Sid> = self.workers.keys().copied().collect();
+        self.routing.stale.extend(all);
+    }
+
+    /// Brings `ready` up to date for every stale worker.
+    fn refresh_ready(&mut self) {
+        while let Some(w) = self.routing.stale.pop_first() {
+            for (q, c, idle) in self.routing.ready_at.remove(&w).unwrap_or_default() {
+                if let Some(set) = self.routing.ready.get_mut(&q).and_then(|m| m.get_mut(&c)) {
+                    set.remove(&(idle, w));
+                }
+            }
+            let Some(worker) = self.workers.get(&w) else {
+                continue;
+            };
+            let Some(queues) = self.routing.member_of.get(&w) else {
+                continue;
+            };
+            let channels: Vec<Sid> = worker
+                .channels
+                .iter()
+                .map(|c| c.task_channel_sid)
+                .filter(|&c| self.has_room(worker, c))
+                .collect();
+            if channels.is_empty() {
+                continue;
+            }
+            let idle = worker.last_reserved_at;
+            let mut at = Vec::with_capacity(queues.len() * channels.len());
+            for &q in queues {
+                for &c in &channels {
+                    at.push((q, c, idle));
+                }
+            }
+            for &(q, c, idle) in &at {
+                self.routing
+                    .ready
+                    .entry(q)
+                    .or_default()
+                    .entry(c)
+                    .or_default()
+                    .insert((idle, w));
+            }
+            self.routing.ready_at.insert(w, at);
+        }
+    }
+
     /// Whether `worker` has room for a task on `channel` right now.
     fn has_room(&self, worker: &Worker, channel: Sid) -> bool {
         if !self
@@ -1079,12 +1235,12 @@ impl Workspace {
         if !c.available || c.configured_capacity == 0 {
             return false;
         }
-        let active = self.routing.by_worker.get(&worker.sid).map_or(0, Vec::len);
+        let load = self.routing.by_worker.get(&worker.sid);
         if self.info.multi_task_enabled {
-            let (pending, assigned) = self.channel_counts(worker.sid, channel);
+            let (pending, assigned) = load.map_or((0, 0), |l| l.counts(channel));
             pending + assigned < c.configured_capacity
         } else {
-            active == 0
+            load.is_none_or(|l| l.reservations.is_empty())
         }
     }
 
@@ -1092,12 +1248,6 @@ impl Workspace {
     /// queue is checked by the caller).
     fn fits(&self, task: &Task, worker: &Worker, target: Option<&Target>) -> bool {
         if task.rejected_by.contains(&worker.sid) || !self.has_room(worker, task.task_channel_sid) {
-            return false;
-        }
-        if self
-            .active_reservations(worker.sid)
-            .any(|r| r.task_sid == task.sid)
-        {
             return false;
         }
         let Some(target) = target else { return true };
@@ -1139,6 +1289,7 @@ impl Workspace {
     /// Reserves the best free workers for a pending task in its queue (up to the queue's
     /// `max_reserved_workers`). Returns whether any reservation was made.
     fn try_reserve(&mut self, sid: Sid, now: Millis, ids: &mut dyn SidSource) -> bool {
+        self.refresh_ready();
         let Some(t) = self.routing.tasks.get(&sid) else {
             return false;
         };
@@ -1148,34 +1299,51 @@ impl Workspace {
         let Some(q) = t.task_queue_sid.and_then(|q| self.task_queues.get(&q)) else {
             return false;
         };
+        let Some(ready) = self
+            .routing
+            .ready
+            .get(&q.sid)
+            .and_then(|m| m.get(&t.task_channel_sid))
+        else {
+            return false;
+        };
         let target = self.target_of(t);
-        let mut chosen: Vec<&Worker> = q
-            .members
+        let k = (q.max_reserved_workers as usize).max(1);
+        // Free members, longest idle first, that also pass the step's own rules.
+        let fitting = ready
             .iter()
-            .filter_map(|w| self.workers.get(w))
-            .filter(|w| self.fits(t, w, target))
-            .collect();
+            .filter_map(|(_, w)| self.workers.get(w))
+            .filter(|w| self.fits(t, w, target));
+        let order_by = target.map(|t| t.order_by.as_slice()).unwrap_or(&[]);
+        let chosen: Vec<Sid> = if order_by.is_empty() {
+            fitting.take(k).map(|w| w.sid).collect()
+        } else {
+            let mut all: Vec<&Worker> = fitting.collect();
+            let better = |a: &&Worker, b: &&Worker| {
+                compare_workers(
+                    order_by,
+                    &WorkerView {
+                        workspace: self,
+                        worker: a,
+                    },
+                    &WorkerView {
+                        workspace: self,
+                        worker: b,
+                    },
+                )
+                .then_with(|| (a.last_reserved_at, a.sid).cmp(&(b.last_reserved_at, b.sid)))
+            };
+            if all.len() > k {
+                all.select_nth_unstable_by(k - 1, better);
+                all.truncate(k);
+            }
+            all.sort_by(better);
+            all.into_iter().map(|w| w.sid).collect()
+        };
         if chosen.is_empty() {
             return false;
         }
-        let order_by = target.map(|t| t.order_by.as_slice()).unwrap_or(&[]);
-        chosen.sort_by(|a, b| {
-            let by_order = compare_workers(
-                order_by,
-                &WorkerView {
-                    workspace: self,
-                    worker: a,
-                },
-                &WorkerView {
-                    workspace: self,
-                    worker: b,
-                },
-            );
-            by_order.then_with(|| (a.last_reserved_at, a.sid).cmp(&(b.last_reserved_at, b.sid)))
-        });
-        chosen.truncate(q.max_reserved_workers as usize);
-        let workers: Vec<Sid> = chosen.iter().map(|w| w.sid).collect();
-        self.reserve(sid, &workers, now, ids);
+        self.reserve(sid, &chosen, now, ids);
         true
     }
 
@@ -1229,13 +1397,20 @@ impl Workspace {
                 .timers
                 .insert((r.timeout_at, Timer::ReservationTimeout(sid)));
             self.routing.reservations.insert(sid, r);
-            self.routing.by_worker.entry(worker).or_default().push(sid);
+            self.routing
+                .by_worker
+                .entry(worker)
+                .or_default()
+                .add(sid, channel);
             self.routing.by_task.entry(task_sid).or_default().push(sid);
             self.touch(T_RESERVATION, sid);
+            // Not written to the worker row here (that would double the writes per task): the
+            // reservation row carries the time, a restore takes the newest, and when the
+            // reservation is removed the worker row is written instead.
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.last_reserved_at = now;
-                self.touch(T_WORKER, worker);
             }
+            self.routing.stale.insert(worker);
             if let Some(a) = reservation_activity {
                 self.set_activity(worker, a, now);
             }
@@ -1430,6 +1605,9 @@ impl Workspace {
     /// Rebuilds every derived routing index and timer from the stored tasks and
     /// reservations (after a restore).
     pub(crate) fn rebuild_routing_indexes(&mut self) {
+        self.rebuild_member_of();
+        self.routing.ready.clear();
+        self.routing.ready_at.clear();
         let r = &mut self.routing;
         r.pending.clear();
         r.pending_at.clear();
@@ -1437,9 +1615,16 @@ impl Workspace {
         r.by_task.clear();
         r.timers.clear();
         for res in r.reservations.values() {
+            if let Some(w) = self.workers.get_mut(&res.worker_sid) {
+                w.last_reserved_at = w.last_reserved_at.max(res.date_created);
+            }
             r.by_task.entry(res.task_sid).or_default().push(res.sid);
             if res.status.is_active() {
-                r.by_worker.entry(res.worker_sid).or_default().push(res.sid);
+                let load = r.by_worker.entry(res.worker_sid).or_default();
+                load.add(res.sid, res.task_channel_sid);
+                if res.status != ReservationStatus::Pending {
+                    load.accept(res.task_channel_sid);
+                }
             }
             if res.status == ReservationStatus::Pending {
                 r.timers
@@ -1501,6 +1686,7 @@ enum FollowUp {
     Worker { reject_pending: bool },
     WorkerOfChannel(Sid),
     Queue,
+    WorkerGone(Sid),
     Workflow { re_evaluate: bool },
     AllWorkers,
 }
@@ -1515,7 +1701,13 @@ impl FollowUp {
                 reject_pending: p.reject_pending_reservations == Some(true),
             },
             Command::UpdateWorkerChannel { worker, .. } => FollowUp::WorkerOfChannel(*worker),
-            Command::CreateTaskQueue(_) | Command::UpdateTaskQueue { .. } => FollowUp::Queue,
+            Command::CreateTaskQueue(_)
+            | Command::UpdateTaskQueue { .. }
+            | Command::DeleteTaskQueue { .. } => FollowUp::Queue,
+            Command::DeleteWorker { sid, .. } => FollowUp::WorkerGone(*sid),
+            Command::CreateTaskChannel { .. } | Command::DeleteTaskChannel { .. } => {
+                FollowUp::AllWorkers
+            }
             Command::UpdateWorkflow {
                 re_evaluate_tasks, ..
             } => FollowUp::Workflow {

@@ -1183,6 +1183,7 @@ impl Workspace {
     /// or it was created). `None` removes it everywhere (deleted).
     fn refresh_membership(&mut self, worker: Sid) {
         let attrs = self.workers.get(&worker).map(|w| &w.attrs);
+        let mut member_of = Vec::new();
         for q in self.task_queues.values_mut() {
             let member = match (attrs, &q.target) {
                 (Some(a), Some(e)) => e.eval(a),
@@ -1190,10 +1191,12 @@ impl Workspace {
             };
             if member {
                 q.members.insert(worker);
+                member_of.push(q.sid);
             } else {
                 q.members.remove(&worker);
             }
         }
+        self.routing.set_member_of(worker, member_of);
     }
 
     /// Builds a workflow from `p`, on top of `existing` for updates. Validates everything,
