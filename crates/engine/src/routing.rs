@@ -23,7 +23,10 @@
 //! A timer found stale when it fires (its task moved on) is simply dropped.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+// SIDs end in 64 random bits, so a fast non-cryptographic hash is plenty.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::contexts::{TargetView, WorkerView, compare_workers};
 use crate::error::EngineError;
@@ -1166,7 +1169,7 @@ impl Workspace {
 
     /// Recomputes every worker's queue list from the queues' member sets.
     fn rebuild_member_of(&mut self) {
-        let mut member_of: HashMap<Sid, Vec<Sid>> = HashMap::new();
+        let mut member_of: HashMap<Sid, Vec<Sid>> = HashMap::default();
         for q in self.task_queues.values() {
             for w in &q.members {
                 member_of.entry(*w).or_default().push(q.sid);

@@ -100,7 +100,14 @@ impl FromStr for Sid {
 
 impl fmt::Display for Sid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{:032x}", self.prefix(), self.id)
+        // Hand-rolled hex: SIDs are printed for every row the store writes.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 34];
+        buf[..2].copy_from_slice(&self.prefix);
+        for (i, b) in buf[2..].iter_mut().enumerate() {
+            *b = HEX[((self.id >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        f.write_str(std::str::from_utf8(&buf).unwrap_or("??"))
     }
 }
 
