@@ -1135,3 +1135,190 @@ async fn workflow_expressions_are_checked_when_saved() {
         "nothing was created by the bad requests"
     );
 }
+
+/// Sets up the quickstart workspace: Alice (offline) and Bob (available), the Spanish and
+/// English queues and the workflow. Returns (workspace path, alice, bob, workflow sid).
+async fn quickstart(c: &Client) -> (String, Value, Value, String) {
+    let ws = c.workspace("Quickstart").await;
+    let acts = c.list_all(&format!("{ws}/Activities"), "activities").await;
+    let available = sid(&acts[1]);
+    let alice = c
+        .post(
+            &format!("{ws}/Workers"),
+            &[("FriendlyName", "Alice"), ("Attributes", r#"{"languages": ["en", "es"]}"#)],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let bob = c
+        .post(
+            &format!("{ws}/Workers"),
+            &[
+                ("FriendlyName", "Bob"),
+                ("Attributes", r#"{"languages": ["en"]}"#),
+                ("ActivitySid", &available),
+            ],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let mut queues = Vec::new();
+    for (name, expr) in [
+        ("Customer Care Requests - Spanish", r#"languages HAS "es""#),
+        ("Customer Care Requests - English", r#"languages HAS "en""#),
+    ] {
+        let q = c
+            .post(&format!("{ws}/TaskQueues"), &[("FriendlyName", name), ("TargetWorkers", expr)])
+            .await
+            .ok(StatusCode::CREATED);
+        queues.push(sid(&q));
+    }
+    let config = format!(
+        r#"{{"task_routing":{{"filters":[{{"filter_friendly_name":"Language - Spanish","expression":"selected_language == \"es\"","targets":[{{"queue":"{}"}}]}},{{"filter_friendly_name":"Language - English","expression":"selected_language == \"en\"","targets":[{{"queue":"{}"}}]}}]}}}}"#,
+        queues[0], queues[1]
+    );
+    let flow = c
+        .post(
+            &format!("{ws}/Workflows"),
+            &[
+                ("FriendlyName", "Incoming Customer Care Requests"),
+                ("Configuration", &config),
+                ("TaskReservationTimeout", "1200"),
+            ],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    (ws, alice, bob, sid(&flow))
+}
+
+#[tokio::test]
+async fn quickstart_task_is_reserved_when_alice_is_available_and_accepted_over_rest() {
+    let c = Client::new().await;
+    let (ws, alice, _bob, flow) = quickstart(&c).await;
+    let created = c
+        .post(
+            &format!("{ws}/Tasks"),
+            &[("Attributes", r#"{"selected_language": "es"}"#), ("WorkflowSid", &flow)],
+        )
+        .await;
+    assert_eq!(created.etag.as_deref(), Some("\"0\""));
+    let task = created.ok(StatusCode::CREATED);
+    assert!(sid(&task).starts_with("WT"));
+    assert_eq!(task["assignment_status"], "pending");
+    assert_eq!(task["task_queue_friendly_name"], "Customer Care Requests - Spanish");
+    assert_eq!(task["workflow_friendly_name"], "Incoming Customer Care Requests");
+    assert_eq!(task["task_channel_unique_name"], "default");
+    assert_eq!(task["priority"], 0);
+    assert_eq!(task["timeout"], 86400);
+    assert_eq!(task["attributes"], r#"{"selected_language": "es"}"#);
+    assert_eq!(task["links"]["reservations"], format!("{BASE}{ws}/Tasks/{}/Reservations", sid(&task)));
+    let t = format!("{ws}/Tasks/{}", sid(&task));
+    assert!(c.list_all(&format!("{t}/Reservations"), "reservations").await.is_empty());
+
+    let acts = c.list_all(&format!("{ws}/Activities"), "activities").await;
+    c.post(&format!("{ws}/Workers/{}", sid(&alice)), &[("ActivitySid", &sid(&acts[1]))])
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(c.get(&t).await.ok(StatusCode::OK)["assignment_status"], "reserved");
+    let res = c.list_all(&format!("{t}/Reservations"), "reservations").await;
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0]["worker_name"], "Alice");
+    assert_eq!(res[0]["reservation_status"], "pending");
+    let by_worker = c
+        .list_all(&format!("{ws}/Workers/{}/Reservations", sid(&alice)), "reservations")
+        .await;
+    assert_eq!(sid(&by_worker[0]), sid(&res[0]));
+    assert_eq!(
+        by_worker[0]["url"],
+        format!("{BASE}{ws}/Workers/{}/Reservations/{}", sid(&alice), sid(&res[0]))
+    );
+
+    let r = format!("{t}/Reservations/{}", sid(&res[0]));
+    c.send("POST", &r, &[("ReservationStatus", "accepted")], &[("If-Match", "\"5\"")])
+        .await
+        .error(412, 20412);
+    let accepted = c.post(&r, &[("ReservationStatus", "accepted")]).await.ok(StatusCode::OK);
+    assert_eq!(accepted["reservation_status"], "accepted");
+    assert_eq!(accepted["worker_name"], "Alice");
+    assert_eq!(c.get(&t).await.ok(StatusCode::OK)["assignment_status"], "assigned");
+    let msg = c.post(&r, &[("ReservationStatus", "rejected")]).await.error(400, 20001);
+    assert!(msg.contains("accepted"), "{msg}");
+    let msg = c
+        .post(&t, &[("AssignmentStatus", "canceled"), ("Reason", "x")])
+        .await
+        .error(400, 20001);
+    assert!(msg.starts_with(&format!("Cannot cancel task {}", sid(&task))), "{msg}");
+    c.post(&t, &[("AssignmentStatus", "wrapping")]).await.ok(StatusCode::OK);
+    let done = c
+        .post(&t, &[("AssignmentStatus", "completed"), ("Reason", "resolved")])
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(done["assignment_status"], "completed");
+    assert_eq!(done["reason"], "resolved");
+    assert_eq!(c.get(&r).await.ok(StatusCode::OK)["reservation_status"], "completed");
+}
+
+#[tokio::test]
+async fn task_lists_filter_order_and_page() {
+    let c = Client::new().await;
+    let (ws, _alice, _bob, flow) = quickstart(&c).await;
+    let tasks = format!("{ws}/Tasks");
+    let mut made = Vec::new();
+    for (lang, priority) in [("es", "1"), ("es", "5"), ("fr", "3"), ("es", "2")] {
+        let t = c
+            .post(
+                &tasks,
+                &[
+                    ("Attributes", &format!(r#"{{"selected_language": "{lang}"}}"#)),
+                    ("WorkflowSid", &flow),
+                    ("Priority", priority),
+                ],
+            )
+            .await
+            .ok(StatusCode::CREATED);
+        made.push(sid(&t));
+    }
+    let all = c.list_all(&tasks, "tasks").await;
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0]["attributes"], Value::Null, "lists hide attributes");
+    let pending = c.list_all(&format!("{tasks}?AssignmentStatus=pending"), "tasks").await;
+    assert_eq!(pending.len(), 4, "nobody can take Spanish tasks; fr has no queue");
+    let both = c
+        .list_all(&format!("{tasks}?AssignmentStatus=pending&AssignmentStatus=reserved"), "tasks")
+        .await;
+    assert_eq!(both.len(), 4);
+    let es = c
+        .list_all(&format!("{tasks}?EvaluateTaskAttributes={}", urlencode("selected_language == 'es'")), "tasks")
+        .await;
+    assert_eq!(es.len(), 3);
+    let by_queue = c
+        .list_all(&format!("{tasks}?TaskQueueName={}", urlencode("Customer Care Requests - Spanish")), "tasks")
+        .await;
+    assert_eq!(by_queue.len(), 3);
+    let by_flow = c.list_all(&format!("{tasks}?WorkflowSid={flow}"), "tasks").await;
+    assert_eq!(by_flow.len(), 4);
+    let ordered = c
+        .list_all(&format!("{tasks}?Ordering=Priority:desc&PageSize=3"), "tasks")
+        .await;
+    let priorities: Vec<_> = ordered.iter().map(|t| t["priority"].as_i64().expect("int")).collect();
+    assert_eq!(priorities, vec![5, 3, 2, 1], "followed across two pages");
+    c.get(&format!("{tasks}?Ordering=Color:asc")).await.error(400, 20001);
+    c.get(&format!("{tasks}?AssignmentStatus=lost")).await.error(400, 20001);
+    c.get(&format!("{tasks}?EvaluateTaskAttributes=a%20%3D%3D")).await.error(400, 20001);
+    assert!(c.list_all(&format!("{tasks}?HasAddons=true"), "tasks").await.is_empty());
+
+    for bad in [
+        vec![("Attributes", "{bad")],
+        vec![("Priority", "-1")],
+        vec![("Timeout", "0")],
+        vec![("Timeout", "1209601")],
+        vec![("TaskChannel", "fax")],
+        vec![("WorkflowSid", "WW00000000000000000000000000000000")],
+        vec![("VirtualStartTime", "2999-01-01T00:00:00Z")],
+        vec![("VirtualStartTime", "yesterday")],
+    ] {
+        c.post(&tasks, &bad).await.error(400, 20001);
+    }
+    let one = format!("{tasks}/{}", made[0]);
+    assert_eq!(c.delete(&one).await.status, StatusCode::NO_CONTENT);
+    c.get(&one).await.error(404, 20404);
+    assert_eq!(c.list_all(&tasks, "tasks").await.len(), 3);
+}
