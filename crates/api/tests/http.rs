@@ -1145,7 +1145,10 @@ async fn quickstart(c: &Client) -> (String, Value, Value, String) {
     let alice = c
         .post(
             &format!("{ws}/Workers"),
-            &[("FriendlyName", "Alice"), ("Attributes", r#"{"languages": ["en", "es"]}"#)],
+            &[
+                ("FriendlyName", "Alice"),
+                ("Attributes", r#"{"languages": ["en", "es"]}"#),
+            ],
         )
         .await
         .ok(StatusCode::CREATED);
@@ -1166,7 +1169,10 @@ async fn quickstart(c: &Client) -> (String, Value, Value, String) {
         ("Customer Care Requests - English", r#"languages HAS "en""#),
     ] {
         let q = c
-            .post(&format!("{ws}/TaskQueues"), &[("FriendlyName", name), ("TargetWorkers", expr)])
+            .post(
+                &format!("{ws}/TaskQueues"),
+                &[("FriendlyName", name), ("TargetWorkers", expr)],
+            )
             .await
             .ok(StatusCode::CREATED);
         queues.push(sid(&q));
@@ -1196,64 +1202,120 @@ async fn quickstart_task_is_reserved_when_alice_is_available_and_accepted_over_r
     let created = c
         .post(
             &format!("{ws}/Tasks"),
-            &[("Attributes", r#"{"selected_language": "es"}"#), ("WorkflowSid", &flow)],
+            &[
+                ("Attributes", r#"{"selected_language": "es"}"#),
+                ("WorkflowSid", &flow),
+            ],
         )
         .await;
     assert_eq!(created.etag.as_deref(), Some("\"0\""));
     let task = created.ok(StatusCode::CREATED);
     assert!(sid(&task).starts_with("WT"));
     assert_eq!(task["assignment_status"], "pending");
-    assert_eq!(task["task_queue_friendly_name"], "Customer Care Requests - Spanish");
-    assert_eq!(task["workflow_friendly_name"], "Incoming Customer Care Requests");
+    assert_eq!(
+        task["task_queue_friendly_name"],
+        "Customer Care Requests - Spanish"
+    );
+    assert_eq!(
+        task["workflow_friendly_name"],
+        "Incoming Customer Care Requests"
+    );
     assert_eq!(task["task_channel_unique_name"], "default");
     assert_eq!(task["priority"], 0);
     assert_eq!(task["timeout"], 86400);
     assert_eq!(task["attributes"], r#"{"selected_language": "es"}"#);
-    assert_eq!(task["links"]["reservations"], format!("{BASE}{ws}/Tasks/{}/Reservations", sid(&task)));
+    assert_eq!(
+        task["links"]["reservations"],
+        format!("{BASE}{ws}/Tasks/{}/Reservations", sid(&task))
+    );
     let t = format!("{ws}/Tasks/{}", sid(&task));
-    assert!(c.list_all(&format!("{t}/Reservations"), "reservations").await.is_empty());
+    assert!(
+        c.list_all(&format!("{t}/Reservations"), "reservations")
+            .await
+            .is_empty()
+    );
 
     let acts = c.list_all(&format!("{ws}/Activities"), "activities").await;
-    c.post(&format!("{ws}/Workers/{}", sid(&alice)), &[("ActivitySid", &sid(&acts[1]))])
-        .await
-        .ok(StatusCode::OK);
-    assert_eq!(c.get(&t).await.ok(StatusCode::OK)["assignment_status"], "reserved");
-    let res = c.list_all(&format!("{t}/Reservations"), "reservations").await;
+    c.post(
+        &format!("{ws}/Workers/{}", sid(&alice)),
+        &[("ActivitySid", &sid(&acts[1]))],
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(
+        c.get(&t).await.ok(StatusCode::OK)["assignment_status"],
+        "reserved"
+    );
+    let res = c
+        .list_all(&format!("{t}/Reservations"), "reservations")
+        .await;
     assert_eq!(res.len(), 1);
     assert_eq!(res[0]["worker_name"], "Alice");
     assert_eq!(res[0]["reservation_status"], "pending");
     let by_worker = c
-        .list_all(&format!("{ws}/Workers/{}/Reservations", sid(&alice)), "reservations")
+        .list_all(
+            &format!("{ws}/Workers/{}/Reservations", sid(&alice)),
+            "reservations",
+        )
         .await;
     assert_eq!(sid(&by_worker[0]), sid(&res[0]));
     assert_eq!(
         by_worker[0]["url"],
-        format!("{BASE}{ws}/Workers/{}/Reservations/{}", sid(&alice), sid(&res[0]))
+        format!(
+            "{BASE}{ws}/Workers/{}/Reservations/{}",
+            sid(&alice),
+            sid(&res[0])
+        )
     );
 
     let r = format!("{t}/Reservations/{}", sid(&res[0]));
-    c.send("POST", &r, &[("ReservationStatus", "accepted")], &[("If-Match", "\"5\"")])
+    c.send(
+        "POST",
+        &r,
+        &[("ReservationStatus", "accepted")],
+        &[("If-Match", "\"5\"")],
+    )
+    .await
+    .error(412, 20412);
+    let accepted = c
+        .post(&r, &[("ReservationStatus", "accepted")])
         .await
-        .error(412, 20412);
-    let accepted = c.post(&r, &[("ReservationStatus", "accepted")]).await.ok(StatusCode::OK);
+        .ok(StatusCode::OK);
     assert_eq!(accepted["reservation_status"], "accepted");
     assert_eq!(accepted["worker_name"], "Alice");
-    assert_eq!(c.get(&t).await.ok(StatusCode::OK)["assignment_status"], "assigned");
-    let msg = c.post(&r, &[("ReservationStatus", "rejected")]).await.error(400, 20001);
+    assert_eq!(
+        c.get(&t).await.ok(StatusCode::OK)["assignment_status"],
+        "assigned"
+    );
+    let msg = c
+        .post(&r, &[("ReservationStatus", "rejected")])
+        .await
+        .error(400, 20001);
     assert!(msg.contains("accepted"), "{msg}");
     let msg = c
         .post(&t, &[("AssignmentStatus", "canceled"), ("Reason", "x")])
         .await
         .error(400, 20001);
-    assert!(msg.starts_with(&format!("Cannot cancel task {}", sid(&task))), "{msg}");
-    c.post(&t, &[("AssignmentStatus", "wrapping")]).await.ok(StatusCode::OK);
+    assert!(
+        msg.starts_with(&format!("Cannot cancel task {}", sid(&task))),
+        "{msg}"
+    );
+    c.post(&t, &[("AssignmentStatus", "wrapping")])
+        .await
+        .ok(StatusCode::OK);
     let done = c
-        .post(&t, &[("AssignmentStatus", "completed"), ("Reason", "resolved")])
+        .post(
+            &t,
+            &[("AssignmentStatus", "completed"), ("Reason", "resolved")],
+        )
         .await
         .ok(StatusCode::OK);
     assert_eq!(done["assignment_status"], "completed");
     assert_eq!(done["reason"], "resolved");
-    assert_eq!(c.get(&r).await.ok(StatusCode::OK)["reservation_status"], "completed");
+    assert_eq!(
+        c.get(&r).await.ok(StatusCode::OK)["reservation_status"],
+        "completed"
+    );
 }
 
 #[tokio::test]
@@ -1267,7 +1329,10 @@ async fn task_lists_filter_order_and_page() {
             .post(
                 &tasks,
                 &[
-                    ("Attributes", &format!(r#"{{"selected_language": "{lang}"}}"#)),
+                    (
+                        "Attributes",
+                        &format!(r#"{{"selected_language": "{lang}"}}"#),
+                    ),
                     ("WorkflowSid", &flow),
                     ("Priority", priority),
                 ],
@@ -1279,31 +1344,70 @@ async fn task_lists_filter_order_and_page() {
     let all = c.list_all(&tasks, "tasks").await;
     assert_eq!(all.len(), 4);
     assert_eq!(all[0]["attributes"], Value::Null, "lists hide attributes");
-    let pending = c.list_all(&format!("{tasks}?AssignmentStatus=pending"), "tasks").await;
-    assert_eq!(pending.len(), 4, "nobody can take Spanish tasks; fr has no queue");
+    let pending = c
+        .list_all(&format!("{tasks}?AssignmentStatus=pending"), "tasks")
+        .await;
+    assert_eq!(
+        pending.len(),
+        4,
+        "nobody can take Spanish tasks; fr has no queue"
+    );
     let both = c
-        .list_all(&format!("{tasks}?AssignmentStatus=pending&AssignmentStatus=reserved"), "tasks")
+        .list_all(
+            &format!("{tasks}?AssignmentStatus=pending&AssignmentStatus=reserved"),
+            "tasks",
+        )
         .await;
     assert_eq!(both.len(), 4);
     let es = c
-        .list_all(&format!("{tasks}?EvaluateTaskAttributes={}", urlencode("selected_language == 'es'")), "tasks")
+        .list_all(
+            &format!(
+                "{tasks}?EvaluateTaskAttributes={}",
+                urlencode("selected_language == 'es'")
+            ),
+            "tasks",
+        )
         .await;
     assert_eq!(es.len(), 3);
     let by_queue = c
-        .list_all(&format!("{tasks}?TaskQueueName={}", urlencode("Customer Care Requests - Spanish")), "tasks")
+        .list_all(
+            &format!(
+                "{tasks}?TaskQueueName={}",
+                urlencode("Customer Care Requests - Spanish")
+            ),
+            "tasks",
+        )
         .await;
     assert_eq!(by_queue.len(), 3);
-    let by_flow = c.list_all(&format!("{tasks}?WorkflowSid={flow}"), "tasks").await;
+    let by_flow = c
+        .list_all(&format!("{tasks}?WorkflowSid={flow}"), "tasks")
+        .await;
     assert_eq!(by_flow.len(), 4);
     let ordered = c
-        .list_all(&format!("{tasks}?Ordering=Priority:desc&PageSize=3"), "tasks")
+        .list_all(
+            &format!("{tasks}?Ordering=Priority:desc&PageSize=3"),
+            "tasks",
+        )
         .await;
-    let priorities: Vec<_> = ordered.iter().map(|t| t["priority"].as_i64().expect("int")).collect();
+    let priorities: Vec<_> = ordered
+        .iter()
+        .map(|t| t["priority"].as_i64().expect("int"))
+        .collect();
     assert_eq!(priorities, vec![5, 3, 2, 1], "followed across two pages");
-    c.get(&format!("{tasks}?Ordering=Color:asc")).await.error(400, 20001);
-    c.get(&format!("{tasks}?AssignmentStatus=lost")).await.error(400, 20001);
-    c.get(&format!("{tasks}?EvaluateTaskAttributes=a%20%3D%3D")).await.error(400, 20001);
-    assert!(c.list_all(&format!("{tasks}?HasAddons=true"), "tasks").await.is_empty());
+    c.get(&format!("{tasks}?Ordering=Color:asc"))
+        .await
+        .error(400, 20001);
+    c.get(&format!("{tasks}?AssignmentStatus=lost"))
+        .await
+        .error(400, 20001);
+    c.get(&format!("{tasks}?EvaluateTaskAttributes=a%20%3D%3D"))
+        .await
+        .error(400, 20001);
+    assert!(
+        c.list_all(&format!("{tasks}?HasAddons=true"), "tasks")
+            .await
+            .is_empty()
+    );
 
     for bad in [
         vec![("Attributes", "{bad")],

@@ -1011,7 +1011,9 @@ impl Workspace {
         };
         let age_ms = now - t.date_created;
         let mut matched_any = false;
-        let mut positions: Vec<(Option<usize>, usize, Target, Option<Millis>)> = Vec::new();
+        // Candidate steps in order: (filter, target, step deadline). Indices, not clones:
+        // this runs for every new task.
+        let mut positions: Vec<(Option<usize>, usize, Option<Millis>)> = Vec::new();
         for (fi, f) in wf.config.filters.iter().enumerate() {
             if !f.expression.eval(&t.attrs) {
                 continue;
@@ -1025,21 +1027,18 @@ impl Workspace {
                 });
                 match deadline {
                     Some(d) if age_ms >= (d as i64) * 1000 => continue,
-                    Some(d) => positions.push((
-                        Some(fi),
-                        ti,
-                        target.clone(),
-                        Some(t.date_created + d as i64 * 1000),
-                    )),
+                    Some(d) => {
+                        positions.push((Some(fi), ti, Some(t.date_created + d as i64 * 1000)))
+                    }
                     None => {
                         // No timeout: the task stays here until it is done or its TTL ends.
-                        positions.push((Some(fi), ti, target.clone(), None));
+                        positions.push((Some(fi), ti, None));
                         break;
                     }
                 }
             }
         }
-        let default = wf.config.default_filter.clone();
+        let has_default = wf.config.default_filter.is_some();
         if positions.is_empty() {
             if matched_any {
                 self.finish_task(
@@ -1048,22 +1047,21 @@ impl Workspace {
                     Some("Task canceled on Workflow Timeout".into()),
                     now,
                 );
-            } else if let Some(d) = default {
-                self.enter_target(sid, None, 0, &d, None, now);
+            } else if has_default {
+                self.enter_target(sid, wf_sid, None, 0, None, now);
                 self.try_reserve(sid, now, ids);
             }
             // No filter and no default: the task waits, without a queue, until its TTL.
             return;
         }
-        for (fi, ti, target, deadline) in positions {
-            self.enter_target(sid, fi, ti, &target, deadline, now);
+        for (fi, ti, deadline) in positions {
+            self.enter_target(sid, wf_sid, fi, ti, deadline, now);
             if self.try_reserve(sid, now, ids) {
                 return;
             }
-            let skip = match (
-                &target.skip_if,
-                self.routing.tasks.get(&sid).and_then(|t| t.task_queue_sid),
-            ) {
+            let target = self.target_at(wf_sid, fi, ti);
+            let queue = self.routing.tasks.get(&sid).and_then(|t| t.task_queue_sid);
+            let skip = match (target.and_then(|t| t.skip_if.as_ref()), queue) {
                 (Some(e), Some(q)) => e.eval(&self.skip_if_view(q)),
                 _ => false,
             };
@@ -1073,38 +1071,52 @@ impl Workspace {
             self.unqueue(sid);
         }
         // Every step was skipped.
-        match default {
-            Some(d) => {
-                self.enter_target(sid, None, 0, &d, None, now);
-                self.try_reserve(sid, now, ids);
-            }
-            None => self.finish_task(
+        if has_default {
+            self.enter_target(sid, wf_sid, None, 0, None, now);
+            self.try_reserve(sid, now, ids);
+        } else {
+            self.finish_task(
                 sid,
                 TaskStatus::Canceled,
                 Some("Task canceled on Workflow skip".into()),
                 now,
-            ),
+            );
+        }
+    }
+
+    /// A workflow's target by position (`filter: None` is the default filter).
+    fn target_at(&self, workflow: Sid, filter: Option<usize>, target: usize) -> Option<&Target> {
+        let wf = self.workflows.get(&workflow)?;
+        match filter {
+            Some(f) => wf.config.filters.get(f)?.targets.get(target),
+            None => wf.config.default_filter.as_ref(),
         }
     }
 
     fn enter_target(
         &mut self,
         sid: Sid,
+        workflow: Sid,
         filter: Option<usize>,
         target: usize,
-        t: &Target,
         deadline: Option<Millis>,
         now: Millis,
     ) {
+        let Some((queue, priority)) = self
+            .target_at(workflow, filter, target)
+            .map(|t| (t.queue, t.priority))
+        else {
+            return;
+        };
         self.enter_queue(
             sid,
-            t.queue,
+            queue,
             Some(Step {
                 filter,
                 target,
                 deadline,
             }),
-            t.priority,
+            priority,
             now,
         );
         if let Some(d) = deadline {
@@ -1250,7 +1262,13 @@ impl Workspace {
     /// Whether `worker` may be offered `task` at the task's current step (membership of the
     /// queue is checked by the caller).
     fn fits(&self, task: &Task, worker: &Worker, target: Option<&Target>) -> bool {
-        if task.rejected_by.contains(&worker.sid) || !self.has_room(worker, task.task_channel_sid) {
+        self.has_room(worker, task.task_channel_sid) && self.fits_step(task, worker, target)
+    }
+
+    /// The step's own rules (rejections, known worker, target expression); room and queue
+    /// membership are checked by the caller.
+    fn fits_step(&self, task: &Task, worker: &Worker, target: Option<&Target>) -> bool {
+        if task.rejected_by.contains(&worker.sid) {
             return false;
         }
         let Some(target) = target else { return true };
@@ -1282,11 +1300,7 @@ impl Workspace {
     /// The workflow target a task is at, if routed by a workflow.
     fn target_of(&self, task: &Task) -> Option<&Target> {
         let step = task.step?;
-        let wf = self.workflows.get(&task.workflow_sid?)?;
-        match step.filter {
-            Some(f) => wf.config.filters.get(f)?.targets.get(step.target),
-            None => wf.config.default_filter.as_ref(),
-        }
+        self.target_at(task.workflow_sid?, step.filter, step.target)
     }
 
     /// Reserves the best free workers for a pending task in its queue (up to the queue's
@@ -1316,7 +1330,8 @@ impl Workspace {
         let fitting = ready
             .iter()
             .filter_map(|(_, w)| self.workers.get(w))
-            .filter(|w| self.fits(t, w, target));
+            // `ready` holds only members with room on this channel.
+            .filter(|w| self.fits_step(t, w, target));
         let order_by = target.map(|t| t.order_by.as_slice()).unwrap_or(&[]);
         let chosen: Vec<Sid> = if order_by.is_empty() {
             fitting.take(k).map(|w| w.sid).collect()
