@@ -87,14 +87,14 @@ pub(crate) struct Routing {
     /// Worker → its entries in `ready` (queue, channel, idle key).
     ready_at: HashMap<Sid, Vec<(Sid, Sid, Millis)>>,
     /// Workers whose `ready` entries may be out of date; refreshed before `ready` is read.
-    stale: BTreeSet<Sid>,
+    stale: Vec<Sid>,
     /// Worker → the queues it is a member of.
     member_of: HashMap<Sid, Vec<Sid>>,
     dirty_tasks: BTreeSet<Sid>,
     /// Dirty tasks that must be re-evaluated against their workflow, not just retried.
     replace: BTreeSet<Sid>,
     /// Rows changed since the last flush.
-    touched: BTreeSet<(u8, Sid)>,
+    touched: Vec<(u8, Sid)>,
 }
 
 /// A worker's active reservations and, per task channel, `(pending, accepted or wrapping)`.
@@ -195,13 +195,13 @@ impl Routing {
         } else {
             self.member_of.insert(worker, queues);
         }
-        self.stale.insert(worker);
+        self.stale.push(worker);
     }
 
     /// The worker may now fit tasks it could not (or no longer fit some): route it again.
     fn mark_worker(&mut self, worker: Sid) {
         self.dirty_workers.insert(worker);
-        self.stale.insert(worker);
+        self.stale.push(worker);
     }
 }
 
@@ -393,7 +393,7 @@ impl Workspace {
             }
             FollowUp::WorkerGone(w) => {
                 self.routing.member_of.remove(&w);
-                self.routing.stale.insert(w);
+                self.routing.stale.push(w);
             }
             FollowUp::Workflow { re_evaluate } => {
                 if re_evaluate {
@@ -1194,8 +1194,15 @@ impl Workspace {
 
     /// Brings `ready` up to date for every stale worker.
     fn refresh_ready(&mut self) {
-        while let Some(w) = self.routing.stale.pop_first() {
-            for (q, c, idle) in self.routing.ready_at.remove(&w).unwrap_or_default() {
+        if self.routing.stale.is_empty() {
+            return;
+        }
+        let mut stale = std::mem::take(&mut self.routing.stale);
+        stale.sort_unstable();
+        stale.dedup();
+        for &w in &stale {
+            let mut at = self.routing.ready_at.remove(&w).unwrap_or_default();
+            for &(q, c, idle) in &at {
                 if let Some(set) = self.routing.ready.get_mut(&q).and_then(|m| m.get_mut(&c)) {
                     set.remove(&(idle, w));
                 }
@@ -1206,20 +1213,14 @@ impl Workspace {
             let Some(queues) = self.routing.member_of.get(&w) else {
                 continue;
             };
-            let channels: Vec<Sid> = worker
-                .channels
-                .iter()
-                .map(|c| c.task_channel_sid)
-                .filter(|&c| self.has_room(worker, c))
-                .collect();
-            if channels.is_empty() {
-                continue;
-            }
             let idle = worker.last_reserved_at;
-            let mut at = Vec::with_capacity(queues.len() * channels.len());
+            // Reuse the worker's previous entry list (this runs once per reservation).
+            at.clear();
             for &q in queues {
-                for &c in &channels {
-                    at.push((q, c, idle));
+                for c in &worker.channels {
+                    if self.has_room(worker, c.task_channel_sid) {
+                        at.push((q, c.task_channel_sid, idle));
+                    }
                 }
             }
             for &(q, c, idle) in &at {
@@ -1233,6 +1234,8 @@ impl Workspace {
             }
             self.routing.ready_at.insert(w, at);
         }
+        stale.clear();
+        self.routing.stale = stale;
     }
 
     /// Whether `worker` has room for a task on `channel` right now.
@@ -1428,7 +1431,7 @@ impl Workspace {
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.last_reserved_at = now;
             }
-            self.routing.stale.insert(worker);
+            self.routing.stale.push(worker);
             if let Some(a) = reservation_activity {
                 self.set_activity(worker, a, now);
             }
@@ -1586,12 +1589,14 @@ impl Workspace {
     // ----- persistence -------------------------------------------------------------------
 
     fn touch(&mut self, kind: u8, sid: Sid) {
-        self.routing.touched.insert((kind, sid));
+        self.routing.touched.push((kind, sid));
     }
 
     /// The rows changed since the last flush, as puts and deletes.
     fn flush(&mut self) -> Vec<Change> {
-        let touched = std::mem::take(&mut self.routing.touched);
+        let mut touched = std::mem::take(&mut self.routing.touched);
+        touched.sort_unstable();
+        touched.dedup();
         touched
             .into_iter()
             .map(|(kind, sid)| match kind {
