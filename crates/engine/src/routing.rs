@@ -83,7 +83,7 @@ pub(crate) struct Routing {
     dirty_workers: BTreeSet<Sid>,
     /// Queue → task channel → members with room on that channel now, longest idle first.
     /// Lets a new task find its worker without scanning the queue's members.
-    ready: HashMap<Sid, HashMap<Sid, BTreeSet<(Millis, Sid)>>>,
+    ready: HashMap<(Sid, Sid), BTreeSet<(Millis, Sid)>>,
     /// Worker → its entries in `ready` (queue, channel, idle key).
     ready_at: HashMap<Sid, Vec<(Sid, Sid, Millis)>>,
     /// Workers whose `ready` entries may be out of date; refreshed before `ready` is read.
@@ -1203,7 +1203,7 @@ impl Workspace {
         for &w in &stale {
             let mut at = self.routing.ready_at.remove(&w).unwrap_or_default();
             for &(q, c, idle) in &at {
-                if let Some(set) = self.routing.ready.get_mut(&q).and_then(|m| m.get_mut(&c)) {
+                if let Some(set) = self.routing.ready.get_mut(&(q, c)) {
                     set.remove(&(idle, w));
                 }
             }
@@ -1226,9 +1226,7 @@ impl Workspace {
             for &(q, c, idle) in &at {
                 self.routing
                     .ready
-                    .entry(q)
-                    .or_default()
-                    .entry(c)
+                    .entry((q, c))
                     .or_default()
                     .insert((idle, w));
             }
@@ -1319,12 +1317,7 @@ impl Workspace {
         let Some(q) = t.task_queue_sid.and_then(|q| self.task_queues.get(&q)) else {
             return false;
         };
-        let Some(ready) = self
-            .routing
-            .ready
-            .get(&q.sid)
-            .and_then(|m| m.get(&t.task_channel_sid))
-        else {
+        let Some(ready) = self.routing.ready.get(&(q.sid, t.task_channel_sid)) else {
             return false;
         };
         let target = self.target_of(t);

@@ -98,16 +98,22 @@ impl FromStr for Sid {
     }
 }
 
-impl fmt::Display for Sid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Hand-rolled hex: SIDs are printed for every row the store writes.
+impl Sid {
+    /// The 34 ASCII bytes of the SID's text form.
+    fn text(&self) -> [u8; 34] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 34];
         buf[..2].copy_from_slice(&self.prefix);
         for (i, b) in buf[2..].iter_mut().enumerate() {
             *b = HEX[((self.id >> (124 - 4 * i)) & 0xf) as usize];
         }
-        f.write_str(std::str::from_utf8(&buf).unwrap_or("??"))
+        buf
+    }
+}
+
+impl fmt::Display for Sid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::str::from_utf8(&self.text()).unwrap_or("??"))
     }
 }
 
@@ -119,7 +125,8 @@ impl fmt::Debug for Sid {
 
 impl serde::Serialize for Sid {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // Straight from a stack buffer: every stored row and response carries SIDs.
+        s.serialize_str(std::str::from_utf8(&self.text()).unwrap_or("??"))
     }
 }
 
