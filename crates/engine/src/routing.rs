@@ -1014,10 +1014,8 @@ impl Workspace {
         // Candidate steps in order: (filter, target, step deadline). Indices, not clones:
         // this runs for every new task.
         let mut positions: Vec<(Option<usize>, usize, Option<Millis>)> = Vec::new();
-        for (fi, f) in wf.config.filters.iter().enumerate() {
-            if !f.expression.eval(&t.attrs) {
-                continue;
-            }
+        for fi in wf.config.matching_filters(&t.attrs) {
+            let f = &wf.config.filters[fi];
             matched_any = true;
             let mut cumulative: u64 = 0;
             for (ti, target) in f.targets.iter().enumerate() {

@@ -14,8 +14,10 @@
 //! the router never has to, and accepts `priority`/`timeout` as numbers or numeric strings, as
 //! Twilio's own examples send both.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
-use taskyard_expr::{Expr, Key, OrderBy, Scope};
+use taskyard_expr::{Cmp, Expr, Key, Lit, Op, Operand, OrderBy, Scope, Val};
 
 use crate::{Sid, sid::prefix};
 
@@ -24,6 +26,8 @@ use crate::{Sid, sid::prefix};
 pub struct WorkflowConfig {
     pub filters: Vec<Filter>,
     pub default_filter: Option<Target>,
+    /// Derived from `filters`: answers `key == literal` filters by lookup.
+    index: FilterIndex,
 }
 
 /// One entry of `task_routing.filters`.
@@ -90,11 +94,154 @@ impl WorkflowConfig {
             Some(Value::Object(o)) => Some(parse_target(o, None, "task_routing.default_filter")?),
             Some(_) => return Err("task_routing.default_filter must be an object".into()),
         };
+        let index = FilterIndex::build(&filters);
         Ok(WorkflowConfig {
             filters,
             default_filter,
+            index,
         })
     }
+
+    /// The indices of the filters whose expression matches `attrs`, in document order.
+    /// Same answer as evaluating every filter, but filters of the common shape
+    /// `key == literal` are answered by one lookup per key instead of one evaluation each.
+    pub fn matching_filters<'a>(&'a self, attrs: &'a Value) -> impl Iterator<Item = usize> + 'a {
+        let hits = self.index.hits(attrs);
+        self.filters.iter().enumerate().filter_map(move |(i, f)| {
+            let matched = match (self.index.group_of.get(i).copied().flatten(), &hits) {
+                (Some(g), Hits::Some { groups, filters }) if groups.contains(&g) => {
+                    filters.contains(&i)
+                }
+                _ => f.expression.eval(attrs),
+            };
+            matched.then_some(i)
+        })
+    }
+}
+
+/// An index over filters of the shape `key == literal` (or `literal == key`), grouped by
+/// key. For a task, one lookup per group finds every such filter it matches; the rules are
+/// those of `==` (a number equals a string that parses to it; strings compare as text).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct FilterIndex {
+    groups: Vec<Group>,
+    /// Filter → its group, for indexed filters.
+    group_of: Vec<Option<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Group {
+    key: Key,
+    /// String literal → filters.
+    text: HashMap<String, Vec<usize>>,
+    /// Number literal (bits) → filters.
+    numbers: HashMap<u64, Vec<usize>>,
+    /// Value of a numeric string literal (bits) → filters (matched by number attributes).
+    numeric_text: HashMap<u64, Vec<usize>>,
+}
+
+/// Which indexed filters matched: only for the groups answered by lookup (`groups`); the
+/// other filters are evaluated as usual.
+enum Hits {
+    None,
+    Some {
+        groups: Vec<usize>,
+        filters: Vec<usize>,
+    },
+}
+
+fn bits(n: f64) -> u64 {
+    // -0.0 == 0.0 under `==`.
+    if n == 0.0 {
+        0f64.to_bits()
+    } else {
+        n.to_bits()
+    }
+}
+
+impl FilterIndex {
+    fn build(filters: &[Filter]) -> FilterIndex {
+        let mut index = FilterIndex {
+            groups: Vec::new(),
+            group_of: vec![None; filters.len()],
+        };
+        for (i, f) in filters.iter().enumerate() {
+            let Expr::Cmp(c) = &f.expression else {
+                continue;
+            };
+            let Some((key, lit)) = key_equals_literal(c) else {
+                continue;
+            };
+            let g = match index.groups.iter().position(|g| g.key == *key) {
+                Some(g) => g,
+                None => {
+                    index.groups.push(Group {
+                        key: key.clone(),
+                        text: HashMap::new(),
+                        numbers: HashMap::new(),
+                        numeric_text: HashMap::new(),
+                    });
+                    index.groups.len() - 1
+                }
+            };
+            let group = &mut index.groups[g];
+            match lit {
+                Lit::Num(n) => group.numbers.entry(bits(*n)).or_default().push(i),
+                Lit::Str(s) => {
+                    group.text.entry(s.clone()).or_default().push(i);
+                    if let Some(n) = Val::Str(s.as_str().into()).as_number() {
+                        group.numeric_text.entry(bits(n)).or_default().push(i);
+                    }
+                }
+                _ => unreachable!("only string and number literals are indexed"),
+            }
+            index.group_of[i] = Some(g);
+        }
+        index
+    }
+
+    fn hits(&self, attrs: &Value) -> Hits {
+        if self.groups.is_empty() {
+            return Hits::None;
+        }
+        let mut groups = Vec::new();
+        let mut filters = Vec::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            let v = taskyard_expr::lookup(attrs, &group.key.segs);
+            let mut add =
+                |found: Option<&Vec<usize>>| filters.extend(found.into_iter().flatten().copied());
+            match &v {
+                Val::Str(s) => {
+                    add(group.text.get(s.as_ref()));
+                    if let Some(n) = v.as_number() {
+                        add(group.numbers.get(&bits(n)));
+                    }
+                }
+                Val::Num(n) => {
+                    add(group.numbers.get(&bits(*n)));
+                    add(group.numeric_text.get(&bits(*n)));
+                }
+                // Booleans compare with "true"/"false" strings: leave those to evaluation.
+                Val::Bool(_) => continue,
+                // Null, arrays and objects equal no literal.
+                _ => {}
+            }
+            groups.push(g);
+        }
+        Hits::Some { groups, filters }
+    }
+}
+
+/// `key == "text"`, `key == 5`, or the mirror image.
+fn key_equals_literal(c: &Cmp) -> Option<(&Key, &Lit)> {
+    if c.op != Op::Eq {
+        return None;
+    }
+    let (key, lit) = match (&c.left, &c.right) {
+        (Operand::Key(k), Operand::Lit(l)) | (Operand::Lit(l), Operand::Key(k)) => (k, l),
+        _ => return None,
+    };
+    matches!(lit, Lit::Str(_) | Lit::Num(_)).then_some((key, lit))
 }
 
 fn parse_filter(item: &Value, index: usize) -> Result<Filter, String> {
@@ -278,6 +425,71 @@ mod tests {
         for (doc, want) in cases {
             let err = WorkflowConfig::parse(doc).expect_err(doc);
             assert!(err.contains(want), "{doc}: {err} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn indexed_filter_matching_agrees_with_evaluating_every_filter() {
+        let exprs = [
+            "skill == 3",
+            "skill == '3'",
+            "skill == 'a'",
+            "3 == skill",
+            "tier == 'gold'",
+            "skill == 3.0",
+            "skill == -0",
+            "vip == 'true'",
+            "skill > 2",
+            "1==1",
+            "skill == 'x' OR tier == 'gold'",
+            "tier == 'silver'",
+            "skill == ' 3 '",
+            "nested.k == 1",
+        ];
+        let values = [
+            serde_json::json!(3),
+            serde_json::json!("3"),
+            serde_json::json!("3.0"),
+            serde_json::json!(" 3 "),
+            serde_json::json!("a"),
+            serde_json::json!(0),
+            serde_json::json!(-0.0),
+            serde_json::json!(true),
+            serde_json::json!(null),
+            serde_json::json!([3]),
+            serde_json::json!({"k": 1}),
+            serde_json::json!("true"),
+        ];
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..2_000 {
+            let n = rng.usize(1..10);
+            let chosen: Vec<&str> = (0..n).map(|_| exprs[rng.usize(0..exprs.len())]).collect();
+            let filters = chosen
+                .iter()
+                .map(|e| {
+                    format!(
+                        r#"{{"expression": "{}", "targets": [{{"queue": "{Q1}"}}]}}"#,
+                        e.replace('"', "\\\"")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let config = WorkflowConfig::parse(&format!(
+                r#"{{"task_routing": {{"filters": [{filters}]}}}}"#
+            ))
+            .expect("valid");
+            let mut attrs = serde_json::Map::new();
+            for k in ["skill", "tier", "vip", "nested"] {
+                if rng.bool() {
+                    attrs.insert(k.into(), values[rng.usize(0..values.len())].clone());
+                }
+            }
+            let attrs = Value::Object(attrs);
+            let fast: Vec<usize> = config.matching_filters(&attrs).collect();
+            let slow: Vec<usize> = (0..config.filters.len())
+                .filter(|&i| config.filters[i].expression.eval(&attrs))
+                .collect();
+            assert_eq!(fast, slow, "{chosen:?} against {attrs}");
         }
     }
 

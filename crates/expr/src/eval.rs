@@ -56,6 +56,12 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// The value as a number under the comparison rules: numbers, and strings that parse
+    /// as finite numbers.
+    pub fn as_number(&self) -> Option<f64> {
+        number(self)
+    }
+
     fn is_null(&self) -> bool {
         matches!(self, Val::Null)
     }
