@@ -144,6 +144,17 @@ def expect_rest_exception(status: int, code: Optional[int] = None) -> Iterator[C
         assert err.code == code, f"expected error code {code}, got {err.code!r}: {err.msg!r}"
 
 
+def api_message(caught: "Caught") -> str:
+    """The server's own ``message``: twilio-python prefixes the body's message
+    with its own text ("Unable to update record: …") in TwilioRestException.msg."""
+    msg = caught.message or ""
+    for prefix in ("Unable to create record: ", "Unable to update record: ", "Unable to fetch record: ",
+                   "Unable to delete record: "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
+
+
 def call_or_xfail_if_501(call):
     """Run ``call``; if Taskyard answers 501 (a feature it documents as not
     implemented yet), report the test as xfail instead of failing."""
@@ -284,3 +295,111 @@ def snapshot_workspace(tr, workspace_sid: str, base_url: str) -> Dict[str, Any]:
     snap["task_queues"] = {q.sid: fields(ws.task_queues(q.sid).fetch(), base_url) for q in ws.task_queues.list()}
     snap["workflows"] = {f.sid: fields(ws.workflows(f.sid).fetch(), base_url) for f in ws.workflows.list()}
     return snap
+
+
+# ---------------------------------------------------------------------------
+# Tasks and reservations
+# ---------------------------------------------------------------------------
+
+# A reservation that still occupies a worker (taskrouter-semantics.md §4:
+# "Pending, accepted and wrapping reservations count against capacity").
+HOLDING_STATUSES = ("pending", "accepted", "wrapping")
+# A reservation that won the task (accept, then possibly wrap-up/complete).
+WON_STATUSES = ("accepted", "wrapping", "completed")
+
+
+def describe(value: Any) -> str:
+    """A readable form of a helper-library instance (or a list of them) for
+    failure messages."""
+    if isinstance(value, list):
+        return "[" + ", ".join(describe(v) for v in value) + "]"
+    if hasattr(value, "_version") and hasattr(value, "sid"):
+        keep = ("sid", "assignment_status", "reason", "task_queue_friendly_name", "priority",
+                "reservation_status", "worker_name", "activity_name")
+        return "{" + ", ".join(f"{k}={getattr(value, k)!r}" for k in keep if hasattr(value, k)) + "}"
+    return repr(value)
+
+
+def wait_until(probe, predicate, *, timeout: float = 5.0, interval: float = 0.05, what: str = "condition"):
+    """Call ``probe()`` until ``predicate(value)`` holds; return that value.
+
+    Routing and timers run inside the server, so a state change may show up a
+    moment after the request that caused it (Twilio's own docs say real-time
+    numbers "may take a few seconds").  Poll instead of sleeping blindly."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if predicate(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {describe(value)}")
+        time.sleep(interval)
+
+
+def task_status(ws, task_sid: str) -> str:
+    return ws.tasks(task_sid).fetch().assignment_status
+
+
+def wait_task_status(ws, task_sid: str, status: str, timeout: float = 5.0):
+    """Poll until the task is in ``status``; returns the fetched task."""
+    return wait_until(
+        lambda: ws.tasks(task_sid).fetch(),
+        lambda t: t.assignment_status == status,
+        timeout=timeout,
+        what=f"task {task_sid} to become {status!r}",
+    )
+
+
+def reservations_of(ws, task_sid: str, status: Optional[str] = None) -> list:
+    kwargs = {} if status is None else {"reservation_status": status}
+    return ws.tasks(task_sid).reservations.list(**kwargs)
+
+
+def wait_reservations(ws, task_sid: str, count: int = 1, status: str = "pending", timeout: float = 5.0) -> list:
+    """Poll until the task has exactly ``count`` reservations in ``status``."""
+    return wait_until(
+        lambda: [r for r in reservations_of(ws, task_sid) if r.reservation_status == status],
+        lambda rs: len(rs) == count,
+        timeout=timeout,
+        what=f"{count} {status} reservation(s) on task {task_sid}",
+    )
+
+
+def build_routing(
+    ws,
+    *,
+    workers: int = 0,
+    target_workers: str = "1==1",
+    max_reserved_workers: int = 1,
+    task_order: str = "FIFO",
+    task_reservation_timeout: int = 1200,
+    worker_attributes: Optional[Dict[str, Any]] = None,
+    available: bool = True,
+    name: str = "Routing",
+) -> SimpleNamespace:
+    """One queue, one workflow that routes every task to it (default filter),
+    and ``workers`` workers (created in order, in the Available activity unless
+    ``available=False``)."""
+    acts = activities_by_name(ws)
+    queue = ws.task_queues.create(
+        friendly_name=f"{name} queue",
+        target_workers=target_workers,
+        max_reserved_workers=max_reserved_workers,
+        task_order=task_order,
+    )
+    workflow = ws.workflows.create(
+        friendly_name=f"{name} workflow",
+        configuration=routing_config(default_queue=queue.sid),
+        task_reservation_timeout=task_reservation_timeout,
+    )
+    created = [
+        ws.workers.create(
+            friendly_name=f"{name} worker {i}",
+            attributes=json.dumps(worker_attributes or {}),
+            activity_sid=(acts["Available"] if available else acts["Offline"]).sid,
+        )
+        for i in range(workers)
+    ]
+    return SimpleNamespace(acts=acts, queue=queue, workflow=workflow, workers=created)

@@ -7,7 +7,7 @@ import pytest
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from conftest import make_client, new_account_sid, new_auth_token
-from helpers import describe_error, expect_error, expect_rest_exception, missing_sid
+from helpers import describe_error, expect_error, expect_rest_exception, missing_sid, routing_config
 
 
 def test_missing_workspace_is_404_20404(tr):
@@ -125,14 +125,13 @@ def test_unknown_collection_path_is_404(client, base_url):
 
 
 # ---------------------------------------------------------------------------
-# Tasks / Reservations / Events / Statistics are not implemented yet: they must
-# fail like any other Twilio API error (TwilioRestException with a numeric
-# code and a message), not hang or return garbage.
+# Events and Statistics are not implemented yet: they must fail like any other
+# Twilio API error (TwilioRestException with a numeric code and a message), not
+# hang or return garbage.  (Tasks and Reservations are served now: see
+# test_tasks.py and test_reservations.py.)
 # ---------------------------------------------------------------------------
 
 INSTANCE_CALLS = {
-    "task-create": lambda ws: ws.tasks.create(attributes="{}"),
-    "task-fetch": lambda ws: ws.tasks(missing_sid("WT")).fetch(),
     "workspace-statistics": lambda ws: ws.statistics().fetch(),
     "workspace-real-time-statistics": lambda ws: ws.real_time_statistics().fetch(),
     "workspace-cumulative-statistics": lambda ws: ws.cumulative_statistics().fetch(),
@@ -141,8 +140,9 @@ INSTANCE_CALLS = {
 }
 
 LIST_CALLS = {
-    "tasks-list": lambda ws: ws.tasks.list(),
     "events-list": lambda ws: ws.events.list(),
+    "events-list-filtered": lambda ws: ws.events.list(event_type="task.created"),
+    "task-queues-statistics-list": lambda ws: ws.task_queues.statistics.list(),
 }
 
 
@@ -169,14 +169,18 @@ def test_unimplemented_list_raises_twilio_exception(ws, call):
 def test_unimplemented_sub_resources_of_config_resources(ws):
     queue = ws.task_queues.create(friendly_name="Stats")
     worker = ws.workers.create(friendly_name="Stats")
+    workflow = ws.workflows.create(friendly_name="Stats", configuration=routing_config(default_queue=queue.sid))
     for call in (
         lambda: ws.task_queues(queue.sid).statistics().fetch(),
         lambda: ws.task_queues(queue.sid).real_time_statistics().fetch(),
+        lambda: ws.task_queues(queue.sid).cumulative_statistics().fetch(),
         lambda: ws.workers(worker.sid).statistics().fetch(),
+        lambda: ws.workflows(workflow.sid).statistics().fetch(),
+        lambda: ws.workflows(workflow.sid).real_time_statistics().fetch(),
     ):
         with pytest.raises(TwilioRestException) as info:
             call()
         assert isinstance(info.value.code, int)
     with pytest.raises(TwilioException) as info:
-        ws.workers(worker.sid).reservations.list()
+        ws.events.list(worker_sid=worker.sid)
     assert isinstance(describe_error(info.value).code, int)

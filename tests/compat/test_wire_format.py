@@ -171,3 +171,95 @@ def test_non_integer_capacity_is_400(client, ws, ws_url):
     response = client.request("POST", f"{ws_url}/Workers/{worker.sid}/Channels/voice", data={"Capacity": "abc"})
     assert response.status_code == 400, response.text
     assert ws.workers(worker.sid).worker_channels("voice").fetch().configured_capacity == 1
+
+
+# ---------------------------------------------------------------------------
+# Tasks and Reservations
+# ---------------------------------------------------------------------------
+
+TASK_SCHEMA_KEYS = {
+    "task": {
+        "account_sid", "addons", "age", "assignment_status", "attributes", "date_created", "date_updated",
+        "ignore_capacity", "links", "priority", "reason", "routing_target", "sid", "task_channel_sid",
+        "task_channel_unique_name", "task_queue_entered_date", "task_queue_friendly_name", "task_queue_sid",
+        "timeout", "url", "virtual_start_time", "workflow_friendly_name", "workflow_sid", "workspace_sid",
+    },
+    "task_reservation": {"account_sid", "date_created", "date_updated", "links", "reservation_status", "sid",
+                         "task_sid", "url", "worker_name", "worker_sid", "workspace_sid"},
+    "worker_reservation": {"account_sid", "date_created", "date_updated", "links", "reservation_status", "sid",
+                           "task_sid", "url", "worker_name", "worker_sid", "workspace_sid"},
+}
+
+
+@pytest.fixture
+def reserved(ws):
+    """A task reserved to a worker: URLs of the task and both reservation views."""
+    from helpers import build_routing, wait_reservations
+
+    routing = build_routing(ws, workers=1, name="Wire")
+    task = ws.tasks.create(workflow_sid=routing.workflow.sid, attributes='{"k": "v"}')
+    (r,) = wait_reservations(ws, task.sid, 1, "pending")
+    return {
+        "task": task.url,
+        "task_reservation": r.url,
+        "worker_reservation": ws.workers(r.worker_sid).reservations(r.sid).fetch().url,
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(TASK_SCHEMA_KEYS))
+def test_task_and_reservation_schema_fields_present(client, reserved, kind):
+    body, _ = get_json(client, reserved[kind])
+    assert set(body) == TASK_SCHEMA_KEYS[kind]
+
+
+@pytest.mark.parametrize("kind", sorted(TASK_SCHEMA_KEYS))
+def test_task_and_reservation_timestamps(client, reserved, kind):
+    body, _ = get_json(client, reserved[kind])
+    for key in ("date_created", "date_updated", "task_queue_entered_date", "virtual_start_time"):
+        if key in body:
+            assert TIMESTAMP.match(body[key]), f"{key}={body[key]!r}"
+
+
+def test_task_json_types(client, reserved):
+    """`attributes` and `addons` are JSON strings; `links` an object; `age`,
+    `priority`, `timeout` integers (§0 JSON-in-JSON, §7 workspace.task)."""
+    body, _ = get_json(client, reserved["task"])
+    assert isinstance(body["attributes"], str) and json.loads(body["attributes"]) == {"k": "v"}
+    assert body["addons"] is None or isinstance(json.loads(body["addons"]), dict)
+    assert isinstance(body["links"], dict)
+    for key in ("age", "priority", "timeout"):
+        assert isinstance(body[key], int) and not isinstance(body[key], bool), key
+    assert body["assignment_status"] == "reserved"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"Priority": "abc"}, {"Timeout": "abc"}, {"Attributes": "[1, 2]"}],
+    ids=["priority", "timeout", "attributes-not-object"],
+)
+def test_task_create_bad_parameters_are_400(client, ws, ws_url, data):
+    from helpers import build_routing
+
+    routing = build_routing(ws, name="Bad")
+    response = client.request("POST", f"{ws_url}/Tasks", data={"WorkflowSid": routing.workflow.sid, **data})
+    assert response.status_code == 400, response.text
+    assert json.loads(response.text)["code"] == 20001
+
+
+def test_task_update_unknown_assignment_status_is_400(client, ws, ws_url):
+    from helpers import build_routing
+
+    routing = build_routing(ws, name="Enum")
+    task = ws.tasks.create(workflow_sid=routing.workflow.sid)
+    response = client.request("POST", f"{ws_url}/Tasks/{task.sid}", data={"AssignmentStatus": "finished"})
+    assert response.status_code == 400, response.text
+    assert json.loads(response.text)["code"] == 20001
+    assert ws.tasks(task.sid).fetch().assignment_status == "pending"
+
+
+def test_reservation_update_unknown_status_is_400(client, reserved, ws):
+    response = client.request("POST", reserved["task_reservation"], data={"ReservationStatus": "maybe"})
+    assert response.status_code == 400, response.text
+    assert json.loads(response.text)["code"] == 20001
+    body, _ = get_json(client, reserved["task_reservation"])
+    assert body["reservation_status"] == "pending"

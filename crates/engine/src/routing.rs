@@ -63,7 +63,8 @@ pub(crate) enum Timer {
 }
 
 /// Where a pending task sits in its queue's order.
-type QueueKey = (i64, i64, Sid);
+/// `(primary, secondary, tie-break, task)`: smaller is served first.
+type QueueKey = (i64, i64, u128, Sid);
 
 /// Tasks and reservations, plus indexes derived from them (rebuilt on restore).
 #[derive(Debug, Clone, Default)]
@@ -428,7 +429,7 @@ impl Workspace {
             .routing
             .pending
             .get(&queue)
-            .map(|set| set.iter().map(|k| k.2).collect())
+            .map(|set| set.iter().map(|k| k.3).collect())
             .unwrap_or_default();
         for t in tasks {
             self.unqueue(t);
@@ -1028,11 +1029,9 @@ impl Workspace {
                     Some(d) => {
                         positions.push((Some(fi), ti, Some(t.date_created + d as i64 * 1000)))
                     }
-                    None => {
-                        // No timeout: the task stays here until it is done or its TTL ends.
-                        positions.push((Some(fi), ti, None));
-                        break;
-                    }
+                    // No timeout: the task stays here until it is done or its TTL ends,
+                    // unless `skip_if` moves it on to the targets after it.
+                    None => positions.push((Some(fi), ti, None)),
                 }
             }
         }
@@ -1151,10 +1150,10 @@ impl Workspace {
             .get(&queue)
             .is_some_and(|q| q.task_order == QueueOrder::Lifo);
         if lifo {
-            // Newest first; priority is ignored in LIFO queues.
-            (-t.virtual_start_time, 0, t.sid)
+            // Newest first (ties: the later created); priority is ignored in LIFO queues.
+            (-t.virtual_start_time, 0, !t.sid.id(), t.sid)
         } else {
-            (-t.priority, t.virtual_start_time, t.sid)
+            (-t.priority, t.virtual_start_time, t.sid.id(), t.sid)
         }
     }
 
@@ -1456,7 +1455,7 @@ impl Workspace {
             let found = set.iter().find(|k| {
                 self.routing
                     .tasks
-                    .get(&k.2)
+                    .get(&k.3)
                     .is_some_and(|t| self.fits(t, worker, self.target_of(t)))
             });
             let Some(&key) = found else { continue };
@@ -1474,7 +1473,7 @@ impl Workspace {
                 best = Some((lifo, key));
             }
         }
-        best.map(|(_, k)| k.2)
+        best.map(|(_, k)| k.3)
     }
 
     /// Gives `worker` the best waiting tasks until it has no room or nothing fits.

@@ -919,3 +919,37 @@ fn timers_survive_a_restore() {
         "the TTL timer was re-armed too"
     );
 }
+
+#[test]
+fn skip_if_also_leaves_a_target_without_timeout() {
+    let mut w = World::new();
+    let a = w.queue("A", "team == 'a'");
+    let b = w.queue("B", "1==1");
+    w.workflow(
+        json!({"task_routing": {"filters": [{"expression": "1==1", "targets": [
+            {"queue": a.to_string(), "skip_if": "workers.available == 0"},
+            {"queue": b.to_string()}]}]}}),
+        120,
+    );
+    let t = w.task(json!({}));
+    assert_eq!(
+        w.queue_of(t),
+        Some(b),
+        "skipped A although A has no timeout"
+    );
+    assert_eq!(w.status(t), TaskStatus::Pending);
+}
+
+#[test]
+fn lifo_serves_the_later_created_of_tasks_with_the_same_start_time() {
+    let mut w = World::new();
+    let lifo = w.queue_with("LIFO", "1==1", |p| p.task_order = Some(QueueOrder::Lifo));
+    w.workflow(one_queue_flow(lifo), 120);
+    let vst = w.now - 60 * SEC;
+    let tasks: Vec<Sid> = (0..3)
+        .map(|_| w.task_with(json!({}), |p| p.virtual_start_time = Some(vst)))
+        .collect();
+    w.worker("W", json!({}), true);
+    assert_eq!(w.status(tasks[2]), TaskStatus::Reserved);
+    assert_eq!(w.status(tasks[0]), TaskStatus::Pending);
+}

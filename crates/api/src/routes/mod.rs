@@ -377,6 +377,17 @@ pub fn json_with_etag(status: StatusCode, body: String, version: u64) -> Respons
     resp
 }
 
+/// The `ETag` of a list page: changes whenever any listed resource changes (a hash of the
+/// SIDs and versions on the page).
+pub fn list_etag(items: impl Iterator<Item = (Sid, u64)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut tag = std::collections::hash_map::DefaultHasher::new();
+    for item in items {
+        item.hash(&mut tag);
+    }
+    tag.finish()
+}
+
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }

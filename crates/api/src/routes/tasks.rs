@@ -12,7 +12,7 @@ use taskyard_engine::{
 use taskyard_expr::Scope;
 use taskyard_hub::now_ms;
 
-use super::{Ctx, Form, json, json_with_etag, to_json};
+use super::{Ctx, Form, json_with_etag, list_etag, to_json};
 use crate::error::ApiError;
 use crate::paging::envelope;
 use crate::params::Params;
@@ -224,14 +224,15 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
                 });
                 page.select_sorted(items)
             };
+            let tag = list_etag(items.iter().map(|t| (t.sid, t.version)));
             let items: Vec<_> = items
                 .into_iter()
                 .map(|t| render::task(&urls, ws, t, now, with_attributes))
                 .collect();
-            envelope("tasks", items, meta)
+            (envelope("tasks", items, meta), tag)
         })
         .await?;
-    Ok(json(StatusCode::OK, body))
+    Ok(json_with_etag(StatusCode::OK, body.0, body.1))
 }
 
 // ----- reservations ------------------------------------------------------------------------
@@ -279,15 +280,16 @@ async fn list_reservations(
             let (items, meta) = page.select(&mine, |r| {
                 status.is_none_or(|s| s == r.status) && worker.is_none_or(|w| w == r.worker_sid)
             });
+            let tag = list_etag(items.iter().map(|r| (r.sid, r.version)));
             let items: Vec<_> = items
                 .into_iter()
                 .map(|r| render::reservation(&urls, ws, r, view))
                 .collect();
-            Some(envelope("reservations", items, meta))
+            Some((envelope("reservations", items, meta), tag))
         })
         .await?
         .ok_or_else(|| ctx.not_found())?;
-    Ok(json(StatusCode::OK, body))
+    Ok(json_with_etag(StatusCode::OK, body.0, body.1))
 }
 
 pub async fn list_task_reservations(

@@ -1,7 +1,6 @@
 //! Workers and their WorkerChannels.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -9,7 +8,7 @@ use axum::response::Response;
 use taskyard_engine::{Command, CreateWorker, UpdateWorker, WorkerView, sid::prefix};
 use taskyard_expr::Scope;
 
-use super::{Ctx, Form, check_ordering, json, json_with_etag, to_json};
+use super::{Ctx, Form, check_ordering, json, json_with_etag, list_etag, to_json};
 use crate::error::ApiError;
 use crate::paging::envelope;
 use crate::render;
@@ -66,16 +65,12 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
                         })
                     })
             });
-            // The list's ETag changes whenever any worker on the page changes.
-            let mut tag = std::collections::hash_map::DefaultHasher::new();
-            for w in &items {
-                (w.sid, w.version).hash(&mut tag);
-            }
+            let tag = list_etag(items.iter().map(|w| (w.sid, w.version)));
             let items: Vec<_> = items
                 .into_iter()
                 .map(|w| render::worker(&urls, ws, w, with_attributes))
                 .collect();
-            (envelope("workers", items, meta), tag.finish())
+            (envelope("workers", items, meta), tag)
         })
         .await?;
     Ok(json_with_etag(StatusCode::OK, body.0, body.1))
