@@ -5,6 +5,7 @@
 //! workflow configuration) and are rebuilt by [`crate::Workspace::restore`].
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -251,9 +252,9 @@ pub struct Task {
     pub rejected_by: Vec<Sid>,
     /// When the task became assigned, canceled or completed (for its automatic removal).
     pub status_changed_at: Millis,
-    /// `attributes`, parsed once.
+    /// `attributes`, parsed once (shared, so that handing the row to the store is cheap).
     #[serde(skip)]
-    pub attrs: Value,
+    pub attrs: Arc<Value>,
 }
 
 /// A reservation's `reservation_status`.

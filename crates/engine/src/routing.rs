@@ -34,7 +34,7 @@ use crate::model::*;
 use crate::sid::{Sid, SidSource, prefix};
 use crate::workflow::Target;
 use crate::workspace::{
-    Applied, Change, Command, Kind, Workspace, check_version, parse_attributes, put,
+    Applied, Body, Change, Command, Kind, Workspace, check_version, parse_attributes, put,
 };
 
 /// Longest a task may wait while pending or reserved (`Timeout`), in seconds.
@@ -486,7 +486,7 @@ impl Workspace {
             assignment_count: 0,
             rejected_by: Vec::new(),
             status_changed_at: now,
-            attrs,
+            attrs: std::sync::Arc::new(attrs),
         };
         self.routing.tasks.insert(sid, task);
         self.routing
@@ -630,7 +630,7 @@ impl Workspace {
         let mut reroute = false;
         if let Some((text, value)) = attributes {
             t.attributes = text;
-            t.attrs = value;
+            t.attrs = std::sync::Arc::new(value);
             reroute |= t.assignment_status == TaskStatus::Pending;
         }
         if let Some(pr) = p.priority {
@@ -1591,14 +1591,22 @@ impl Workspace {
             .into_iter()
             .map(|(kind, sid)| match kind {
                 T_TASK => match self.routing.tasks.get(&sid) {
-                    Some(t) => put(Kind::Task, sid, t),
+                    Some(t) => Change::Put {
+                        kind: Kind::Task,
+                        sid,
+                        body: Body::Task(Box::new(t.clone())),
+                    },
                     None => Change::Delete {
                         kind: Kind::Task,
                         sid,
                     },
                 },
                 T_RESERVATION => match self.routing.reservations.get(&sid) {
-                    Some(r) => put(Kind::Reservation, sid, r),
+                    Some(r) => Change::Put {
+                        kind: Kind::Reservation,
+                        sid,
+                        body: Body::Reservation(Box::new(r.clone())),
+                    },
                     None => Change::Delete {
                         kind: Kind::Reservation,
                         sid,

@@ -98,7 +98,7 @@ impl fmt::Display for Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Insert or replace the row `(kind, sid)` with `body` (the resource as JSON).
-    Put { kind: Kind, sid: Sid, body: String },
+    Put { kind: Kind, sid: Sid, body: Body },
     /// Remove the row `(kind, sid)`.
     Delete { kind: Kind, sid: Sid },
     /// Remove the workspace and every row it owns.
@@ -106,9 +106,43 @@ pub enum Change {
 }
 
 pub(crate) fn put<T: Serialize>(kind: Kind, sid: Sid, value: &T) -> Change {
+    Change::Put {
+        kind,
+        sid,
+        body: Body::Json(to_json(value)),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
     // Our own structs with string keys always serialize; a failure here is a programming error.
-    let body = serde_json::to_string(value).expect("engine rows serialize to JSON");
-    Change::Put { kind, sid, body }
+    serde_json::to_string(value).expect("engine rows serialize to JSON")
+}
+
+/// A stored row's content. Tasks and reservations — the rows written on the routing hot
+/// path — travel as copies and are turned into JSON by the store, off the workspace's
+/// thread; everything else is JSON already.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Json(String),
+    Task(Box<Task>),
+    Reservation(Box<Reservation>),
+}
+
+impl Body {
+    /// The row as the JSON text the store keeps.
+    pub fn to_json(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Body::Json(s) => std::borrow::Cow::Borrowed(s),
+            Body::Task(t) => std::borrow::Cow::Owned(to_json(t)),
+            Body::Reservation(r) => std::borrow::Cow::Owned(to_json(r)),
+        }
+    }
+}
+
+impl From<&str> for Body {
+    fn from(s: &str) -> Body {
+        Body::Json(s.to_string())
+    }
 }
 
 /// What a successful command did.
@@ -480,11 +514,13 @@ impl Workspace {
                 Kind::Task => {
                     let mut t: Task = parse(kind, &body)?;
                     t.attrs =
-                        serde_json::from_str(&t.attributes).map_err(|e| RestoreError::BadRow {
-                            kind: kind.as_str(),
-                            sid: t.sid.to_string(),
-                            reason: e.to_string(),
-                        })?;
+                        std::sync::Arc::new(serde_json::from_str(&t.attributes).map_err(|e| {
+                            RestoreError::BadRow {
+                                kind: kind.as_str(),
+                                sid: t.sid.to_string(),
+                                reason: e.to_string(),
+                            }
+                        })?);
                     ws.routing.tasks.insert(t.sid, t);
                 }
                 Kind::Reservation => {

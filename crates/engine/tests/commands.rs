@@ -218,7 +218,7 @@ fn persist(rows: &mut BTreeMap<(&'static str, Sid), (Kind, String)>, changes: &[
     for c in changes {
         match c {
             Change::Put { kind, sid, body } => {
-                rows.insert((kind.as_str(), *sid), (*kind, body.clone()));
+                rows.insert((kind.as_str(), *sid), (*kind, body.to_json().into_owned()));
             }
             Change::Delete { kind, sid } => {
                 rows.remove(&(kind.as_str(), *sid));

@@ -900,7 +900,7 @@ fn timers_survive_a_restore() {
     let t = w.task_with(json!({}), |p| p.timeout = Some(100));
     let r = w.pending_reservation(t);
     let restored = Workspace::restore(w.ws.all_rows().into_iter().filter_map(|c| match c {
-        Change::Put { kind, body, .. } => Some((kind, body)),
+        Change::Put { kind, body, .. } => Some((kind, body.to_json().into_owned())),
         _ => None,
     }))
     .expect("restore");

@@ -14,7 +14,7 @@ fn put(kind: Kind, s: Sid, body: &str) -> Change {
     Change::Put {
         kind,
         sid: s,
-        body: body.to_string(),
+        body: body.into(),
     }
 }
 

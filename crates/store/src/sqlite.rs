@@ -150,7 +150,7 @@ impl Store for SqliteStore {
                                         ws,
                                         kind.as_str(),
                                         sid.to_string(),
-                                        body
+                                        body.to_json()
                                     ])?;
                                 }
                                 Change::Delete { kind, sid } => {

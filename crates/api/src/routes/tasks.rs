@@ -199,7 +199,7 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
                     })
                     // Taskyard runs no add-ons: no task has any.
                     && has_addons != Some(true)
-                    && expression.as_ref().is_none_or(|e| e.eval(&t.attrs))
+                    && expression.as_ref().is_none_or(|e| e.eval(&*t.attrs))
             };
             let now = now_ms();
             let (items, meta) = if order.is_empty() {
