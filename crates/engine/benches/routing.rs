@@ -18,19 +18,11 @@ use std::time::Instant;
 use serde_json::json;
 use taskyard_engine::*;
 
-struct Seq(u64);
-impl SidSource for Seq {
-    fn next_sid(&mut self, prefix: &str, now: i64) -> Sid {
-        self.0 += 1;
-        Sid::new(prefix, ((now as u128) << 80) | self.0 as u128)
-    }
-}
-
 const WORKERS: usize = 10_000;
 const QUEUES: usize = 100;
 
-fn setup() -> (Workspace, Seq, Millis) {
-    let mut ids = Seq(0);
+fn setup() -> (Workspace, CountingSids, Millis) {
+    let mut ids = CountingSids(0);
     let now: Millis = 1_700_000_000_000;
     let (mut ws, _) = Workspace::create(
         Sid::new("AC", 1),

@@ -186,20 +186,12 @@ pub fn compare_workers(order_by: &[OrderBy], a: &WorkerView<'_>, b: &WorkerView<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Command, CreateWorker, NewWorkspace, SidSource, TaskQueueParams};
+    use crate::{Command, CountingSids, CreateWorker, NewWorkspace, TaskQueueParams};
     use serde_json::json;
     use taskyard_expr::{Scope, parse, parse_order_by};
 
-    struct Seq(u64);
-    impl SidSource for Seq {
-        fn next_sid(&mut self, prefix: &str, now: i64) -> Sid {
-            self.0 += 1;
-            Sid::new(prefix, ((now as u128) << 80) | self.0 as u128)
-        }
-    }
-
-    fn setup() -> (Workspace, Vec<Sid>, Seq) {
-        let mut ids = Seq(0);
+    fn setup() -> (Workspace, Vec<Sid>, CountingSids) {
+        let mut ids = CountingSids(0);
         let (mut ws, _) = Workspace::create(
             Sid::new("AC", 1),
             NewWorkspace {

@@ -28,6 +28,6 @@ pub use contexts::{ChannelLoad, SkipIfView, TargetView, WorkerView, compare_work
 pub use error::EngineError;
 pub use model::*;
 pub use routing::{CreateTask, UpdateReservation, UpdateTask};
-pub use sid::{Sid, SidError, SidSource, TimeOrderedSids};
+pub use sid::{CountingSids, Sid, SidError, SidSource, TimeOrderedSids};
 pub use workflow::{Filter, Target, WorkflowConfig};
 pub use workspace::*;

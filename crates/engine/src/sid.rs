@@ -197,6 +197,18 @@ impl<R: FnMut() -> u64> SidSource for TimeOrderedSids<R> {
     }
 }
 
+/// Deterministic SIDs for tests, simulations and benchmarks: the creation time, then a
+/// counter (the `u64` is the count so far, so a generator can be copied mid-run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountingSids(pub u64);
+
+impl SidSource for CountingSids {
+    fn next_sid(&mut self, prefix: &str, now_ms: i64) -> Sid {
+        self.0 += 1;
+        Sid::new(prefix, ((now_ms.max(0) as u128) << 80) | self.0 as u128)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,19 +6,11 @@ use std::collections::BTreeMap;
 
 use taskyard_engine::*;
 
-struct Seq(u64);
-impl SidSource for Seq {
-    fn next_sid(&mut self, prefix: &str, now: i64) -> Sid {
-        self.0 += 1;
-        Sid::new(prefix, ((now as u128) << 80) | self.0 as u128)
-    }
-}
-
 fn account() -> Sid {
     Sid::new("AC", 1)
 }
 
-fn new_ws(ids: &mut Seq) -> (Workspace, Applied) {
+fn new_ws(ids: &mut CountingSids) -> (Workspace, Applied) {
     Workspace::create(
         account(),
         NewWorkspace {
@@ -41,7 +33,7 @@ fn worker(name: &str, attrs: &str) -> Command {
 
 #[test]
 fn new_workspaces_get_twilio_defaults() {
-    let mut ids = Seq(0);
+    let mut ids = CountingSids(0);
     let (ws, applied) = new_ws(&mut ids);
     let names: Vec<_> = ws
         .activities()
@@ -84,7 +76,7 @@ fn new_workspaces_get_twilio_defaults() {
 
 #[test]
 fn worker_names_are_unique_ignoring_case_and_free_again_after_delete() {
-    let mut ids = Seq(0);
+    let mut ids = CountingSids(0);
     let (mut ws, _) = new_ws(&mut ids);
     let a = ws
         .apply(worker("Alice", "{}"), 2_000, &mut ids)
@@ -126,7 +118,7 @@ fn worker_names_are_unique_ignoring_case_and_free_again_after_delete() {
 
 #[test]
 fn worker_activity_changes_move_date_status_changed_and_versions() {
-    let mut ids = Seq(0);
+    let mut ids = CountingSids(0);
     let (mut ws, _) = new_ws(&mut ids);
     let available = *ws
         .activities()
@@ -169,7 +161,7 @@ fn worker_activity_changes_move_date_status_changed_and_versions() {
 
 #[test]
 fn workflow_configuration_must_name_existing_queues() {
-    let mut ids = Seq(0);
+    let mut ids = CountingSids(0);
     let (mut ws, _) = new_ws(&mut ids);
     let q = ws
         .apply(
@@ -232,7 +224,7 @@ fn persist(rows: &mut BTreeMap<(&'static str, Sid), (Kind, String)>, changes: &[
 fn random_commands_keep_store_rows_and_memory_in_step() {
     for seed in 0..25u64 {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let mut ids = Seq(0);
+        let mut ids = CountingSids(0);
         let (mut ws, applied) = new_ws(&mut ids);
         let mut rows = BTreeMap::new();
         persist(&mut rows, &applied.changes);

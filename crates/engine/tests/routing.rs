@@ -5,17 +5,9 @@
 use serde_json::json;
 use taskyard_engine::*;
 
-struct Seq(u64);
-impl SidSource for Seq {
-    fn next_sid(&mut self, prefix: &str, now: i64) -> Sid {
-        self.0 += 1;
-        Sid::new(prefix, ((now.max(0) as u128) << 80) | self.0 as u128)
-    }
-}
-
 struct World {
     ws: Workspace,
-    ids: Seq,
+    ids: CountingSids,
     now: Millis,
 }
 
@@ -27,7 +19,7 @@ impl World {
     }
 
     fn with(multi_task: bool) -> World {
-        let mut ids = Seq(0);
+        let mut ids = CountingSids(0);
         let now = 1_700_000_000_000;
         let (ws, _) = Workspace::create(
             Sid::new("AC", 1),

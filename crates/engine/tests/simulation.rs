@@ -21,19 +21,11 @@ use serde_json::{Value, json};
 use taskyard_engine::*;
 use taskyard_expr::Val;
 
-struct Seq(u64);
-impl SidSource for Seq {
-    fn next_sid(&mut self, prefix: &str, now: i64) -> Sid {
-        self.0 += 1;
-        Sid::new(prefix, ((now.max(0) as u128) << 80) | self.0 as u128)
-    }
-}
-
 const SEC: Millis = 1000;
 
 struct Sim {
     ws: Workspace,
-    ids: Seq,
+    ids: CountingSids,
     now: Millis,
     rng: fastrand::Rng,
     rows: BTreeMap<(&'static str, Sid), (Kind, String)>,
@@ -62,7 +54,7 @@ fn persist(rows: &mut BTreeMap<(&'static str, Sid), (Kind, String)>, changes: &[
 impl Sim {
     fn new(seed: u64) -> Sim {
         let multi = seed.is_multiple_of(2);
-        let mut ids = Seq(0);
+        let mut ids = CountingSids(0);
         let now = 1_700_000_000_000;
         let (ws, applied) = Workspace::create(
             Sid::new("AC", 1),
@@ -529,7 +521,7 @@ impl Sim {
         // matters was re-armed from the stored timestamps.
         let mut live = self.ws.clone();
         let mut restored = restored;
-        let (mut ids_a, mut ids_b) = (Seq(self.ids.0), Seq(self.ids.0));
+        let (mut ids_a, mut ids_b) = (CountingSids(self.ids.0), CountingSids(self.ids.0));
         let end = self.now + 15 * 60 * SEC;
         for (ws, ids) in [(&mut live, &mut ids_a), (&mut restored, &mut ids_b)] {
             while let Some(at) = ws.next_deadline().filter(|at| *at <= end) {

@@ -377,6 +377,42 @@ pub fn json_with_etag(status: StatusCode, body: String, version: u64) -> Respons
     resp
 }
 
+/// Renders one resource of a workspace with its version (the `ETag`), if it exists.
+pub type RenderOne = fn(&Workspace, &Urls, Sid) -> Option<(String, u64)>;
+
+/// Applies `cmd` and answers `status` with the affected resource and its `ETag`.
+pub async fn apply_versioned(
+    ctx: &Ctx,
+    ws: &str,
+    status: StatusCode,
+    cmd: Command,
+    one: RenderOne,
+) -> Result<Response, ApiError> {
+    let h = ctx.workspace(ws)?;
+    let urls = ctx.app.urls.clone();
+    let (body, version) = ctx
+        .apply(&h, cmd, move |ws, a| one(ws, &urls, a.sid))
+        .await?
+        .unwrap_or_default();
+    Ok(json_with_etag(status, body, version))
+}
+
+/// Answers with resource `sid` and its `ETag`, or 404.
+pub async fn fetch_versioned(
+    ctx: &Ctx,
+    ws: &str,
+    sid: Sid,
+    one: RenderOne,
+) -> Result<Response, ApiError> {
+    let h = ctx.workspace(ws)?;
+    let urls = ctx.app.urls.clone();
+    let (body, version) = ctx
+        .read(&h, move |ws| one(ws, &urls, sid))
+        .await?
+        .ok_or_else(|| ctx.not_found())?;
+    Ok(json_with_etag(StatusCode::OK, body, version))
+}
+
 /// The `ETag` of a list page: changes whenever any listed resource changes (a hash of the
 /// SIDs and versions on the page).
 pub fn list_etag(items: impl Iterator<Item = (Sid, u64)>) -> u64 {

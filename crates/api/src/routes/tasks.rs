@@ -12,7 +12,7 @@ use taskyard_engine::{
 use taskyard_expr::Scope;
 use taskyard_hub::now_ms;
 
-use super::{Ctx, Form, json_with_etag, list_etag, to_json};
+use super::{Ctx, Form, apply_versioned, fetch_versioned, json_with_etag, list_etag, to_json};
 use crate::error::ApiError;
 use crate::paging::envelope;
 use crate::params::Params;
@@ -47,13 +47,7 @@ pub async fn create(ctx: Ctx, Path(ws): Path<String>, Form(p): Form) -> Result<R
         routing_target: p.string("RoutingTarget"),
         ignore_capacity: p.loose_bool("IgnoreCapacity"),
     });
-    let h = ctx.workspace(&ws)?;
-    let urls = ctx.app.urls.clone();
-    let (body, version) = ctx
-        .apply(&h, cmd, move |ws, a| one(ws, &urls, a.sid))
-        .await?
-        .unwrap_or_default();
-    Ok(json_with_etag(StatusCode::CREATED, body, version))
+    apply_versioned(&ctx, &ws, StatusCode::CREATED, cmd, one).await
 }
 
 pub async fn fetch(
@@ -61,13 +55,7 @@ pub async fn fetch(
     Path((ws, sid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let sid = ctx.path_sid(&sid, prefix::TASK)?;
-    let h = ctx.workspace(&ws)?;
-    let urls = ctx.app.urls.clone();
-    let (body, version) = ctx
-        .read(&h, move |ws| one(ws, &urls, sid))
-        .await?
-        .ok_or_else(|| ctx.not_found())?;
-    Ok(json_with_etag(StatusCode::OK, body, version))
+    fetch_versioned(&ctx, &ws, sid, one).await
 }
 
 pub async fn update(
@@ -94,13 +82,7 @@ pub async fn update(
         task_channel: p.string("TaskChannel"),
         virtual_start_time: iso_param(&p, "VirtualStartTime")?,
     });
-    let h = ctx.workspace(&ws)?;
-    let urls = ctx.app.urls.clone();
-    let (body, version) = ctx
-        .apply(&h, cmd, move |ws, a| one(ws, &urls, a.sid))
-        .await?
-        .unwrap_or_default();
-    Ok(json_with_etag(StatusCode::OK, body, version))
+    apply_versioned(&ctx, &ws, StatusCode::OK, cmd, one).await
 }
 
 pub async fn delete(

@@ -8,7 +8,10 @@ use axum::response::Response;
 use taskyard_engine::{Command, CreateWorker, UpdateWorker, WorkerView, sid::prefix};
 use taskyard_expr::Scope;
 
-use super::{Ctx, Form, check_ordering, json, json_with_etag, list_etag, to_json};
+use super::{
+    Ctx, Form, apply_versioned, check_ordering, fetch_versioned, json, json_with_etag, list_etag,
+    to_json,
+};
 use crate::error::ApiError;
 use crate::paging::envelope;
 use crate::render;
@@ -92,13 +95,7 @@ pub async fn create(ctx: Ctx, Path(ws): Path<String>, Form(p): Form) -> Result<R
         activity_sid: p.sid("ActivitySid", prefix::ACTIVITY)?,
         attributes: p.string("Attributes"),
     });
-    let h = ctx.workspace(&ws)?;
-    let urls = ctx.app.urls.clone();
-    let (body, version) = ctx
-        .apply(&h, cmd, move |ws, a| one(ws, &urls, a.sid))
-        .await?
-        .unwrap_or_default();
-    Ok(json_with_etag(StatusCode::CREATED, body, version))
+    apply_versioned(&ctx, &ws, StatusCode::CREATED, cmd, one).await
 }
 
 pub async fn fetch(
@@ -106,13 +103,7 @@ pub async fn fetch(
     Path((ws, sid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let sid = ctx.path_sid(&sid, prefix::WORKER)?;
-    let h = ctx.workspace(&ws)?;
-    let urls = ctx.app.urls.clone();
-    let (body, version) = ctx
-        .read(&h, move |ws| one(ws, &urls, sid))
-        .await?
-        .ok_or_else(|| ctx.not_found())?;
-    Ok(json_with_etag(StatusCode::OK, body, version))
+    fetch_versioned(&ctx, &ws, sid, one).await
 }
 
 pub async fn update(
@@ -129,13 +120,7 @@ pub async fn update(
         friendly_name: p.string("FriendlyName"),
         reject_pending_reservations: p.bool("RejectPendingReservations")?,
     });
-    let h = ctx.workspace(&ws)?;
-    let urls = ctx.app.urls.clone();
-    let (body, version) = ctx
-        .apply(&h, cmd, move |ws, a| one(ws, &urls, a.sid))
-        .await?
-        .unwrap_or_default();
-    Ok(json_with_etag(StatusCode::OK, body, version))
+    apply_versioned(&ctx, &ws, StatusCode::OK, cmd, one).await
 }
 
 pub async fn delete(
