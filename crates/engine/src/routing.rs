@@ -82,11 +82,12 @@ pub(crate) struct Routing {
     by_task: HashMap<Sid, Vec<Sid>>,
     timers: BTreeSet<(Millis, Timer)>,
     dirty_workers: BTreeSet<Sid>,
-    /// Queue → task channel → members with room on that channel now, longest idle first.
-    /// Lets a new task find its worker without scanning the queue's members.
-    ready: HashMap<(Sid, Sid), BTreeSet<(Millis, Sid)>>,
-    /// Worker → its entries in `ready` (queue, channel, idle key).
-    ready_at: HashMap<Sid, Vec<(Sid, Sid, Millis)>>,
+    /// Queue → members with room on at least one channel now, longest idle first. Lets a
+    /// new task find its worker without scanning the queue's members (the task's own
+    /// channel is checked while walking it).
+    ready: HashMap<Sid, BTreeSet<(Millis, Sid)>>,
+    /// Worker → its idle key and the queues it has an entry in, in `ready`.
+    ready_at: HashMap<Sid, (Millis, Vec<Sid>)>,
     /// Workers whose `ready` entries may be out of date; refreshed before `ready` is read.
     stale: Vec<Sid>,
     /// Worker → the queues it is a member of.
@@ -1198,10 +1199,10 @@ impl Workspace {
         stale.sort_unstable();
         stale.dedup();
         for &w in &stale {
-            let mut at = self.routing.ready_at.remove(&w).unwrap_or_default();
-            for &(q, c, idle) in &at {
-                if let Some(set) = self.routing.ready.get_mut(&(q, c)) {
-                    set.remove(&(idle, w));
+            let (old_idle, mut at) = self.routing.ready_at.remove(&w).unwrap_or_default();
+            for q in &at {
+                if let Some(set) = self.routing.ready.get_mut(q) {
+                    set.remove(&(old_idle, w));
                 }
             }
             let Some(worker) = self.workers.get(&w) else {
@@ -1210,24 +1211,21 @@ impl Workspace {
             let Some(queues) = self.routing.member_of.get(&w) else {
                 continue;
             };
+            if !worker
+                .channels
+                .iter()
+                .any(|c| self.has_room(worker, c.task_channel_sid))
+            {
+                continue;
+            }
             let idle = worker.last_reserved_at;
-            // Reuse the worker's previous entry list (this runs once per reservation).
+            // Reuse the worker's previous queue list (this runs once per reservation).
             at.clear();
-            for &q in queues {
-                for c in &worker.channels {
-                    if self.has_room(worker, c.task_channel_sid) {
-                        at.push((q, c.task_channel_sid, idle));
-                    }
-                }
+            at.extend_from_slice(queues);
+            for &q in &at {
+                self.routing.ready.entry(q).or_default().insert((idle, w));
             }
-            for &(q, c, idle) in &at {
-                self.routing
-                    .ready
-                    .entry((q, c))
-                    .or_default()
-                    .insert((idle, w));
-            }
-            self.routing.ready_at.insert(w, at);
+            self.routing.ready_at.insert(w, (idle, at));
         }
         stale.clear();
         self.routing.stale = stale;
@@ -1314,7 +1312,7 @@ impl Workspace {
         let Some(q) = t.task_queue_sid.and_then(|q| self.task_queues.get(&q)) else {
             return false;
         };
-        let Some(ready) = self.routing.ready.get(&(q.sid, t.task_channel_sid)) else {
+        let Some(ready) = self.routing.ready.get(&q.sid) else {
             return false;
         };
         let target = self.target_of(t);
@@ -1323,8 +1321,7 @@ impl Workspace {
         let fitting = ready
             .iter()
             .filter_map(|(_, w)| self.workers.get(w))
-            // `ready` holds only members with room on this channel.
-            .filter(|w| self.fits_step(t, w, target));
+            .filter(|w| self.fits(t, w, target));
         let order_by = target.map(|t| t.order_by.as_slice()).unwrap_or(&[]);
         let chosen: Vec<Sid> = if order_by.is_empty() {
             fitting.take(k).map(|w| w.sid).collect()
