@@ -1011,33 +1011,9 @@ impl Workspace {
         let Some(wf) = self.workflows.get(&wf_sid) else {
             return;
         };
-        let age_ms = now - t.date_created;
-        let mut matched_any = false;
-        // Candidate steps in order: (filter, target, step deadline). Indices, not clones:
-        // this runs for every new task.
-        let mut positions: Vec<(Option<usize>, usize, Option<Millis>)> = Vec::new();
-        for fi in wf.config.matching_filters(&t.attrs) {
-            let f = &wf.config.filters[fi];
-            matched_any = true;
-            let mut cumulative: u64 = 0;
-            for (ti, target) in f.targets.iter().enumerate() {
-                let deadline = target.timeout.map(|s| {
-                    cumulative += s;
-                    cumulative
-                });
-                match deadline {
-                    Some(d) if age_ms >= (d as i64) * 1000 => continue,
-                    Some(d) => {
-                        positions.push((Some(fi), ti, Some(t.date_created + d as i64 * 1000)))
-                    }
-                    // No timeout: the task stays here until it is done or its TTL ends,
-                    // unless `skip_if` moves it on to the targets after it.
-                    None => positions.push((Some(fi), ti, None)),
-                }
-            }
-        }
         let has_default = wf.config.default_filter.is_some();
-        if positions.is_empty() {
+        let (first, matched_any) = self.step_after(wf_sid, sid, now, None);
+        if first.is_none() {
             if matched_any {
                 self.finish_task(
                     sid,
@@ -1052,7 +1028,8 @@ impl Workspace {
             // No filter and no default: the task waits, without a queue, until its TTL.
             return;
         }
-        for (fi, ti, deadline) in positions {
+        let mut step = first;
+        while let Some((fi, ti, deadline)) = step {
             self.enter_target(sid, wf_sid, fi, ti, deadline, now);
             if self.try_reserve(sid, now, ids) {
                 return;
@@ -1067,6 +1044,7 @@ impl Workspace {
                 return;
             }
             self.unqueue(sid);
+            step = self.step_after(wf_sid, sid, now, Some((fi, ti))).0;
         }
         // Every step was skipped.
         if has_default {
@@ -1080,6 +1058,43 @@ impl Workspace {
                 now,
             );
         }
+    }
+
+    /// The first open step of the task's workflow after `after` (or the first of all):
+    /// matching filters in order, their targets in order, skipping targets whose cumulative
+    /// timeout the task's age has passed. Also says whether any filter matched at all.
+    fn step_after(
+        &self,
+        workflow: Sid,
+        task: Sid,
+        now: Millis,
+        after: Option<(Option<usize>, usize)>,
+    ) -> (Option<(Option<usize>, usize, Option<Millis>)>, bool) {
+        let (Some(wf), Some(t)) = (self.workflows.get(&workflow), self.routing.tasks.get(&task))
+        else {
+            return (None, false);
+        };
+        let age_ms = now - t.date_created;
+        let mut matched_any = false;
+        let mut passed = after.is_none();
+        for fi in wf.config.matching_filters(&t.attrs) {
+            matched_any = true;
+            let mut cumulative: u64 = 0;
+            for (ti, target) in wf.config.filters[fi].targets.iter().enumerate() {
+                let deadline = target.timeout.map(|s| {
+                    cumulative += s;
+                    t.date_created + cumulative as i64 * 1000
+                });
+                if deadline.is_some_and(|d| age_ms >= d - t.date_created) {
+                    continue;
+                }
+                if passed {
+                    return (Some((Some(fi), ti, deadline)), true);
+                }
+                passed = after == Some((Some(fi), ti));
+            }
+        }
+        (None, matched_any)
     }
 
     /// A workflow's target by position (`filter: None` is the default filter).

@@ -106,13 +106,18 @@ impl WorkflowConfig {
     /// Same answer as evaluating every filter, but filters of the common shape
     /// `key == literal` are answered by one lookup per key instead of one evaluation each.
     pub fn matching_filters<'a>(&'a self, attrs: &'a Value) -> impl Iterator<Item = usize> + 'a {
-        let hits = self.index.hits(attrs);
+        // Each key's lookup happens once, when its first filter comes up (no allocation).
+        let mut cache: [Option<GroupHits<'a>>; CACHED_GROUPS] = [None; CACHED_GROUPS];
         self.filters.iter().enumerate().filter_map(move |(i, f)| {
-            let matched = match (self.index.group_of.get(i).copied().flatten(), &hits) {
-                (Some(g), Hits::Some { groups, filters }) if groups.contains(&g) => {
-                    filters.contains(&i)
+            let hits = match self.index.group_of.get(i).copied().flatten() {
+                Some(g) if g < CACHED_GROUPS => {
+                    *cache[g].get_or_insert_with(|| self.index.group_hits(g, attrs))
                 }
-                _ => f.expression.eval(attrs),
+                _ => None,
+            };
+            let matched = match hits {
+                Some([a, b]) => a.contains(&i) || b.contains(&i),
+                None => f.expression.eval(attrs),
             };
             matched.then_some(i)
         })
@@ -140,15 +145,12 @@ struct Group {
     numeric_text: HashMap<u64, Vec<usize>>,
 }
 
-/// Which indexed filters matched: only for the groups answered by lookup (`groups`); the
-/// other filters are evaluated as usual.
-enum Hits {
-    None,
-    Some {
-        groups: Vec<usize>,
-        filters: Vec<usize>,
-    },
-}
+/// How many keys of `key == literal` filters are answered by lookup (the rest evaluate).
+const CACHED_GROUPS: usize = 4;
+
+/// What one key's lookup found: the (up to two) lists of filters it matches, or `None` when
+/// those filters must be evaluated instead (a boolean attribute, compared with "true" text).
+type GroupHits<'a> = Option<[&'a [usize]; 2]>;
 
 fn bits(n: f64) -> u64 {
     // -0.0 == 0.0 under `==`.
@@ -200,35 +202,25 @@ impl FilterIndex {
         index
     }
 
-    fn hits(&self, attrs: &Value) -> Hits {
-        if self.groups.is_empty() {
-            return Hits::None;
+    fn group_hits<'a>(&'a self, g: usize, attrs: &Value) -> GroupHits<'a> {
+        let group = &self.groups[g];
+        let found = |m: Option<&'a Vec<usize>>| m.map_or(&[][..], Vec::as_slice);
+        let v = taskyard_expr::lookup(attrs, &group.key.segs);
+        match &v {
+            Val::Str(s) => Some([
+                found(group.text.get(s.as_ref())),
+                v.as_number()
+                    .map_or(&[][..], |n| found(group.numbers.get(&bits(n)))),
+            ]),
+            Val::Num(n) => Some([
+                found(group.numbers.get(&bits(*n))),
+                found(group.numeric_text.get(&bits(*n))),
+            ]),
+            // Booleans compare with "true"/"false" strings: leave those to evaluation.
+            Val::Bool(_) => None,
+            // Null, arrays and objects equal no literal.
+            _ => Some([&[], &[]]),
         }
-        let mut groups = Vec::new();
-        let mut filters = Vec::new();
-        for (g, group) in self.groups.iter().enumerate() {
-            let v = taskyard_expr::lookup(attrs, &group.key.segs);
-            let mut add =
-                |found: Option<&Vec<usize>>| filters.extend(found.into_iter().flatten().copied());
-            match &v {
-                Val::Str(s) => {
-                    add(group.text.get(s.as_ref()));
-                    if let Some(n) = v.as_number() {
-                        add(group.numbers.get(&bits(n)));
-                    }
-                }
-                Val::Num(n) => {
-                    add(group.numbers.get(&bits(*n)));
-                    add(group.numeric_text.get(&bits(*n)));
-                }
-                // Booleans compare with "true"/"false" strings: leave those to evaluation.
-                Val::Bool(_) => continue,
-                // Null, arrays and objects equal no literal.
-                _ => {}
-            }
-            groups.push(g);
-        }
-        Hits::Some { groups, filters }
     }
 }
 
