@@ -62,6 +62,9 @@ pub(crate) enum Timer {
     TaskRemoval(Sid),
 }
 
+/// A step of a workflow: (filter, or `None` for the default filter; target; step deadline).
+type StepAt = (Option<usize>, usize, Option<Millis>);
+
 /// Where a pending task sits in its queue's order.
 /// `(primary, secondary, tie-break, task)`: smaller is served first.
 type QueueKey = (i64, i64, u128, Sid);
@@ -1069,7 +1072,7 @@ impl Workspace {
         task: Sid,
         now: Millis,
         after: Option<(Option<usize>, usize)>,
-    ) -> (Option<(Option<usize>, usize, Option<Millis>)>, bool) {
+    ) -> (Option<StepAt>, bool) {
         let (Some(wf), Some(t)) = (self.workflows.get(&workflow), self.routing.tasks.get(&task))
         else {
             return (None, false);
