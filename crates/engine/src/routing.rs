@@ -23,7 +23,8 @@
 //! A timer found stale when it fires (its task moved on) is simply dropped.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 // SIDs end in 64 random bits, so a fast non-cryptographic hash is plenty.
 use rustc_hash::FxHashMap as HashMap;
@@ -62,6 +63,33 @@ pub(crate) enum Timer {
     TaskRemoval(Sid),
 }
 
+/// Deadlines, earliest first. A binary heap: pushing is cheap, and an entry that no longer
+/// matters is ignored when it comes up (see `fire`), so nothing is ever removed early.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Timers(BinaryHeap<Reverse<(Millis, Timer)>>);
+
+impl Timers {
+    fn insert(&mut self, timer: (Millis, Timer)) {
+        self.0.push(Reverse(timer));
+    }
+
+    fn first(&self) -> Option<&(Millis, Timer)> {
+        self.0.peek().map(|r| &r.0)
+    }
+
+    fn pop_first(&mut self) -> Option<(Millis, Timer)> {
+        self.0.pop().map(|r| r.0)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn extend(&mut self, timers: impl IntoIterator<Item = (Millis, Timer)>) {
+        self.0.extend(timers.into_iter().map(Reverse));
+    }
+}
+
 /// A step of a workflow: (filter, or `None` for the default filter; target; step deadline).
 type StepAt = (Option<usize>, usize, Option<Millis>);
 
@@ -83,7 +111,7 @@ pub(crate) struct Routing {
     by_worker: HashMap<Sid, Load>,
     /// Task → all its reservations, oldest first.
     by_task: HashMap<Sid, Vec<Sid>>,
-    timers: BTreeSet<(Millis, Timer)>,
+    timers: Timers,
     dirty_workers: BTreeSet<Sid>,
     /// Queue → members with room on at least one channel now, longest idle first. Lets a
     /// new task find its worker without scanning the queue's members (the task's own
@@ -259,7 +287,7 @@ impl Workspace {
 
     /// The earliest moment [`Workspace::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.routing.timers.first().map(|(at, _)| *at)
+        self.routing.timers.first().map(|&(at, _)| at)
     }
 
     // ----- the command entry point -------------------------------------------------------
