@@ -1035,7 +1035,7 @@ impl Workspace {
             // Routed straight to a queue.
             if let Some(q) = t.task_queue_sid {
                 self.enter_queue(sid, q, None, None, now);
-                self.try_reserve(sid, now, ids);
+                self.reserve_or_wait(sid, now, ids);
             }
             return;
         };
@@ -1054,7 +1054,7 @@ impl Workspace {
                 );
             } else if has_default {
                 self.enter_target(sid, wf_sid, None, 0, None, now);
-                self.try_reserve(sid, now, ids);
+                self.reserve_or_wait(sid, now, ids);
             }
             // No filter and no default: the task waits, without a queue, until its TTL.
             return;
@@ -1072,15 +1072,15 @@ impl Workspace {
                 _ => false,
             };
             if !skip {
+                self.wait_in_queue(sid);
                 return;
             }
-            self.unqueue(sid);
             step = self.step_after(wf_sid, sid, now, Some((fi, ti))).0;
         }
         // Every step was skipped.
         if has_default {
             self.enter_target(sid, wf_sid, None, 0, None, now);
-            self.try_reserve(sid, now, ids);
+            self.reserve_or_wait(sid, now, ids);
         } else {
             self.finish_task(
                 sid,
@@ -1188,7 +1188,26 @@ impl Workspace {
             t.priority = p;
         }
         self.touch(T_TASK, sid);
-        self.enqueue(sid, queue);
+    }
+
+    /// Reserves workers for the task at its queue now, or leaves it waiting in the queue.
+    /// (A task only joins the queue's order when it has to wait: most never do.)
+    fn reserve_or_wait(&mut self, sid: Sid, now: Millis, ids: &mut dyn SidSource) {
+        if !self.try_reserve(sid, now, ids) {
+            self.wait_in_queue(sid);
+        }
+    }
+
+    fn wait_in_queue(&mut self, sid: Sid) {
+        let queue = self
+            .routing
+            .tasks
+            .get(&sid)
+            .filter(|t| t.assignment_status == TaskStatus::Pending)
+            .and_then(|t| t.task_queue_sid);
+        if let Some(q) = queue {
+            self.enqueue(sid, q);
+        }
     }
 
     fn queue_key(&self, t: &Task, queue: Sid) -> QueueKey {
