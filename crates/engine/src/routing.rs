@@ -271,18 +271,10 @@ impl Workspace {
 
     /// `(pending, accepted or wrapping)` reservations of a worker on one channel.
     pub fn channel_counts(&self, worker: Sid, channel: Sid) -> (u32, u32) {
-        let mut counts = (0, 0);
-        for r in self
-            .active_reservations(worker)
-            .filter(|r| r.task_channel_sid == channel)
-        {
-            if r.status == ReservationStatus::Pending {
-                counts.0 += 1;
-            } else {
-                counts.1 += 1;
-            }
-        }
-        counts
+        self.routing
+            .by_worker
+            .get(&worker)
+            .map_or((0, 0), |l| l.counts(channel))
     }
 
     /// The earliest moment [`Workspace::tick`] has something to do.
