@@ -519,7 +519,7 @@ pub fn task<'a>(
         account_sid: i.account_sid,
         age: ((now - t.date_created) / 1000).max(0),
         assignment_status: t.assignment_status.as_str(),
-        attributes: with_attributes.then_some(t.attributes.as_str()),
+        attributes: with_attributes.then_some(&*t.attributes),
         addons: "{}",
         date_created: Iso(t.date_created),
         date_updated: Iso(t.date_updated),

@@ -226,7 +226,8 @@ pub struct Step {
 pub struct Task {
     pub sid: Sid,
     /// The attributes exactly as the client sent them (a JSON object).
-    pub attributes: String,
+    /// (Shared, so that handing the row to the store copies no text.)
+    pub attributes: Arc<str>,
     pub assignment_status: TaskStatus,
     pub priority: i64,
     /// Seconds the task may stay pending or reserved before it is canceled.

@@ -110,7 +110,7 @@ pub(crate) struct Routing {
     /// per channel, so capacity checks cost no lookups.
     by_worker: HashMap<Sid, Load>,
     /// Task → all its reservations, oldest first.
-    by_task: HashMap<Sid, Vec<Sid>>,
+    by_task: HashMap<Sid, Few>,
     timers: Timers,
     dirty_workers: BTreeSet<Sid>,
     /// Queue → members with room on at least one channel now, longest idle first. Lets a
@@ -172,6 +172,39 @@ impl Load {
             s.1 = s.1.saturating_sub(1);
         } else {
             s.2 = s.2.saturating_sub(1);
+        }
+    }
+}
+
+/// A short list of SIDs kept inline while it has one element: most tasks get exactly one
+/// reservation in their life, and this runs for every task.
+#[derive(Debug, Clone)]
+pub(crate) enum Few {
+    One(Sid),
+    Many(Vec<Sid>),
+}
+
+impl Few {
+    fn push(&mut self, sid: Sid) {
+        match self {
+            Few::One(first) => *self = Few::Many(vec![*first, sid]),
+            Few::Many(v) => v.push(sid),
+        }
+    }
+
+    fn as_slice(&self) -> &[Sid] {
+        match self {
+            Few::One(s) => std::slice::from_ref(s),
+            Few::Many(v) => v,
+        }
+    }
+}
+
+fn push_few(map: &mut HashMap<Sid, Few>, key: Sid, sid: Sid) {
+    match map.entry(key) {
+        std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(sid),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(Few::One(sid));
         }
     }
 }
@@ -255,7 +288,7 @@ impl Workspace {
             .by_task
             .get(&task)
             .into_iter()
-            .flatten()
+            .flat_map(Few::as_slice)
             .filter_map(|r| self.routing.reservations.get(r))
     }
 
@@ -491,7 +524,7 @@ impl Workspace {
         let sid = ids.next_sid(prefix::TASK, now);
         let task = Task {
             sid,
-            attributes,
+            attributes: attributes.into(),
             assignment_status: TaskStatus::Pending,
             priority,
             timeout,
@@ -653,7 +686,7 @@ impl Workspace {
         let t = self.routing.tasks.get_mut(&sid).expect("checked above");
         let mut reroute = false;
         if let Some((text, value)) = attributes {
-            t.attributes = text;
+            t.attributes = text.into();
             t.attrs = std::sync::Arc::new(value);
             reroute |= t.assignment_status == TaskStatus::Pending;
         }
@@ -731,7 +764,8 @@ impl Workspace {
             self.end_reservation(r, ReservationStatus::Canceled, now);
         }
         self.unqueue(sid);
-        for r in self.routing.by_task.remove(&sid).unwrap_or_default() {
+        let removed = self.routing.by_task.remove(&sid);
+        for &r in removed.iter().flat_map(Few::as_slice) {
             if let Some(res) = self.routing.reservations.remove(&r)
                 && self.workers.contains_key(&res.worker_sid)
             {
@@ -1467,7 +1501,7 @@ impl Workspace {
                 .entry(worker)
                 .or_default()
                 .add(sid, channel);
-            self.routing.by_task.entry(task_sid).or_default().push(sid);
+            push_few(&mut self.routing.by_task, task_sid, sid);
             self.touch(T_RESERVATION, sid);
             // Not written to the worker row here (that would double the writes per task): the
             // reservation row carries the time, a restore takes the newest, and when the
@@ -1693,7 +1727,7 @@ impl Workspace {
             if let Some(w) = self.workers.get_mut(&res.worker_sid) {
                 w.last_reserved_at = w.last_reserved_at.max(res.date_created);
             }
-            r.by_task.entry(res.task_sid).or_default().push(res.sid);
+            push_few(&mut r.by_task, res.task_sid, res.sid);
             if res.status.is_active() {
                 let load = r.by_worker.entry(res.worker_sid).or_default();
                 load.add(res.sid, res.task_channel_sid);
