@@ -1414,6 +1414,14 @@ impl Workspace {
             .filter_map(|(_, w)| self.workers.get(w))
             .filter(|w| self.fits(t, w, target));
         let order_by = target.map(|t| t.order_by.as_slice()).unwrap_or(&[]);
+        if order_by.is_empty() && k == 1 {
+            // The common case (one reservation, no order_by): no list needed.
+            let Some(w) = fitting.map(|w| w.sid).next() else {
+                return false;
+            };
+            self.reserve(sid, &[w], now, ids);
+            return true;
+        }
         let chosen: Vec<Sid> = if order_by.is_empty() {
             fitting.take(k).map(|w| w.sid).collect()
         } else {
