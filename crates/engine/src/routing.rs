@@ -19,7 +19,7 @@
 //! could take it is free — the invariant the simulation test checks after every step.
 //!
 //! Timers (reservation timeouts, step timeouts, task TTLs, removal of finished tasks) live in
-//! one ordered set and are all derived from stored timestamps, so a restart re-arms them.
+//! one binary heap and are all derived from stored timestamps, so a restart re-arms them.
 //! A timer found stale when it fires (its task moved on) is simply dropped.
 
 use std::cmp::Ordering;
