@@ -12,7 +12,7 @@
 //!
 //! Routing is event-driven and exhaustive: every change that could make a task and a worker
 //! fit (a task entering a queue, a worker becoming available or gaining capacity, a queue's
-//! expression changing, …) marks the task or worker *dirty*, and [`Workspace::settle`]
+//! expression changing, …) marks the task or worker *dirty*, and `Workspace::settle`
 //! processes dirty workers (each takes the best task waiting for it) and then dirty tasks
 //! (each takes the best free workers, up to the queue's `max_reserved_workers`) until none is
 //! left. So after every command and every timer, no pending task waits while a worker who
