@@ -101,6 +101,18 @@ impl ActorState {
 
 type Job = Box<dyn FnOnce(&mut ActorState) + Send>;
 
+/// Runs `f`; if it panics (a bug in the engine), the workspace's memory can no longer be
+/// trusted, so the process stops and a restart reloads the committed state, exactly as when
+/// a commit fails (see [`writer`]).
+fn fail_stop_on_panic(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        tracing::error!(
+            "a workspace actor panicked; stopping so that a restart reloads the committed state"
+        );
+        std::process::exit(70);
+    }
+}
+
 /// A cheap handle to one workspace's actor.
 #[derive(Clone)]
 pub struct WorkspaceHandle {
@@ -134,7 +146,7 @@ impl WorkspaceHandle {
                         tokio::select! {
                             job = rx.recv() => job,
                             _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {
-                                state.tick();
+                                fail_stop_on_panic(|| state.tick());
                                 continue;
                             }
                         }
@@ -142,7 +154,7 @@ impl WorkspaceHandle {
                     None => rx.recv().await,
                 };
                 let Some(job) = job else { break };
-                job(&mut state);
+                fail_stop_on_panic(|| job(&mut state));
                 if state.closed {
                     break;
                 }
