@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 ///
 /// Point any TaskRouter client (for example Twilio's helper libraries) at the listen address
 /// instead of https://taskrouter.twilio.com and log in with the account SID and auth token.
+///
+/// Logs go to standard error; set TASKYARD_LOG to choose what is logged (default `info`;
+/// for example `debug` or `taskyard_hub=debug`).
 #[derive(Debug, Parser)]
 #[command(name = "taskyard", version, about, long_about)]
 pub struct Cli {
