@@ -1344,45 +1344,32 @@ async fn task_lists_filter_order_and_page() {
     let all = c.list_all(&tasks, "tasks").await;
     assert_eq!(all.len(), 4);
     assert_eq!(all[0]["attributes"], Value::Null, "lists hide attributes");
-    let pending = c
-        .list_all(&format!("{tasks}?AssignmentStatus=pending"), "tasks")
-        .await;
-    assert_eq!(
-        pending.len(),
-        4,
-        "nobody can take Spanish tasks; fr has no queue"
-    );
-    let both = c
-        .list_all(
-            &format!("{tasks}?AssignmentStatus=pending&AssignmentStatus=reserved"),
-            "tasks",
-        )
-        .await;
-    assert_eq!(both.len(), 4);
-    let es = c
-        .list_all(
-            &format!(
-                "{tasks}?EvaluateTaskAttributes={}",
+    // Nobody can take Spanish tasks and French ones have no queue: all four stay pending.
+    for (query, expected) in [
+        ("AssignmentStatus=pending".to_string(), 4),
+        (
+            "AssignmentStatus=pending&AssignmentStatus=reserved".to_string(),
+            4,
+        ),
+        (
+            format!(
+                "EvaluateTaskAttributes={}",
                 urlencode("selected_language == 'es'")
             ),
-            "tasks",
-        )
-        .await;
-    assert_eq!(es.len(), 3);
-    let by_queue = c
-        .list_all(
-            &format!(
-                "{tasks}?TaskQueueName={}",
+            3,
+        ),
+        (
+            format!(
+                "TaskQueueName={}",
                 urlencode("Customer Care Requests - Spanish")
             ),
-            "tasks",
-        )
-        .await;
-    assert_eq!(by_queue.len(), 3);
-    let by_flow = c
-        .list_all(&format!("{tasks}?WorkflowSid={flow}"), "tasks")
-        .await;
-    assert_eq!(by_flow.len(), 4);
+            3,
+        ),
+        (format!("WorkflowSid={flow}"), 4),
+    ] {
+        let found = c.list_all(&format!("{tasks}?{query}"), "tasks").await;
+        assert_eq!(found.len(), expected, "{query}");
+    }
     let ordered = c
         .list_all(
             &format!("{tasks}?Ordering=Priority:desc&PageSize=3"),

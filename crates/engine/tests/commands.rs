@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
+use common::persist;
 use taskyard_engine::*;
 
 fn account() -> Sid {
@@ -203,21 +206,6 @@ fn workflow_configuration_must_name_existing_queues() {
         .expect("delete flow");
     ws.apply(Command::DeleteTaskQueue { sid: q }, 5, &mut ids)
         .expect("queue free now");
-}
-
-/// Applies changes to a map standing in for the store.
-fn persist(rows: &mut BTreeMap<(&'static str, Sid), (Kind, String)>, changes: &[Change]) {
-    for c in changes {
-        match c {
-            Change::Put { kind, sid, body } => {
-                rows.insert((kind.as_str(), *sid), (*kind, body.to_json().into_owned()));
-            }
-            Change::Delete { kind, sid } => {
-                rows.remove(&(kind.as_str(), *sid));
-            }
-            Change::DropWorkspace => rows.clear(),
-        }
-    }
 }
 
 #[test]

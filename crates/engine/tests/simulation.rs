@@ -18,6 +18,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+mod common;
+
+use common::persist;
 use taskyard_engine::*;
 use taskyard_expr::Val;
 
@@ -28,27 +31,13 @@ struct Sim {
     ids: CountingSids,
     now: Millis,
     rng: fastrand::Rng,
-    rows: BTreeMap<(&'static str, Sid), (Kind, String)>,
+    rows: common::Rows,
     seed: u64,
     step: usize,
     activities: Vec<Sid>,
     queues: Vec<Sid>,
     flow: Sid,
     multi: bool,
-}
-
-fn persist(rows: &mut BTreeMap<(&'static str, Sid), (Kind, String)>, changes: &[Change]) {
-    for c in changes {
-        match c {
-            Change::Put { kind, sid, body } => {
-                rows.insert((kind.as_str(), *sid), (*kind, body.to_json().into_owned()));
-            }
-            Change::Delete { kind, sid } => {
-                rows.remove(&(kind.as_str(), *sid));
-            }
-            Change::DropWorkspace => rows.clear(),
-        }
-    }
 }
 
 impl Sim {
