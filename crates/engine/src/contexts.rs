@@ -82,13 +82,13 @@ impl WorkerView<'_> {
         if let [Seg::Field(f)] = segs {
             let builtin = match f.as_str() {
                 "sid" => Some(w.sid.to_string()),
-                "friendly_name" => Some(w.friendly_name.clone()),
+                "friendly_name" => Some(w.friendly_name.to_string()),
                 "activity_sid" => Some(w.activity_sid.to_string()),
                 "activity_name" => self
                     .workspace
                     .activities()
                     .get(&w.activity_sid)
-                    .map(|a| a.friendly_name.clone()),
+                    .map(|a| a.friendly_name.to_string()),
                 _ => None,
             };
             if let Some(v) = builtin {

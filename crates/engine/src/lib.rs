@@ -12,12 +12,15 @@
 //! * [`workspace`] — [`Workspace::apply`]: a typed [`Command`] in, an [`Applied`] (the affected
 //!   SID and the [`Change`]s to persist) or an [`EngineError`] out. A failed command changes
 //!   nothing. [`Workspace::restore`] rebuilds the state from stored rows.
+//! * [`events`] — the TaskRouter [`Event`]s every command and timer leaves behind, compact
+//!   on the way out and rendered to JSON or callback parameters by the caller.
 //!
 //! Time is always a parameter (`now`, in Unix milliseconds), so tests and simulations can
 //! drive hours of activity in microseconds and replay any run exactly.
 
 pub mod contexts;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod routing;
 pub mod sid;
@@ -26,8 +29,12 @@ pub mod workspace;
 
 pub use contexts::{ChannelLoad, SkipIfView, TargetView, WorkerView, compare_workers};
 pub use error::EngineError;
+pub use events::{AssignmentTarget, Event, EventType, Field};
 pub use model::*;
-pub use routing::{CreateTask, UpdateReservation, UpdateTask};
+pub use routing::{
+    AssignmentCallback, CallbackAttempt, CallbackInstruction, CreateTask, UpdateReservation,
+    UpdateTask,
+};
 pub use sid::{CountingSids, Sid, SidError, SidSource, TimeOrderedSids};
 pub use workflow::{Filter, Target, WorkflowConfig};
 pub use workspace::*;

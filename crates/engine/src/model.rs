@@ -60,7 +60,7 @@ impl QueueOrder {
 pub struct WorkspaceInfo {
     pub sid: Sid,
     pub account_sid: Sid,
-    pub friendly_name: String,
+    pub friendly_name: Arc<str>,
     pub event_callback_url: Option<String>,
     pub events_filter: Option<String>,
     pub multi_task_enabled: bool,
@@ -74,7 +74,7 @@ pub struct WorkspaceInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
     pub sid: Sid,
-    pub friendly_name: String,
+    pub friendly_name: Arc<str>,
     /// Whether a worker in this activity can be offered tasks. Fixed at creation.
     pub available: bool,
     pub date_created: Millis,
@@ -84,7 +84,7 @@ pub struct Activity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskChannel {
     pub sid: Sid,
-    pub unique_name: String,
+    pub unique_name: Arc<str>,
     pub friendly_name: String,
     pub channel_optimized_routing: Option<bool>,
     pub date_created: Millis,
@@ -105,10 +105,10 @@ pub struct WorkerChannel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Worker {
     pub sid: Sid,
-    pub friendly_name: String,
+    pub friendly_name: Arc<str>,
     pub activity_sid: Sid,
     /// The attributes exactly as the client sent them (a JSON object).
-    pub attributes: String,
+    pub attributes: Arc<str>,
     pub date_created: Millis,
     pub date_updated: Millis,
     pub date_status_changed: Millis,
@@ -136,8 +136,8 @@ impl Worker {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskQueue {
     pub sid: Sid,
-    pub friendly_name: String,
-    pub target_workers: String,
+    pub friendly_name: Arc<str>,
+    pub target_workers: Arc<str>,
     pub max_reserved_workers: u32,
     pub task_order: QueueOrder,
     pub reservation_activity_sid: Option<Sid>,
@@ -156,7 +156,7 @@ pub struct TaskQueue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workflow {
     pub sid: Sid,
-    pub friendly_name: String,
+    pub friendly_name: Arc<str>,
     /// The configuration document exactly as the client sent it.
     pub configuration: String,
     pub assignment_callback_url: Option<String>,

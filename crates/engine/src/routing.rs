@@ -31,6 +31,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::contexts::{TargetView, WorkerView, compare_workers};
 use crate::error::EngineError;
+use crate::events::{AssignmentTarget, Event, EventType, Field};
 use crate::model::*;
 use crate::sid::{Sid, SidSource, prefix};
 use crate::workflow::Target;
@@ -128,6 +129,12 @@ pub(crate) struct Routing {
     replace: BTreeSet<Sid>,
     /// Rows changed since the last flush.
     touched: Vec<(u8, Sid)>,
+    /// Events recorded since the last command or tick, in order.
+    pub(crate) events: Vec<Event>,
+    /// A task being created: its `task.created` is recorded once it has entered its first
+    /// queue (TaskRouter's order: workflow.entered, task-queue.entered, task.created,
+    /// workflow.target-matched), or when its creation ends without a queue.
+    announce: Option<Sid>,
 }
 
 /// A worker's active reservations and, per task channel, `(pending, accepted or wrapping)`.
@@ -254,6 +261,39 @@ pub struct UpdateReservation {
     pub worker_activity_sid: Option<Sid>,
 }
 
+/// What a reservation's assignment callback came to, reported by whoever made the HTTP
+/// calls: every attempt (the callback URL, then perhaps the fallback URL) and the
+/// instruction the application answered, if it is one the engine carries out.
+#[derive(Debug, Clone)]
+pub struct AssignmentCallback {
+    pub reservation: Sid,
+    pub attempts: Vec<CallbackAttempt>,
+    pub instruction: Option<CallbackInstruction>,
+}
+
+/// One HTTP attempt of an assignment callback.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackAttempt {
+    pub url: String,
+    pub fallback: bool,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    /// `deferred`, `failed`, `invalid`, `forwarded`, `unsupported`, … (for the attempt
+    /// that carried an instruction, the engine records what the instruction did).
+    pub outcome: String,
+    /// Twilio's debugger code for a bad answer (40000, 40001, 40005, 55555, …).
+    pub error_code: Option<u32>,
+    pub message: String,
+}
+
+/// An instruction from an assignment callback answer that changes TaskRouter state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallbackInstruction {
+    Accept,
+    Reject { activity_sid: Option<String> },
+}
+
 impl Routing {
     pub(crate) fn set_member_of(&mut self, worker: Sid, queues: Vec<Sid>) {
         if queues.is_empty() {
@@ -325,27 +365,39 @@ impl Workspace {
         now: Millis,
         ids: &mut dyn SidSource,
     ) -> Result<Applied, EngineError> {
-        let mut applied = match cmd {
-            Command::CreateTask(p) => self.create_task(p, now, ids)?,
-            Command::UpdateTask(p) => self.update_task(p, now, ids)?,
-            Command::DeleteTask { sid, if_match } => self.delete_task(sid, if_match, now)?,
-            Command::UpdateReservation(p) => self.update_reservation(p, now)?,
-            cmd => {
-                self.check_config_command(&cmd)?;
+        let result = match cmd {
+            Command::CreateTask(p) => self.create_task(p, now, ids),
+            Command::UpdateTask(p) => self.update_task(p, now, ids),
+            Command::DeleteTask { sid, if_match } => self.delete_task(sid, if_match, now),
+            Command::UpdateReservation(p) => self.update_reservation(p, now),
+            Command::AssignmentCallback(p) => Ok(self.assignment_callback(p, now)),
+            cmd => self.check_config_command(&cmd).and_then(|()| {
                 let follow_up = FollowUp::of(&cmd);
+                let before = self.before(&cmd);
                 let applied = self.apply_config(cmd, now, ids)?;
+                self.config_events(before, applied.sid, now);
                 self.follow_up(follow_up, &applied, now, ids);
-                applied
+                Ok(applied)
+            }),
+        };
+        let mut applied = match result {
+            Ok(a) => a,
+            Err(e) => {
+                // A refused command changed nothing, so it has nothing to tell.
+                self.routing.events.clear();
+                self.routing.announce = None;
+                return Err(e);
             }
         };
         self.settle(now, ids);
         applied.changes.extend(self.flush());
+        applied.events = self.take_events(now, ids);
         Ok(applied)
     }
 
     /// Fires every timer due at `now` and routes whatever that frees. Returns the rows to
     /// commit (nothing, when nothing was due).
-    pub fn tick(&mut self, now: Millis, ids: &mut dyn SidSource) -> Vec<Change> {
+    pub fn tick(&mut self, now: Millis, ids: &mut dyn SidSource) -> (Vec<Change>, Vec<Event>) {
         while let Some(&(at, timer)) = self.routing.timers.first() {
             if at > now {
                 break;
@@ -354,7 +406,7 @@ impl Workspace {
             self.fire(at, timer, now);
         }
         self.settle(now, ids);
-        self.flush()
+        (self.flush(), self.take_events(now, ids))
     }
 
     // ----- configuration commands that touch routing -------------------------------------
@@ -550,10 +602,16 @@ impl Workspace {
             .timers
             .insert((now + i64::from(timeout) * 1000, Timer::TaskTtl(sid)));
         self.touch(T_TASK, sid);
+        if workflow_sid.is_some() {
+            self.emit_task(EventType::WorkflowEntered, sid, now, Vec::new());
+        }
+        self.routing.announce = Some(sid);
         self.place(sid, now, ids);
+        self.announce_created(sid, now);
         Ok(Applied {
             sid,
             changes: Vec::new(),
+            events: Vec::new(),
         })
     }
 
@@ -706,6 +764,14 @@ impl Workspace {
         t.date_updated = now;
         let pending = t.assignment_status == TaskStatus::Pending;
         self.touch(T_TASK, sid);
+        let updated = reroute
+            || p.priority.is_some()
+            || channel.is_some()
+            || vst.is_some()
+            || (p.reason.is_some() && p.assignment_status.is_none());
+        if updated {
+            self.emit_task(EventType::TaskUpdated, sid, now, Vec::new());
+        }
         match p.assignment_status {
             Some(TaskStatus::Canceled) => {
                 self.finish_task(sid, TaskStatus::Canceled, p.reason, now)
@@ -730,6 +796,7 @@ impl Workspace {
         Ok(Applied {
             sid,
             changes: Vec::new(),
+            events: Vec::new(),
         })
     }
 
@@ -745,15 +812,16 @@ impl Workspace {
             .get(&sid)
             .ok_or_else(|| EngineError::not_found(Kind::Task, sid))?;
         check_version(if_match.as_deref(), t.version)?;
-        self.remove_task(sid, now);
+        self.remove_task(sid, now, EventType::TaskDeleted);
         Ok(Applied {
             sid,
             changes: Vec::new(),
+            events: Vec::new(),
         })
     }
 
     /// Removes a task and its reservations, freeing whatever capacity they held.
-    fn remove_task(&mut self, sid: Sid, now: Millis) {
+    fn remove_task(&mut self, sid: Sid, now: Millis, event: EventType) {
         let active: Vec<Sid> = self
             .task_reservations(sid)
             .filter(|r| r.status.is_active())
@@ -763,6 +831,7 @@ impl Workspace {
             // Pending ones are canceled; accepted/wrapping ones just end with the task.
             self.end_reservation(r, ReservationStatus::Canceled, now);
         }
+        self.emit_task(event, sid, now, Vec::new());
         self.unqueue(sid);
         let removed = self.routing.by_task.remove(&sid);
         for &r in removed.iter().flat_map(Few::as_slice) {
@@ -780,20 +849,10 @@ impl Workspace {
     }
 
     /// Cancels or completes a task, ending its reservations.
+    /// (The task is finished first, so that ending its pending reservations does not put it
+    /// back to routing.)
     fn finish_task(&mut self, sid: Sid, status: TaskStatus, reason: Option<String>, now: Millis) {
-        let active: Vec<(Sid, ReservationStatus)> = self
-            .task_reservations(sid)
-            .filter(|r| r.status.is_active())
-            .map(|r| (r.sid, r.status))
-            .collect();
-        for (r, rs) in active {
-            let end = match (status, rs) {
-                (TaskStatus::Completed, _) => ReservationStatus::Completed,
-                (_, ReservationStatus::Pending) => ReservationStatus::Canceled,
-                _ => ReservationStatus::Completed,
-            };
-            self.end_reservation(r, end, now);
-        }
+        self.announce_created(sid, now);
         self.unqueue(sid);
         let Some(t) = self.routing.tasks.get_mut(&sid) else {
             return;
@@ -807,6 +866,25 @@ impl Workspace {
             .timers
             .insert((now + FINISHED_TASK_RETENTION_MS, Timer::TaskRemoval(sid)));
         self.touch(T_TASK, sid);
+        let event = if status == TaskStatus::Completed {
+            EventType::TaskCompleted
+        } else {
+            EventType::TaskCanceled
+        };
+        self.emit_task(event, sid, now, Vec::new());
+        let active: Vec<(Sid, ReservationStatus)> = self
+            .task_reservations(sid)
+            .filter(|r| r.status.is_active())
+            .map(|r| (r.sid, r.status))
+            .collect();
+        for (r, rs) in active {
+            let end = match (status, rs) {
+                (TaskStatus::Completed, _) => ReservationStatus::Completed,
+                (_, ReservationStatus::Pending) => ReservationStatus::Canceled,
+                _ => ReservationStatus::Completed,
+            };
+            self.end_reservation(r, end, now);
+        }
     }
 
     /// Moves an assigned task (and its accepted reservation) to wrapping.
@@ -816,7 +894,7 @@ impl Workspace {
             .filter(|r| r.status == ReservationStatus::Accepted)
             .map(|r| r.sid)
             .collect();
-        for r in accepted {
+        for &r in &accepted {
             if let Some(res) = self.routing.reservations.get_mut(&r) {
                 res.status = ReservationStatus::Wrapping;
                 res.date_updated = now;
@@ -828,6 +906,10 @@ impl Workspace {
             t.assignment_status = TaskStatus::Wrapping;
             t.date_updated = now;
             self.touch(T_TASK, sid);
+        }
+        self.emit_task(EventType::TaskWrapup, sid, now, Vec::new());
+        for r in accepted {
+            self.emit_reservation(EventType::ReservationWrapup, r, now);
         }
     }
 
@@ -933,7 +1015,98 @@ impl Workspace {
         Ok(Applied {
             sid,
             changes: Vec::new(),
+            events: Vec::new(),
         })
+    }
+
+    /// Records an assignment callback's attempts as `reservation.assignment-callback` events
+    /// and carries out its instruction, if any. Never refused: a reservation that moved on
+    /// (or vanished) while the application answered only gets its answer recorded.
+    fn assignment_callback(&mut self, p: AssignmentCallback, now: Millis) -> Applied {
+        let sid = p.reservation;
+        let mut attempts = p.attempts;
+        let start = self.routing.events.len();
+        if let Some(instruction) = p.instruction {
+            let (status, activity) = match instruction {
+                CallbackInstruction::Accept => (ReservationStatus::Accepted, None),
+                CallbackInstruction::Reject { activity_sid } => {
+                    (ReservationStatus::Rejected, activity_sid)
+                }
+            };
+            let activity = match activity.map(|a| a.parse::<Sid>()) {
+                None => Ok(None),
+                Some(Ok(a)) if self.activities.contains_key(&a) => Ok(Some(a)),
+                Some(_) => Err((40100, "activity_sid is not an Activity of this workspace")),
+            };
+            let outcome = match activity {
+                Err((code, message)) => Err((Some(code), message.to_string())),
+                Ok(worker_activity_sid) => {
+                    let current = self.routing.reservations.get(&sid).map(|r| r.status);
+                    match current {
+                        Some(ReservationStatus::Pending) => self
+                            .update_reservation(
+                                UpdateReservation {
+                                    sid,
+                                    task: None,
+                                    worker: None,
+                                    if_match: None,
+                                    status: Some(status),
+                                    worker_activity_sid,
+                                },
+                                now,
+                            )
+                            .map(|_| status.as_str().to_string())
+                            .map_err(|e| (None, e.to_string())),
+                        Some(other) => Err((
+                            None,
+                            format!("ignored: the reservation is {}", other.as_str()),
+                        )),
+                        None => Err((None, "ignored: the reservation no longer exists".into())),
+                    }
+                }
+            };
+            if let Some(last) = attempts.last_mut() {
+                match outcome {
+                    Ok(done) => last.outcome = done,
+                    Err((code, message)) => {
+                        last.outcome = "error".into();
+                        last.error_code = code;
+                        last.message = message;
+                    }
+                }
+            }
+        }
+        let n = attempts.len();
+        for a in attempts {
+            let mut d = match self.routing.reservations.get(&sid) {
+                Some(r) => self.reservation_fields(r, now),
+                None => vec![("reservation_sid", Field::Sid(sid))],
+            };
+            d.push(("callback_url", Field::Text(a.url.as_str().into())));
+            d.push((
+                "callback_kind",
+                Field::Static(if a.fallback { "fallback" } else { "assignment" }),
+            ));
+            if let Some(code) = a.status {
+                d.push(("callback_status_code", Field::Int(i64::from(code))));
+            }
+            d.push(("callback_duration_ms", Field::Int(a.duration_ms as i64)));
+            d.push(("callback_outcome", Field::Text(a.outcome.as_str().into())));
+            if let Some(code) = a.error_code {
+                d.push(("callback_error_code", Field::Int(i64::from(code))));
+            }
+            if !a.message.is_empty() {
+                d.push(("callback_message", Field::Text(a.message.as_str().into())));
+            }
+            self.emit(EventType::ReservationAssignmentCallback, sid, d, now);
+        }
+        // The attempts come first: they happened before what the instruction caused.
+        self.routing.events[start..].rotate_right(n);
+        Applied {
+            sid,
+            changes: Vec::new(),
+            events: Vec::new(),
+        }
     }
 
     /// Accepts a pending reservation: the task is assigned, the task's other pending
@@ -955,14 +1128,6 @@ impl Workspace {
         if let Some(l) = self.routing.by_worker.get_mut(&worker_sid) {
             l.accept(channel);
         }
-        let others: Vec<Sid> = self
-            .task_reservations(task_sid)
-            .filter(|o| o.sid != sid && o.status == ReservationStatus::Pending)
-            .map(|o| o.sid)
-            .collect();
-        for o in others {
-            self.end_reservation(o, ReservationStatus::Rescinded, now);
-        }
         if let Some(t) = self.routing.tasks.get_mut(&task_sid) {
             t.assignment_status = TaskStatus::Assigned;
             t.status_changed_at = now;
@@ -973,6 +1138,15 @@ impl Workspace {
                 Timer::TaskRemoval(task_sid),
             ));
             self.touch(T_TASK, task_sid);
+        }
+        self.emit_reservation(EventType::ReservationAccepted, sid, now);
+        let others: Vec<Sid> = self
+            .task_reservations(task_sid)
+            .filter(|o| o.sid != sid && o.status == ReservationStatus::Pending)
+            .map(|o| o.sid)
+            .collect();
+        for o in others {
+            self.end_reservation(o, ReservationStatus::Rescinded, now);
         }
         if !self.info.multi_task_enabled
             && let Some(a) = queue
@@ -1026,18 +1200,31 @@ impl Workspace {
                 self.routing.replace.insert(task_sid);
             }
         }
+        let event = match status {
+            ReservationStatus::Rejected => Some(EventType::ReservationRejected),
+            ReservationStatus::Timeout => Some(EventType::ReservationTimeout),
+            ReservationStatus::Canceled => Some(EventType::ReservationCanceled),
+            ReservationStatus::Rescinded => Some(EventType::ReservationRescinded),
+            ReservationStatus::Completed => Some(EventType::ReservationCompleted),
+            _ => None,
+        };
+        if let Some(e) = event {
+            self.emit_reservation(e, sid, now);
+        }
     }
 
     fn set_activity(&mut self, worker: Sid, activity: Sid, now: Millis) {
         if let Some(w) = self.workers.get_mut(&worker)
             && w.activity_sid != activity
         {
+            let (previous, since) = (w.activity_sid, w.date_status_changed);
             w.activity_sid = activity;
             w.date_status_changed = now;
             w.date_updated = now;
             w.version += 1;
             self.touch(T_WORKER, worker);
             self.routing.mark_worker(worker);
+            self.emit_activity_change(worker, previous, since, now);
         }
     }
 
@@ -1072,6 +1259,7 @@ impl Workspace {
         let (first, matched_any) = self.step_after(wf_sid, sid, now, None);
         if first.is_none() {
             if matched_any {
+                self.emit_task(EventType::WorkflowTimeout, sid, now, Vec::new());
                 self.finish_task(
                     sid,
                     TaskStatus::Canceled,
@@ -1101,6 +1289,7 @@ impl Workspace {
                 self.wait_in_queue(sid);
                 return;
             }
+            self.emit_task(EventType::WorkflowSkipped, sid, now, Vec::new());
             step = self.step_after(wf_sid, sid, now, Some((fi, ti))).0;
         }
         // Every step was skipped.
@@ -1178,6 +1367,15 @@ impl Workspace {
         else {
             return;
         };
+        let filter_name = match filter {
+            Some(f) => self
+                .workflows
+                .get(&workflow)
+                .and_then(|w| w.config.filters.get(f))
+                .and_then(|f| f.friendly_name.clone())
+                .map_or(Field::Static(""), Field::Text),
+            None => Field::Static("default"),
+        };
         self.enter_queue(
             sid,
             queue,
@@ -1192,6 +1390,11 @@ impl Workspace {
         if let Some(d) = deadline {
             self.routing.timers.insert((d, Timer::StepTimeout(sid)));
         }
+        let extra = vec![
+            ("workflow_filter_name", filter_name),
+            ("workflow_filter_target_index", Field::Int(target as i64)),
+        ];
+        self.emit_task(EventType::WorkflowTargetMatched, sid, now, extra);
     }
 
     fn enter_queue(
@@ -1205,7 +1408,9 @@ impl Workspace {
         let Some(t) = self.routing.tasks.get_mut(&sid) else {
             return;
         };
-        if t.task_queue_sid != Some(queue) || t.task_queue_entered_date.is_none() {
+        let previous = t.task_queue_sid;
+        let entered = previous != Some(queue) || t.task_queue_entered_date.is_none();
+        if entered {
             t.task_queue_entered_date = Some(now);
         }
         t.task_queue_sid = Some(queue);
@@ -1214,6 +1419,22 @@ impl Workspace {
             t.priority = p;
         }
         self.touch(T_TASK, sid);
+        if entered {
+            if let Some(p) = previous.filter(|&p| p != queue) {
+                let extra = vec![("task_queue_previous_sid", Field::Sid(p))];
+                self.emit_task(EventType::TaskQueueMoved, sid, now, extra);
+            }
+            self.emit_task(EventType::TaskQueueEntered, sid, now, Vec::new());
+        }
+        self.announce_created(sid, now);
+    }
+
+    /// Records `task.created` for a task being created, once (see `Routing::announce`).
+    fn announce_created(&mut self, sid: Sid, now: Millis) {
+        if self.routing.announce == Some(sid) {
+            self.routing.announce = None;
+            self.emit_task(EventType::TaskCreated, sid, now, Vec::new());
+        }
     }
 
     /// Reserves workers for the task at its queue now, or leaves it waiting in the queue.
@@ -1475,6 +1696,13 @@ impl Workspace {
             .and_then(|w| self.workflows.get(&w))
             .map_or(DEFAULT_RESERVATION_TIMEOUT, |w| w.task_reservation_timeout);
         let (channel, queue, workflow) = (t.task_channel_sid, t.task_queue_sid, t.workflow_sid);
+        let assignment = workflow.and_then(|w| self.workflows.get(&w)).and_then(|w| {
+            Some(AssignmentTarget {
+                url: w.assignment_callback_url.clone()?,
+                fallback_url: w.fallback_assignment_callback_url.clone(),
+            })
+        });
+        let mut created: Vec<Sid> = Vec::with_capacity(workers.len());
         let reservation_activity = (!self.info.multi_task_enabled)
             .then(|| {
                 queue
@@ -1511,6 +1739,7 @@ impl Workspace {
                 .add(sid, channel);
             push_few(&mut self.routing.by_task, task_sid, sid);
             self.touch(T_RESERVATION, sid);
+            created.push(sid);
             // Not written to the worker row here (that would double the writes per task): the
             // reservation row carries the time, a restore takes the newest, and when the
             // reservation is removed the worker row is written instead.
@@ -1529,6 +1758,12 @@ impl Workspace {
             t.date_updated = now;
             t.version += 1;
             self.touch(T_TASK, task_sid);
+        }
+        for r in created {
+            self.emit_reservation(EventType::ReservationCreated, r, now);
+            if let Some(e) = self.routing.events.last_mut() {
+                e.assignment.clone_from(&assignment);
+            }
         }
     }
 
@@ -1638,7 +1873,11 @@ impl Workspace {
                     && task.step.and_then(|s| s.deadline) == Some(at)
                 {
                     self.routing.dirty_tasks.insert(t);
-                    self.routing.replace.insert(t);
+                    // The same deadline may be armed twice (a task re-placed in the same
+                    // step); it times out once.
+                    if self.routing.replace.insert(t) {
+                        self.emit_task(EventType::TaskQueueTimeout, t, now, Vec::new());
+                    }
                 }
             }
             Timer::TaskTtl(t) => {
@@ -1666,7 +1905,7 @@ impl Workspace {
                 };
                 let due = removal_due(task);
                 if due == Some(at) {
-                    self.remove_task(t, now);
+                    self.remove_task(t, now, EventType::TaskSystemDeleted);
                 }
             }
         }

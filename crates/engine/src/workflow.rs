@@ -33,7 +33,7 @@ pub struct WorkflowConfig {
 /// One entry of `task_routing.filters`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
-    pub friendly_name: Option<String>,
+    pub friendly_name: Option<std::sync::Arc<str>>,
     /// Evaluated against task attributes (no prefix).
     pub expression: Expr,
     pub targets: Vec<Target>,
@@ -259,7 +259,7 @@ fn parse_filter(item: &Value, index: usize) -> Result<Filter, String> {
         targets.push(parse_target(t, inherited, &t_at)?);
     }
     Ok(Filter {
-        friendly_name,
+        friendly_name: friendly_name.map(Into::into),
         expression,
         targets,
     })

@@ -152,6 +152,8 @@ pub struct Applied {
     pub sid: Sid,
     /// Rows to commit, in order.
     pub changes: Vec<Change>,
+    /// What happened, in order (TaskRouter Events).
+    pub events: Vec<crate::Event>,
 }
 
 /// `Template` of a new workspace.
@@ -291,6 +293,8 @@ pub enum Command {
         if_match: Option<String>,
     },
     UpdateReservation(crate::routing::UpdateReservation),
+    /// The outcome of a reservation's assignment callback (sent by the server's dispatcher).
+    AssignmentCallback(crate::routing::AssignmentCallback),
 }
 
 /// Why stored rows could not be turned back into a workspace.
@@ -378,7 +382,7 @@ impl Workspace {
             info: WorkspaceInfo {
                 sid,
                 account_sid,
-                friendly_name,
+                friendly_name: friendly_name.into(),
                 event_callback_url,
                 events_filter,
                 multi_task_enabled: p.multi_task_enabled.unwrap_or(true),
@@ -426,7 +430,17 @@ impl Workspace {
         }
 
         let changes = ws.all_rows();
-        Ok((ws, Applied { sid, changes }))
+        let data = ws.config_fields(sid).unwrap_or_default();
+        ws.emit(crate::EventType::WorkspaceCreated, sid, data, now);
+        let events = ws.take_events(now, ids);
+        Ok((
+            ws,
+            Applied {
+                sid,
+                changes,
+                events,
+            },
+        ))
     }
 
     /// Rebuilds a workspace from its stored rows (in any order).
@@ -448,7 +462,7 @@ impl Workspace {
             info: WorkspaceInfo {
                 sid: Sid::new(prefix::WORKSPACE, 0),
                 account_sid: Sid::new(prefix::ACCOUNT, 0),
-                friendly_name: String::new(),
+                friendly_name: "".into(),
                 event_callback_url: None,
                 events_filter: None,
                 multi_task_enabled: true,
@@ -631,7 +645,7 @@ impl Workspace {
     pub fn find_task_channel(&self, key: &str) -> Option<&TaskChannel> {
         match key.parse::<Sid>() {
             Ok(sid) => self.task_channels.get(&sid),
-            Err(_) => self.task_channels.values().find(|c| c.unique_name == key),
+            Err(_) => self.task_channels.values().find(|c| &*c.unique_name == key),
         }
     }
 
@@ -664,10 +678,12 @@ impl Workspace {
             Command::CreateTask(_)
             | Command::UpdateTask(_)
             | Command::DeleteTask { .. }
-            | Command::UpdateReservation(_) => unreachable!("routed by Workspace::apply"),
+            | Command::UpdateReservation(_)
+            | Command::AssignmentCallback(_) => unreachable!("routed by Workspace::apply"),
             Command::DeleteWorkspace => Ok(Applied {
                 sid: self.info.sid,
                 changes: vec![Change::DropWorkspace],
+                events: Vec::new(),
             }),
             Command::CreateActivity {
                 friendly_name,
@@ -679,7 +695,8 @@ impl Workspace {
                         Some(friendly_name),
                         "FriendlyName",
                         MAX_FRIENDLY_NAME,
-                    )?,
+                    )?
+                    .into(),
                     available,
                     date_created: now,
                     date_updated: now,
@@ -696,7 +713,7 @@ impl Workspace {
                     .get_mut(&sid)
                     .ok_or_else(|| EngineError::not_found(Kind::Activity, sid))?;
                 if let Some(name) = name {
-                    a.friendly_name = name;
+                    a.friendly_name = name.into();
                 }
                 a.date_updated = now;
                 Ok(one(sid, put(Kind::Activity, sid, &*a)))
@@ -857,7 +874,7 @@ impl Workspace {
         };
         let info = &mut self.info;
         if let Some(name) = friendly_name {
-            info.friendly_name = name;
+            info.friendly_name = name.into();
         }
         if let Some(url) = event_callback_url {
             info.event_callback_url = url;
@@ -941,7 +958,7 @@ impl Workspace {
         if self
             .task_channels
             .values()
-            .any(|c| c.unique_name == unique_name)
+            .any(|c| *c.unique_name == *unique_name)
         {
             return Err(EngineError::Conflict {
                 message: format!(
@@ -951,7 +968,7 @@ impl Workspace {
         }
         let channel = TaskChannel {
             sid: ids.next_sid(prefix::TASK_CHANNEL, now),
-            unique_name,
+            unique_name: unique_name.into(),
             friendly_name,
             channel_optimized_routing,
             date_created: now,
@@ -965,7 +982,11 @@ impl Workspace {
             w.channels.push(new_worker_channel(sid, now, ids));
             changes.push(put(Kind::Worker, w.sid, &*w));
         }
-        Ok(Applied { sid, changes })
+        Ok(Applied {
+            sid,
+            changes,
+            events: Vec::new(),
+        })
     }
 
     fn delete_task_channel(&mut self, key: &str) -> Result<Applied, EngineError> {
@@ -985,7 +1006,11 @@ impl Workspace {
                 changes.push(put(Kind::Worker, w.sid, &*w));
             }
         }
-        Ok(Applied { sid, changes })
+        Ok(Applied {
+            sid,
+            changes,
+            events: Vec::new(),
+        })
     }
 
     fn create_worker(
@@ -1014,9 +1039,9 @@ impl Workspace {
             .collect();
         let w = Worker {
             sid,
-            friendly_name,
+            friendly_name: friendly_name.into(),
             activity_sid,
-            attributes,
+            attributes: attributes.into(),
             date_created: now,
             date_updated: now,
             date_status_changed: now,
@@ -1066,7 +1091,7 @@ impl Workspace {
         if let Some(name) = friendly_name {
             self.worker_names.remove(&w.friendly_name.to_lowercase());
             self.worker_names.insert(name.to_lowercase(), sid);
-            w.friendly_name = name;
+            w.friendly_name = name.into();
         }
         if let Some(a) = activity_sid
             && a != w.activity_sid
@@ -1076,7 +1101,7 @@ impl Workspace {
         }
         let attributes_changed = attributes.is_some();
         if let Some((text, value)) = attributes {
-            w.attributes = text;
+            w.attributes = text.into();
             w.attrs = value;
         }
         w.version += 1;
@@ -1141,7 +1166,7 @@ impl Workspace {
         let friendly_name = match existing {
             None => required_name(p.friendly_name, "FriendlyName", MAX_LONG_NAME)?,
             Some(q) => optional_name(p.friendly_name, "FriendlyName", MAX_LONG_NAME)?
-                .unwrap_or_else(|| q.friendly_name.clone()),
+                .unwrap_or_else(|| q.friendly_name.to_string()),
         };
         if let Some(n) = p.max_reserved_workers
             && !(1..=MAX_RESERVED_WORKERS).contains(&n)
@@ -1166,8 +1191,8 @@ impl Workspace {
         let mut q = match existing {
             None => TaskQueue {
                 sid: ids.next_sid(prefix::TASK_QUEUE, now),
-                friendly_name,
-                target_workers: p.target_workers.unwrap_or_else(|| "1==1".into()),
+                friendly_name: friendly_name.into(),
+                target_workers: p.target_workers.unwrap_or_else(|| "1==1".into()).into(),
                 max_reserved_workers: p.max_reserved_workers.unwrap_or(1),
                 task_order: p.task_order.unwrap_or(QueueOrder::Fifo),
                 reservation_activity_sid: p.reservation_activity_sid,
@@ -1179,8 +1204,11 @@ impl Workspace {
             },
             Some(q) => TaskQueue {
                 sid: q.sid,
-                friendly_name,
-                target_workers: p.target_workers.unwrap_or_else(|| q.target_workers.clone()),
+                friendly_name: friendly_name.into(),
+                target_workers: p
+                    .target_workers
+                    .unwrap_or_else(|| q.target_workers.to_string())
+                    .into(),
                 max_reserved_workers: p.max_reserved_workers.unwrap_or(q.max_reserved_workers),
                 task_order: p.task_order.unwrap_or(q.task_order),
                 reservation_activity_sid: p.reservation_activity_sid.or(q.reservation_activity_sid),
@@ -1193,7 +1221,7 @@ impl Workspace {
         };
         // Membership is recomputed over all workers only when the expression changes.
         if let Some((text, compiled)) = target {
-            q.target_workers = text;
+            q.target_workers = text.into();
             q.target = compiled;
             q.members = self.matching_workers(q.target.as_ref());
         } else if existing.is_none() {
@@ -1247,7 +1275,7 @@ impl Workspace {
         let friendly_name = match existing {
             None => required_name(p.friendly_name, "FriendlyName", MAX_LONG_NAME)?,
             Some(w) => optional_name(p.friendly_name, "FriendlyName", MAX_LONG_NAME)?
-                .unwrap_or_else(|| w.friendly_name.clone()),
+                .unwrap_or_else(|| w.friendly_name.to_string()),
         };
         let (configuration, config) = match (p.configuration, existing) {
             (Some(text), _) => {
@@ -1290,7 +1318,7 @@ impl Workspace {
             sid: existing
                 .map(|w| w.sid)
                 .unwrap_or_else(|| ids.next_sid(prefix::WORKFLOW, now)),
-            friendly_name,
+            friendly_name: friendly_name.into(),
             configuration,
             assignment_callback_url,
             fallback_assignment_callback_url,
@@ -1343,6 +1371,7 @@ pub(crate) fn one(sid: Sid, change: Change) -> Applied {
     Applied {
         sid,
         changes: vec![change],
+        events: Vec::new(),
     }
 }
 

@@ -41,7 +41,7 @@ fn new_workspaces_get_twilio_defaults() {
     let names: Vec<_> = ws
         .activities()
         .values()
-        .map(|a| (a.friendly_name.as_str(), a.available))
+        .map(|a| (&*a.friendly_name, a.available))
         .collect();
     assert_eq!(
         names,
@@ -56,13 +56,15 @@ fn new_workspaces_get_twilio_defaults() {
         ws.info().timeout_activity_sid
     );
     assert_eq!(
-        ws.activities()[&ws.info().default_activity_sid].friendly_name,
+        ws.activities()[&ws.info().default_activity_sid]
+            .friendly_name
+            .as_ref(),
         "Offline"
     );
     let channels: Vec<_> = ws
         .task_channels()
         .values()
-        .map(|c| c.unique_name.as_str())
+        .map(|c| &*c.unique_name)
         .collect();
     assert_eq!(channels, vec!["default", "voice", "sms", "chat", "video"]);
     assert!(ws.info().multi_task_enabled);

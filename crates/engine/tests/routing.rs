@@ -60,7 +60,7 @@ impl World {
         self.ws
             .activities()
             .values()
-            .find(|a| a.friendly_name == name)
+            .find(|a| &*a.friendly_name == name)
             .unwrap_or_else(|| panic!("no activity {name}"))
             .sid
     }

@@ -38,6 +38,78 @@ struct Sim {
     queues: Vec<Sid>,
     flow: Sid,
     multi: bool,
+    journal: Journal,
+}
+
+/// What the events say about the workspace: folding every event in order must give the
+/// same task statuses, reservation statuses and worker activities as the engine holds (so
+/// no change goes unrecorded and no event describes a state that never was).
+#[derive(Default)]
+struct Journal {
+    last_sid: Option<Sid>,
+    tasks: std::collections::HashMap<Sid, String>,
+    reservations: std::collections::HashMap<Sid, String>,
+    created: std::collections::HashMap<Sid, usize>,
+    activities: std::collections::HashMap<Sid, Sid>,
+}
+
+impl Journal {
+    fn fold(&mut self, events: &[Event]) {
+        for e in events {
+            assert!(
+                self.last_sid.is_none_or(|l| l < e.sid),
+                "event SIDs must increase: {e:?}"
+            );
+            self.last_sid = Some(e.sid);
+            let text = |k: &str| e.get(k).map(Field::text);
+            if let (Some(t), Some(s)) = (e.sid_of("task_sid"), text("task_assignment_status")) {
+                self.tasks.insert(t, s);
+            }
+            if let (Some(r), Some(s)) = (e.sid_of("reservation_sid"), text("reservation_status")) {
+                self.reservations.insert(r, s);
+            }
+            if e.event_type == EventType::ReservationCreated {
+                *self.created.entry(e.resource_sid).or_default() += 1;
+            }
+            if let (Some(w), Some(a)) = (e.sid_of("worker_sid"), e.sid_of("worker_activity_sid")) {
+                self.activities.insert(w, a);
+            }
+        }
+    }
+
+    fn check(&self, ws: &Workspace, at: &str) {
+        for t in ws.tasks().values() {
+            assert_eq!(
+                self.tasks.get(&t.sid).map(String::as_str),
+                Some(t.assignment_status.as_str()),
+                "{at}: the events disagree with task {}",
+                t.sid
+            );
+        }
+        for r in ws.reservations().values() {
+            assert_eq!(
+                self.reservations.get(&r.sid).map(String::as_str),
+                Some(r.status.as_str()),
+                "{at}: the events disagree with reservation {}",
+                r.sid
+            );
+            assert_eq!(
+                self.created.get(&r.sid),
+                Some(&1),
+                "{at}: reservation {} must have exactly one reservation.created",
+                r.sid
+            );
+        }
+        for w in ws.workers().values() {
+            if let Some(a) = self.activities.get(&w.sid) {
+                assert_eq!(
+                    *a, w.activity_sid,
+                    "{at}: the events disagree with worker {}",
+                    w.sid
+                );
+            }
+        }
+    }
 }
 
 impl Sim {
@@ -70,7 +142,9 @@ impl Sim {
             queues: Vec::new(),
             flow: Sid::new("WW", 0),
             multi,
+            journal: Journal::default(),
         };
+        sim.journal.fold(&applied.events);
         sim.activities = sim.ws.activities().keys().copied().collect();
         let break_ = sim.ok(Command::CreateActivity {
             friendly_name: "Break".into(),
@@ -136,6 +210,7 @@ impl Sim {
         match self.ws.apply(cmd, self.now, &mut self.ids) {
             Ok(a) => {
                 persist(&mut self.rows, &a.changes);
+                self.journal.fold(&a.events);
                 a.sid
             }
             Err(e) => panic!(
@@ -148,7 +223,10 @@ impl Sim {
     fn try_cmd(&mut self, cmd: Command) {
         let before_rows = self.step.is_multiple_of(97).then(|| self.ws.all_rows());
         match self.ws.apply(cmd, self.now, &mut self.ids) {
-            Ok(a) => persist(&mut self.rows, &a.changes),
+            Ok(a) => {
+                persist(&mut self.rows, &a.changes);
+                self.journal.fold(&a.events);
+            }
             Err(_) => {
                 if let Some(before) = before_rows {
                     assert_eq!(
@@ -167,8 +245,9 @@ impl Sim {
         let end = self.now + ms;
         while let Some(at) = self.ws.next_deadline().filter(|at| *at <= end) {
             self.now = self.now.max(at);
-            let changes = self.ws.tick(self.now, &mut self.ids);
+            let (changes, events) = self.ws.tick(self.now, &mut self.ids);
             persist(&mut self.rows, &changes);
+            self.journal.fold(&events);
         }
         self.now = end;
     }
@@ -405,6 +484,7 @@ impl Sim {
     fn check(&self) {
         let at = format!("seed {} step {}", self.seed, self.step);
         let ws = &self.ws;
+        self.journal.check(ws, &at);
         // 1. Task status agrees with its reservations; never two accepted.
         for t in ws.tasks().values() {
             let rs: Vec<&Reservation> = ws.task_reservations(t.sid).collect();
@@ -512,11 +592,21 @@ impl Sim {
         let mut restored = restored;
         let (mut ids_a, mut ids_b) = (CountingSids(self.ids.0), CountingSids(self.ids.0));
         let end = self.now + 15 * 60 * SEC;
-        for (ws, ids) in [(&mut live, &mut ids_a), (&mut restored, &mut ids_b)] {
+        let mut told: [Vec<(EventType, Sid)>; 2] = Default::default();
+        for (i, (ws, ids)) in [(&mut live, &mut ids_a), (&mut restored, &mut ids_b)]
+            .into_iter()
+            .enumerate()
+        {
             while let Some(at) = ws.next_deadline().filter(|at| *at <= end) {
-                ws.tick(at.max(self.now), ids);
+                let (_, events) = ws.tick(at.max(self.now), ids);
+                told[i].extend(events.iter().map(|e| (e.event_type, e.resource_sid)));
             }
         }
+        assert_eq!(
+            told[0], told[1],
+            "seed {} step {}: a restored workspace tells a different story",
+            self.seed, self.step
+        );
         assert_eq!(
             restored.all_rows(),
             live.all_rows(),
