@@ -1,13 +1,66 @@
 //! # taskyard-webhook
 //!
-//! Outbound HTTP for Taskyard's callbacks (assignment and event callbacks). This first part
-//! is the signature: every callback carries `X-Twilio-Signature`, computed exactly as Twilio
-//! computes it, so an application can verify it with Twilio's own `RequestValidator`:
+//! Outbound HTTP for Taskyard's callbacks (assignment and event callbacks), made to look
+//! exactly like Twilio's so that applications written for TaskRouter work unchanged.
+//!
+//! ## Signing
+//!
+//! Every callback carries `X-Twilio-Signature` ([`signature`], [`verify`]), computed exactly
+//! as Twilio computes it, so an application can verify it with Twilio's own
+//! `RequestValidator`:
 //!
 //! 1. take the full URL as configured (scheme, host, port, path, query);
 //! 2. append every form parameter, sorted by name (then value), as `name` + `value`;
 //! 3. HMAC-SHA1 the result with the account's auth token;
 //! 4. Base64-encode the digest (standard alphabet, padded).
+//!
+//! ## Sending
+//!
+//! [`Client::post_form`] POSTs form-encoded parameters, signed, with the headers Twilio
+//! sends (`Content-Type: application/x-www-form-urlencoded`, `X-Twilio-Signature`,
+//! `User-Agent: TwilioProxy/1.1`, `Accept: */*`, and `I-Twilio-Idempotency-Token` when the
+//! caller gives one). It waits at most the given timeout for the whole answer, does not
+//! follow redirects, keeps at most 64 KiB of the body, and never fails or panics: the
+//! outcome, whatever it is, is an [`Attempt`] (status, content type, body, duration, and an
+//! [`AttemptError`] when there was no complete answer). One [`Client`] holds one connection
+//! pool; clone it rather than building new ones. TLS is rustls (ring) with the Mozilla root
+//! certificates bundled (`webpki-roots`), so the host's certificate store is not used.
+//! Proxies named by `HTTP_PROXY` / `HTTPS_PROXY` / `ALL_PROXY` / `NO_PROXY` are honoured.
+//!
+//! ## Reading an assignment callback's answer
+//!
+//! [`parse_answer`] turns an [`Attempt`] into an [`Answer`] as TaskRouter does:
+//!
+//! | The application answers | [`Answer`] |
+//! |---|---|
+//! | 2xx, empty body; or 2xx `application/json` `{}` | `Defer` (the reservation stays pending) |
+//! | 2xx JSON object without `instruction` | `DeferWithWarning` 40005 |
+//! | `{"instruction":"accept"}` | `Accept` |
+//! | `{"instruction":"reject","activity_sid":"WA…"}` | `Reject` |
+//! | `dequeue`, `call`, `redirect`, `conference`, `supervise` | `Telephony` (the whole object) |
+//! | unknown instruction; `call`/`redirect` missing a required field | `Invalid` (55555, 40111/40112, 40120/40121) |
+//! | no answer in time, connection error, non-2xx | `Failed` (try the fallback URL) |
+//! | 2xx body without `Content-Type: application/json`; body not JSON | `Failed` 40000 / 40001 |
+//!
+//! `application/json` may carry parameters (`application/json; charset=utf-8`). The full
+//! rules are on [`parse_answer`].
+//!
+//! ## Parameter names
+//!
+//! Callback parameters are the snake_case field names in CamelCase ([`camel_case`]):
+//! `task_queue_sid` → `TaskQueueSid`.
+
+mod answer;
+mod client;
+
+pub use answer::{
+    Answer, CODE_CALL_FROM, CODE_CALL_URL, CODE_INVALID_INSTRUCTION, CODE_NO_INSTRUCTION,
+    CODE_NOT_JSON_CONTENT_TYPE, CODE_REDIRECT_CALL_SID, CODE_REDIRECT_URL, CODE_REJECT_ACTIVITY,
+    CODE_UNPARSABLE_JSON, TELEPHONY_INSTRUCTIONS, parse_answer,
+};
+pub use client::{
+    Attempt, AttemptError, Client, IDEMPOTENCY_TOKEN_HEADER, MAX_BODY_BYTES, USER_AGENT_VALUE,
+};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -36,6 +89,23 @@ pub fn verify(auth_token: &str, url: &str, params: &[(&str, &str)], given: &str)
     let expected = signature(auth_token, url, params);
     let (a, b) = (expected.as_bytes(), given.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A snake_case name in CamelCase, as Twilio names callback parameters:
+/// `task_queue_sid` → `TaskQueueSid`, `worker_time_in_previous_activity_ms` →
+/// `WorkerTimeInPreviousActivityMs`. Every `_`-separated word gets its first character
+/// upper-cased; the rest of each word is kept as it is; empty words (`__`, a leading or
+/// trailing `_`) disappear.
+pub fn camel_case(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    for word in snake.split('_') {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -121,5 +191,25 @@ mod tests {
             PARAMS,
             "1/KCTR6DLpKmkAf8muzZqo1nDgQ="
         ));
+    }
+
+    #[test]
+    fn camel_case_of_callback_parameter_names() {
+        for (snake, camel) in [
+            ("task_queue_sid", "TaskQueueSid"),
+            (
+                "worker_time_in_previous_activity_ms",
+                "WorkerTimeInPreviousActivityMs",
+            ),
+            ("sid", "Sid"),
+            ("account_sid", "AccountSid"),
+            ("task_age", "TaskAge"),
+            ("", ""),
+            ("_leading__double_trailing_", "LeadingDoubleTrailing"),
+            ("already_Camel", "AlreadyCamel"),
+            ("x_2fa", "X2fa"),
+        ] {
+            assert_eq!(camel_case(snake), camel, "{snake}");
+        }
     }
 }
