@@ -13,22 +13,145 @@
 //! Stores are synchronous on purpose: the server runs one on a dedicated writer thread that
 //! drains whatever requests are queued and commits them together (group commit), so one
 //! fsync covers many acknowledged requests.
+//!
+//! ## Events
+//!
+//! TaskRouter Events are not kept in memory: the engine hands them over with the changes that
+//! caused them (the `events` of [`Write::Workspace`]), committed in the same transaction,
+//! so nothing shows an event whose change could still be lost. They are append-only, read
+//! back through an [`EventLog`] (the Events resource and the event-callback outbox) and
+//! deleted by age ([`Write::PurgeEvents`], for the 30-day retention). Each workspace also has
+//! a durable delivery cursor ([`Write::EventCursor`]): the last event POSTed to its event
+//! callback URL, so that delivery resumes where it stopped after a restart.
+//!
+//! An [`EventLog`] reads alongside the writer rather than through it: a query never waits
+//! for a commit, and it only ever sees committed events.
 
 pub mod conformance;
 pub mod sqlite;
 
 use taskyard_engine::{Account, Change, Kind, Sid};
 
-/// One unit the writer commits: the changes of one command, or an account to save.
+/// One unit the writer commits: the changes of one command, an account to save, or event
+/// bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
-    /// Changes produced by one command in one workspace.
+    /// Changes produced by one command in one workspace, and the events it caused.
     Workspace {
         workspace: Sid,
         changes: Vec<Change>,
+        /// Appended after `changes`, in order. Each SID must be new: storing an event twice
+        /// is a bug upstream, and fails the commit rather than hiding it.
+        events: Vec<StoredEvent>,
     },
     /// Insert or replace an account.
     Account(Account),
+    /// Sets the workspace's delivery cursor: `delivered` is the last event POSTed to its
+    /// event callback URL. The cursor is replaced as given (it may also move back, to
+    /// deliver again).
+    EventCursor { workspace: Sid, delivered: Sid },
+    /// Deletes the events of every workspace whose `date_ms` is before `before_ms`
+    /// (retention). Run it often: each purge deletes what aged out since the last one, in
+    /// the writer's transaction.
+    PurgeEvents { before_ms: i64 },
+}
+
+/// One TaskRouter event as the store keeps it. `json` is the event rendered by the engine
+/// (opaque to the store); the other fields are columns for filtering.
+///
+/// Time windows are answered from the SID (see [`EventQuery::start_ms`]), so `sid` must be
+/// an `EV` SID created when the event happened: `sid.created_ms()` equal to `date_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// `EV…`, time-ordered: the first 12 hex digits are the creation ms
+    /// ([`Sid::created_ms`]).
+    pub sid: Sid,
+    /// E.g. `"task.created"`.
+    pub event_type: String,
+    pub date_ms: i64,
+    pub task_sid: Option<Sid>,
+    pub worker_sid: Option<Sid>,
+    pub reservation_sid: Option<Sid>,
+    pub task_queue_sid: Option<Sid>,
+    pub workflow_sid: Option<Sid>,
+    pub task_channel_sid: Option<Sid>,
+    /// Whether the event is to be POSTed to the workspace's event callback URL.
+    pub callback: bool,
+    pub json: String,
+}
+
+/// Which events of one workspace [`EventLog::query`] returns. Every filter that is set must
+/// match; results are in ascending SID (that is, creation) order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventQuery {
+    pub workspace: Sid,
+    /// Inclusive lower bound on `date_ms`.
+    ///
+    /// Windows are turned into SID bounds too, since SIDs sort by time; that is what keeps
+    /// a window over a long history cheap. Hence [`StoredEvent`]'s rule that an event's SID
+    /// is created at its `date_ms`.
+    pub start_ms: Option<i64>,
+    /// Inclusive upper bound on `date_ms`.
+    pub end_ms: Option<i64>,
+    pub event_type: Option<String>,
+    pub task_sid: Option<Sid>,
+    pub worker_sid: Option<Sid>,
+    pub reservation_sid: Option<Sid>,
+    pub task_queue_sid: Option<Sid>,
+    pub workflow_sid: Option<Sid>,
+    pub task_channel_sid: Option<Sid>,
+    pub sid: Option<Sid>,
+    /// Exclusive lower bound on the SID (paging forward).
+    pub after: Option<Sid>,
+    /// Exclusive upper bound on the SID (paging back): the `limit` matching events just
+    /// before it are returned, still in ascending order.
+    pub before: Option<Sid>,
+    /// At most this many events are returned.
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// Twilio's default page size.
+    pub const DEFAULT_LIMIT: usize = 50;
+
+    /// Every event of `workspace`, [`EventQuery::DEFAULT_LIMIT`] at a time.
+    pub fn new(workspace: Sid) -> EventQuery {
+        EventQuery {
+            workspace,
+            start_ms: None,
+            end_ms: None,
+            event_type: None,
+            task_sid: None,
+            worker_sid: None,
+            reservation_sid: None,
+            task_queue_sid: None,
+            workflow_sid: None,
+            task_channel_sid: None,
+            sid: None,
+            after: None,
+            before: None,
+            limit: EventQuery::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// The read side of the stored events. It is shared by the API's request handlers and the
+/// event-callback deliverers, so it is `Sync`, and it reads only what is committed.
+pub trait EventLog: Send + Sync + 'static {
+    /// Events matching every given filter, ascending by SID, at most `limit`.
+    fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// One event of `workspace`, if stored.
+    fn fetch(&self, workspace: Sid, sid: Sid) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Events with `callback` set, SID > `after`, ascending, at most `limit` (the delivery
+    /// outbox).
+    fn to_deliver(
+        &self,
+        workspace: Sid,
+        after: Option<Sid>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 }
 
 /// Everything a store holds, as loaded at start-up.
@@ -38,11 +161,16 @@ pub struct Snapshot {
     pub workspaces: Vec<StoredWorkspace>,
 }
 
-/// The rows of one workspace, ready for `Workspace::restore`.
+/// The rows of one workspace, ready for `Workspace::restore`, and where its events stand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredWorkspace {
     pub sid: Sid,
     pub rows: Vec<(Kind, String)>,
+    /// The last event delivered to the event callback URL ([`Write::EventCursor`]).
+    pub event_cursor: Option<Sid>,
+    /// The largest event SID stored for the workspace (`None` once retention has deleted
+    /// them all).
+    pub newest_event: Option<Sid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +190,7 @@ pub enum StoreError {
     SchemaTooNew { found: i64, supported: i64 },
 }
 
-/// A durable home for accounts and workspace rows.
+/// A durable home for accounts, workspace rows and events.
 pub trait Store: Send + 'static {
     /// Reads everything back (used once, at start-up).
     fn load(&mut self) -> Result<Snapshot, StoreError>;
@@ -70,4 +198,8 @@ pub trait Store: Send + 'static {
     /// Commits all `writes` in one transaction. When this returns `Ok`, they survive a crash
     /// of the process (and, with the default settings, of the machine).
     fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError>;
+
+    /// A reader of this store's events that works independently of `self`: the store
+    /// moves to the writer thread, the reader serves queries while it commits.
+    fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError>;
 }

@@ -4,13 +4,26 @@
 //! transaction survives power loss, not only a process crash (`NORMAL` is offered for those
 //! who prefer speed to that guarantee). Schema changes are numbered migrations tracked in
 //! `PRAGMA user_version`.
+//!
+//! Events are read through [`SqliteEventLog`], which has read-only connections of its own:
+//! WAL lets them read a committed snapshot while the writer commits, so the Events resource
+//! and the callback deliverers neither wait for the writer nor make it wait.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, params, params_from_iter,
+};
+use taskyard_engine::sid::prefix;
 use taskyard_engine::{Account, Change, Kind, Sid};
 
-use crate::{Snapshot, Store, StoreError, StoredWorkspace, Write};
+use crate::{
+    EventLog, EventQuery, Snapshot, Store, StoreError, StoredEvent, StoredWorkspace, Write,
+};
 
 /// How hard a commit works to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,10 +50,87 @@ const MIGRATIONS: &[&str] = &[
         body          TEXT NOT NULL,
         PRIMARY KEY (workspace_sid, kind, sid)
     ) WITHOUT ROWID;",
+    // 2: TaskRouter Events and the event-callback delivery cursors.
+    //
+    // Events are inserted by the ten thousand per second, so every index is one more B-tree
+    // insert on the hot path and each one has to earn its place:
+    // - `events` keeps its rowid: rows are appended in rowid order at the right edge of the
+    //   table, and the bodies (the bulk of the bytes) are not copied into any index, as they
+    //   would be in a WITHOUT ROWID table keyed by SID.
+    // - `events_by_sid` serves fetch, paging and time windows alike, because SIDs sort by
+    //   creation time.
+    // - The task, worker and reservation filters pick a handful of events out of a long
+    //   history, so they get partial indexes (events without that SID cost nothing), ending
+    //   in `sid` so that a page comes out in order without a sort. Queue, workflow, channel
+    //   and type filters are checked on the rows of the window instead.
+    // - `events_outbox` holds only the events still meant for the callback URL.
+    "CREATE TABLE events (
+        workspace_sid    TEXT NOT NULL,
+        sid              TEXT NOT NULL,
+        event_type       TEXT NOT NULL,
+        date_ms          INTEGER NOT NULL,
+        task_sid         TEXT,
+        worker_sid       TEXT,
+        reservation_sid  TEXT,
+        task_queue_sid   TEXT,
+        workflow_sid     TEXT,
+        task_channel_sid TEXT,
+        callback         INTEGER NOT NULL,
+        body             TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX events_by_sid ON events (workspace_sid, sid);
+    CREATE INDEX events_by_task ON events (workspace_sid, task_sid, sid)
+        WHERE task_sid IS NOT NULL;
+    CREATE INDEX events_by_worker ON events (workspace_sid, worker_sid, sid)
+        WHERE worker_sid IS NOT NULL;
+    CREATE INDEX events_by_reservation ON events (workspace_sid, reservation_sid, sid)
+        WHERE reservation_sid IS NOT NULL;
+    CREATE INDEX events_outbox ON events (workspace_sid, sid) WHERE callback = 1;
+    CREATE TABLE event_cursors (
+        workspace_sid TEXT PRIMARY KEY,
+        sid           TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
+
+/// `SELECT`s the columns [`read_event`] expects, `FROM events`, then `$rest`.
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT sid, event_type, date_ms, task_sid, worker_sid, reservation_sid, ",
+            "task_queue_sid, workflow_sid, task_channel_sid, callback, body FROM events ",
+            $rest
+        )
+    };
+}
+
+const FETCH_SQL: &str = select_events!("WHERE workspace_sid = ?1 AND sid = ?2");
+
+/// `callback = 1` is spelled exactly as in `events_outbox`, so that the partial index
+/// applies. `?2` is the cursor, or '' (every SID is greater).
+const OUTBOX_SQL: &str =
+    select_events!("WHERE workspace_sid = ?1 AND callback = 1 AND sid > ?2 ORDER BY sid LIMIT ?3");
+
+/// One index probe per workspace; a GROUP BY over the events would read them all.
+const NEWEST_SQL: &str =
+    "SELECT sid FROM events WHERE workspace_sid = ?1 ORDER BY sid DESC LIMIT 1";
+
+/// The workspaces that have events, by skipping through `events_by_sid` one workspace at a
+/// time: SELECT DISTINCT would read every entry.
+const WORKSPACES_WITH_EVENTS_SQL: &str = "WITH RECURSIVE ws(sid) AS (
+        SELECT min(workspace_sid) FROM events
+        UNION ALL
+        SELECT (SELECT min(workspace_sid) FROM events WHERE workspace_sid > ws.sid)
+        FROM ws WHERE ws.sid IS NOT NULL
+    )
+    SELECT sid FROM ws WHERE sid IS NOT NULL";
+
+/// `?2` is the smallest SID of `before_ms`, `?3` is `before_ms`.
+const PURGE_SQL: &str = "DELETE FROM events WHERE workspace_sid = ?1 AND sid < ?2 AND date_ms < ?3";
 
 pub struct SqliteStore {
     conn: Connection,
+    /// The database file, for [`SqliteStore::event_log`]'s own connections.
+    path: PathBuf,
 }
 
 impl SqliteStore {
@@ -50,15 +140,16 @@ impl SqliteStore {
             path: dir.display().to_string(),
             source,
         })?;
-        let conn = Connection::open(dir.join("taskyard.db"))?;
+        let path = dir.join("taskyard.db");
+        let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let sync = match durability {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", sync)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut store = SqliteStore { conn };
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mut store = SqliteStore { conn, path };
         store.migrate()?;
         Ok(store)
     }
@@ -82,6 +173,19 @@ impl SqliteStore {
         }
         Ok(())
     }
+
+    /// A reader of the events with read-only connections of its own (see the module docs).
+    /// It stays usable after `self` is moved to the writer thread or dropped.
+    pub fn event_log(&self) -> Result<SqliteEventLog, StoreError> {
+        let log = SqliteEventLog {
+            path: self.path.clone(),
+            idle: Mutex::new(Vec::new()),
+        };
+        // Open the first connection now, so that a database the reader cannot open is
+        // reported at start-up rather than by the first request.
+        log.with_connection(|_| Ok(()))?;
+        Ok(log)
+    }
 }
 
 impl Store for SqliteStore {
@@ -103,9 +207,7 @@ impl Store for SqliteStore {
             let ws: String = row.get(0)?;
             let kind: String = row.get(1)?;
             let body: String = row.get(2)?;
-            let ws: Sid = ws
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("bad workspace sid {ws}")))?;
+            let ws = parse_sid(&ws, "workspace sid")?;
             let kind = Kind::parse(&kind)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown row kind {kind}")))?;
             match snapshot.workspaces.last_mut() {
@@ -113,8 +215,32 @@ impl Store for SqliteStore {
                 _ => snapshot.workspaces.push(StoredWorkspace {
                     sid: ws,
                     rows: vec![(kind, body)],
+                    event_cursor: None,
+                    newest_event: None,
                 }),
             }
+        }
+
+        let mut cursors = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT workspace_sid, sid FROM event_cursors")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let ws = parse_sid(&row.get::<_, String>(0)?, "cursor workspace sid")?;
+            let sid = parse_sid(&row.get::<_, String>(1)?, "cursor event sid")?;
+            cursors.insert(ws, sid);
+        }
+        // Events of a workspace without rows (there should be none) restore nothing, so
+        // they are left out; retention deletes them in time.
+        let mut newest = self.conn.prepare(NEWEST_SQL)?;
+        for ws in &mut snapshot.workspaces {
+            ws.event_cursor = cursors.remove(&ws.sid);
+            ws.newest_event = newest
+                .query_row([ws.sid.to_string()], |r| r.get::<_, String>(0))
+                .optional()?
+                .map(|s| parse_sid(&s, "event sid"))
+                .transpose()?;
         }
         Ok(snapshot)
     }
@@ -129,10 +255,17 @@ impl Store for SqliteStore {
             let mut delete = tx.prepare_cached(
                 "DELETE FROM resources WHERE workspace_sid = ?1 AND kind = ?2 AND sid = ?3",
             )?;
-            let mut drop = tx.prepare_cached("DELETE FROM resources WHERE workspace_sid = ?1")?;
             let mut account = tx.prepare_cached(
                 "INSERT INTO accounts (sid, body) VALUES (?1, ?2)
                  ON CONFLICT (sid) DO UPDATE SET body = excluded.body",
+            )?;
+            // A plain INSERT: an event SID stored twice is a bug upstream and must not be
+            // hidden, so the UNIQUE index fails the commit.
+            let mut insert_event = tx.prepare_cached(
+                "INSERT INTO events (workspace_sid, sid, event_type, date_ms, task_sid,
+                     worker_sid, reservation_sid, task_queue_sid, workflow_sid,
+                     task_channel_sid, callback, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             for write in writes {
                 match write {
@@ -141,7 +274,11 @@ impl Store for SqliteStore {
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                         account.execute(params![a.sid.to_string(), body])?;
                     }
-                    Write::Workspace { workspace, changes } => {
+                    Write::Workspace {
+                        workspace,
+                        changes,
+                        events,
+                    } => {
                         let ws = workspace.to_string();
                         for change in changes {
                             match change {
@@ -156,18 +293,89 @@ impl Store for SqliteStore {
                                 Change::Delete { kind, sid } => {
                                     delete.execute(params![ws, kind.as_str(), sid.to_string()])?;
                                 }
-                                Change::DropWorkspace => {
-                                    drop.execute(params![ws])?;
-                                }
+                                Change::DropWorkspace => drop_workspace(&tx, &ws)?,
                             }
                         }
+                        for e in events {
+                            insert_event.execute(params![
+                                ws,
+                                e.sid.to_string(),
+                                e.event_type,
+                                e.date_ms,
+                                e.task_sid.map(|s| s.to_string()),
+                                e.worker_sid.map(|s| s.to_string()),
+                                e.reservation_sid.map(|s| s.to_string()),
+                                e.task_queue_sid.map(|s| s.to_string()),
+                                e.workflow_sid.map(|s| s.to_string()),
+                                e.task_channel_sid.map(|s| s.to_string()),
+                                e.callback,
+                                e.json,
+                            ])?;
+                        }
                     }
+                    Write::EventCursor {
+                        workspace,
+                        delivered,
+                    } => {
+                        tx.prepare_cached(
+                            "INSERT INTO event_cursors (workspace_sid, sid) VALUES (?1, ?2)
+                             ON CONFLICT (workspace_sid) DO UPDATE SET sid = excluded.sid",
+                        )?
+                        .execute(params![workspace.to_string(), delivered.to_string()])?;
+                    }
+                    Write::PurgeEvents { before_ms } => purge_events(&tx, *before_ms)?,
                 }
             }
         }
         tx.commit()?;
         Ok(())
     }
+
+    fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {
+        // The inherent method (inherent methods win the path lookup), which keeps the
+        // concrete type for callers that know they have SQLite.
+        Ok(Box::new(SqliteStore::event_log(self)?))
+    }
+}
+
+/// Deletes everything a workspace owns.
+fn drop_workspace(tx: &Transaction<'_>, ws: &str) -> Result<(), StoreError> {
+    for sql in [
+        "DELETE FROM resources WHERE workspace_sid = ?1",
+        "DELETE FROM events WHERE workspace_sid = ?1",
+        "DELETE FROM event_cursors WHERE workspace_sid = ?1",
+    ] {
+        tx.prepare_cached(sql)?.execute([ws])?;
+    }
+    Ok(())
+}
+
+/// Deletes the events dated before `before_ms`, workspace by workspace, so that each delete
+/// is a range of `events_by_sid` (SIDs sort by time) rather than a scan of the whole table.
+///
+/// An event whose SID is later than its `date_ms` (the SID generator never goes back, even
+/// when the clock does) is left for a later purge: retention keeps events *at least* as
+/// long as asked.
+fn purge_events(tx: &Transaction<'_>, before_ms: i64) -> Result<(), StoreError> {
+    let workspaces = tx
+        .prepare_cached(WORKSPACES_WITH_EVENTS_SQL)?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let bound = sid_bound(before_ms, '0');
+    let mut delete = tx.prepare_cached(PURGE_SQL)?;
+    for ws in workspaces {
+        delete.execute(params![ws, bound, before_ms])?;
+    }
+    Ok(())
+}
+
+/// The text of the smallest (`fill` `'0'`) or largest (`'f'`) event SID created in
+/// millisecond `ms`, clamped to the 48 bits a SID has for the time.
+fn sid_bound(ms: i64, fill: char) -> String {
+    let ms = ms.clamp(0, (1 << 48) - 1);
+    let mut s = format!("{}{ms:012x}", prefix::EVENT);
+    s.extend(std::iter::repeat_n(fill, 20));
+    s
 }
 
 impl SqliteStore {
@@ -184,6 +392,229 @@ impl SqliteStore {
     }
 }
 
+/// The events of a [`SqliteStore`], read through read-only connections of its own.
+///
+/// Connections are opened on demand and kept for reuse; concurrent queries each get one,
+/// so they do not queue behind each other. Each query is one statement, which SQLite runs
+/// against one committed snapshot.
+pub struct SqliteEventLog {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Idle connections beyond this are closed: a burst of queries should not pin memory (each
+/// connection has its own page cache) forever.
+const MAX_IDLE_READERS: usize = 8;
+
+impl SqliteEventLog {
+    /// Runs `f` on an idle connection, or a new one.
+    fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // The pool is only ever pushed to and popped from, so a panic elsewhere cannot
+        // leave it inconsistent: a poisoned lock is safe to use.
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let out = f(&conn);
+        // A connection that just failed is not trusted with the next query.
+        if out.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        // Read-only: this side must never be able to change what the writer committed.
+        // No mutex: a connection is used by one thread at a time (it is in the pool or in
+        // one query).
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // WAL readers do not wait for the writer, but can wait briefly while a checkpoint
+        // or a recovery holds the WAL index.
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // Each combination of filters is its own statement.
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    fn select(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with_connection(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let mut rows = stmt.query(params)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(read_event(row)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl EventLog for SqliteEventLog {
+    fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        if q.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (sql, values) = query_sql(q);
+        let mut events = self.select(&sql, params_from_iter(values))?;
+        if q.before.is_some() {
+            // Read backwards from `before` to find the page; it is returned in order.
+            events.reverse();
+        }
+        Ok(events)
+    }
+
+    fn fetch(&self, workspace: Sid, sid: Sid) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .select(FETCH_SQL, params![workspace.to_string(), sid.to_string()])?
+            .pop())
+    }
+
+    fn to_deliver(
+        &self,
+        workspace: Sid,
+        after: Option<Sid>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.select(
+            OUTBOX_SQL,
+            params![
+                workspace.to_string(),
+                after.map(|s| s.to_string()).unwrap_or_default(),
+                sql_limit(limit)
+            ],
+        )
+    }
+}
+
+/// The statement and parameters for `q` (whose `limit` is not 0). Only the filters that are
+/// set appear in the statement, so that SQLite can pick the index that fits them.
+fn query_sql(q: &EventQuery) -> (String, Vec<Value>) {
+    let mut sql = String::from(select_events!("WHERE workspace_sid = ?1"));
+    let mut values = vec![Value::Text(q.workspace.to_string())];
+    let mut and = |sql: &mut String, condition: &str, value: Value| {
+        values.push(value);
+        sql.push_str(&format!(" AND {condition} ?{}", values.len()));
+    };
+
+    // The SID range: the tighter of the time window and the page bound on each side, as one
+    // range SQLite can seek to (given separately, it might seek on the looser one).
+    let lower = [
+        q.start_ms.map(|ms| (sid_bound(ms, '0'), true)),
+        q.after.map(|s| (s.to_string(), false)),
+    ]
+    .into_iter()
+    .flatten()
+    // Exclusive beats inclusive on the same SID.
+    .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let upper = [
+        q.end_ms.map(|ms| (sid_bound(ms, 'f'), true)),
+        q.before.map(|s| (s.to_string(), false)),
+    ]
+    .into_iter()
+    .flatten()
+    .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    if let Some((sid, inclusive)) = lower {
+        and(
+            &mut sql,
+            if inclusive { "sid >=" } else { "sid >" },
+            Value::Text(sid),
+        );
+    }
+    if let Some((sid, inclusive)) = upper {
+        and(
+            &mut sql,
+            if inclusive { "sid <=" } else { "sid <" },
+            Value::Text(sid),
+        );
+    }
+    // The SID range is the fast part; the dates themselves decide.
+    if let Some(ms) = q.start_ms {
+        and(&mut sql, "date_ms >=", Value::Integer(ms));
+    }
+    if let Some(ms) = q.end_ms {
+        and(&mut sql, "date_ms <=", Value::Integer(ms));
+    }
+
+    if let Some(t) = &q.event_type {
+        and(&mut sql, "event_type =", Value::Text(t.clone()));
+    }
+    for (column, sid) in [
+        ("sid", q.sid),
+        ("task_sid", q.task_sid),
+        ("worker_sid", q.worker_sid),
+        ("reservation_sid", q.reservation_sid),
+        ("task_queue_sid", q.task_queue_sid),
+        ("workflow_sid", q.workflow_sid),
+        ("task_channel_sid", q.task_channel_sid),
+    ] {
+        if let Some(sid) = sid {
+            and(
+                &mut sql,
+                &format!("{column} ="),
+                Value::Text(sid.to_string()),
+            );
+        }
+    }
+
+    let order = if q.before.is_some() { "DESC" } else { "ASC" };
+    sql.push_str(&format!(
+        " ORDER BY sid {order} LIMIT {}",
+        sql_limit(q.limit)
+    ));
+    (sql, values)
+}
+
+/// `limit` as SQLite takes it (a limit beyond `i64` is no limit anyway).
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn parse_sid(s: &str, what: &str) -> Result<Sid, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad {what} {s:?}")))
+}
+
+fn optional_sid(row: &Row<'_>, i: usize, what: &str) -> Result<Option<Sid>, StoreError> {
+    row.get::<_, Option<String>>(i)?
+        .map(|s| parse_sid(&s, what))
+        .transpose()
+}
+
+/// One row selected with `select_events!`.
+fn read_event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        sid: parse_sid(&row.get::<_, String>(0)?, "event sid")?,
+        event_type: row.get(1)?,
+        date_ms: row.get(2)?,
+        task_sid: optional_sid(row, 3, "task sid")?,
+        worker_sid: optional_sid(row, 4, "worker sid")?,
+        reservation_sid: optional_sid(row, 5, "reservation sid")?,
+        task_queue_sid: optional_sid(row, 6, "task queue sid")?,
+        workflow_sid: optional_sid(row, 7, "workflow sid")?,
+        task_channel_sid: optional_sid(row, 8, "task channel sid")?,
+        callback: row.get(9)?,
+        json: row.get(10)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +623,282 @@ mod tests {
     fn sqlite_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::conformance::run(|| SqliteStore::open(dir.path(), Durability::Full).expect("open"));
+    }
+
+    fn ev(ms: i64, n: u128) -> StoredEvent {
+        StoredEvent {
+            sid: Sid::new("EV", ((ms as u128) << 80) | n),
+            event_type: "task.created".into(),
+            date_ms: ms,
+            task_sid: None,
+            worker_sid: None,
+            reservation_sid: None,
+            task_queue_sid: None,
+            workflow_sid: None,
+            task_channel_sid: None,
+            callback: true,
+            json: "{}".into(),
+        }
+    }
+
+    /// `EXPLAIN QUERY PLAN` of `sql`, one step per line.
+    fn plan(conn: &Connection, sql: &str, values: Vec<Value>) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let steps = stmt
+            .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("plan rows");
+        steps.join("\n")
+    }
+
+    /// Each read uses the index it was designed for, and none sorts: a page must cost its
+    /// size, not the size of the history.
+    #[test]
+    fn reads_use_the_intended_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        let conn = &store.conn;
+        let ws = Sid::new("WS", 1);
+        let some = Some(Sid::new("WK", 1));
+        let query = |f: &dyn Fn(&mut EventQuery)| {
+            let mut q = EventQuery::new(ws);
+            f(&mut q);
+            let (sql, values) = query_sql(&q);
+            plan(conn, &sql, values)
+        };
+        let cases = [
+            ("everything", query(&|_| {}), "events_by_sid"),
+            (
+                "window",
+                query(&|q| {
+                    q.start_ms = Some(1);
+                    q.end_ms = Some(2);
+                }),
+                "events_by_sid",
+            ),
+            ("task", query(&|q| q.task_sid = some), "events_by_task"),
+            (
+                "task in a window, paging back",
+                query(&|q| {
+                    q.task_sid = some;
+                    q.start_ms = Some(1);
+                    q.before = some;
+                }),
+                "events_by_task",
+            ),
+            (
+                "worker",
+                query(&|q| q.worker_sid = some),
+                "events_by_worker",
+            ),
+            (
+                "reservation, paging forward",
+                query(&|q| {
+                    q.reservation_sid = some;
+                    q.after = some;
+                }),
+                "events_by_reservation",
+            ),
+            (
+                "queue and type, paging back",
+                query(&|q| {
+                    q.task_queue_sid = some;
+                    q.event_type = Some("task.created".into());
+                    q.before = some;
+                }),
+                "events_by_sid",
+            ),
+            ("one sid", query(&|q| q.sid = some), "events_by_sid"),
+            (
+                "fetch",
+                plan(conn, FETCH_SQL, vec![Value::Null, Value::Null]),
+                "events_by_sid",
+            ),
+            (
+                "outbox",
+                plan(
+                    conn,
+                    OUTBOX_SQL,
+                    vec![Value::Null, Value::Null, Value::Integer(9)],
+                ),
+                "events_outbox",
+            ),
+            (
+                "newest",
+                plan(conn, NEWEST_SQL, vec![Value::Null]),
+                "events_by_sid",
+            ),
+            (
+                "workspaces with events",
+                plan(conn, WORKSPACES_WITH_EVENTS_SQL, vec![]),
+                "events_by_sid",
+            ),
+            (
+                "purge",
+                plan(conn, PURGE_SQL, vec![Value::Null, Value::Null, Value::Null]),
+                "events_by_sid",
+            ),
+        ];
+        for (name, plan, index) in cases {
+            assert!(plan.contains(index), "{name} should use {index}:\n{plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "{name} should not sort:\n{plan}"
+            );
+            assert!(
+                !plan.lines().any(|l| l.starts_with("SCAN events")),
+                "{name} should not scan the table:\n{plan}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_event_log_sees_only_committed_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        let log = store.event_log().expect("event log");
+        let ws = Sid::new("WS", 1);
+        let e = ev(1000, 1);
+        let mut raw = Connection::open(dir.path().join("taskyard.db")).expect("raw open");
+        let tx = raw.transaction().expect("begin");
+        tx.execute(
+            "INSERT INTO events (workspace_sid, sid, event_type, date_ms, callback, body)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+            params![
+                ws.to_string(),
+                e.sid.to_string(),
+                e.event_type,
+                e.date_ms,
+                e.json
+            ],
+        )
+        .expect("insert");
+        assert_eq!(log.fetch(ws, e.sid).expect("fetch"), None);
+        assert_eq!(log.to_deliver(ws, None, 10).expect("outbox"), vec![]);
+        tx.commit().expect("commit");
+        assert_eq!(log.fetch(ws, e.sid).expect("fetch"), Some(e));
+    }
+
+    #[test]
+    fn the_event_log_cannot_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        let log = store.event_log().expect("event log");
+        let attempt = log.with_connection(|conn| Ok(conn.execute("DELETE FROM events", [])?));
+        assert!(matches!(
+            attempt,
+            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::ReadOnly
+        ));
+    }
+
+    /// The last connection to close removes the WAL files; a reader must still be able to
+    /// open the database afterwards (say, a tool reading the events of a stopped server).
+    #[test]
+    fn the_event_log_opens_a_database_nobody_has_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        let log = {
+            let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+            store
+                .commit(&[Write::Workspace {
+                    workspace: ws,
+                    changes: Vec::new(),
+                    events: vec![ev(1000, 1)],
+                }])
+                .expect("commit");
+            let log = store.event_log().expect("event log");
+            log.idle.lock().expect("pool").clear();
+            log
+        };
+        assert!(!dir.path().join("taskyard.db-wal").exists());
+        assert_eq!(
+            log.fetch(ws, ev(1000, 1).sid).expect("fetch"),
+            Some(ev(1000, 1))
+        );
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_neither_the_changes_nor_the_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        let log = store.event_log().expect("event log");
+        let ws = Sid::new("WS", 1);
+        let write = |n| Write::Workspace {
+            workspace: ws,
+            changes: vec![Change::Put {
+                kind: Kind::Workspace,
+                sid: ws,
+                body: "{}".into(),
+            }],
+            events: vec![ev(1000, n)],
+        };
+        store.commit(&[write(1)]).expect("first");
+        store
+            .commit(&[
+                Write::Workspace {
+                    workspace: ws,
+                    changes: vec![Change::Delete {
+                        kind: Kind::Workspace,
+                        sid: ws,
+                    }],
+                    events: vec![ev(1000, 2)],
+                },
+                write(1),
+            ])
+            .expect_err("an event stored twice fails the commit");
+        assert!(
+            store.row(ws, Kind::Workspace, ws).expect("row").is_some(),
+            "the delete was rolled back"
+        );
+        assert_eq!(
+            log.fetch(ws, ev(1000, 2).sid).expect("fetch"),
+            None,
+            "so was the insert"
+        );
+    }
+
+    #[test]
+    fn upgrades_a_version_1_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        {
+            let conn = Connection::open(dir.path().join("taskyard.db")).expect("raw open");
+            conn.execute_batch(MIGRATIONS[0]).expect("version 1");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO resources (workspace_sid, kind, sid, body) VALUES (?1, ?2, ?1, '{}')",
+                params![ws.to_string(), Kind::Workspace.as_str()],
+            )
+            .expect("row");
+        }
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let snap = store.load().expect("load");
+        assert_eq!(
+            snap.workspaces,
+            vec![StoredWorkspace {
+                sid: ws,
+                rows: vec![(Kind::Workspace, "{}".into())],
+                event_cursor: None,
+                newest_event: None,
+            }]
+        );
+        store
+            .commit(&[Write::Workspace {
+                workspace: ws,
+                changes: Vec::new(),
+                events: vec![ev(1000, 1)],
+            }])
+            .expect("events in an upgraded database");
     }
 
     #[test]
