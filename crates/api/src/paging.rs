@@ -155,6 +155,36 @@ impl PageRequest {
         (page, meta)
     }
 
+    /// The meta of a page of SID-ordered items from `first` to `last`, for lists paged by
+    /// SID (tokens `PA<sid>` / `PB<sid>`).
+    pub fn keyset_meta(
+        &self,
+        first: Option<Sid>,
+        last: Option<Sid>,
+        more_before: bool,
+        more_after: bool,
+    ) -> Meta {
+        let next = match last {
+            Some(sid) if more_after => Some(self.url(self.page + 1, Some(format!("PA{sid}")))),
+            _ => None,
+        };
+        let previous = match first {
+            Some(sid) if more_before => {
+                Some(self.url(self.page.saturating_sub(1), Some(format!("PB{sid}"))))
+            }
+            _ => None,
+        };
+        Meta {
+            page: self.page,
+            page_size: self.size,
+            first_page_url: self.url(0, None),
+            previous_page_url: previous,
+            url: self.url(self.page, self.token()),
+            next_page_url: next,
+            key: "",
+        }
+    }
+
     /// Picks this page's entries from `map` (those `keep` accepts) and builds the meta.
     pub fn select<'a, V>(
         &self,
@@ -191,26 +221,12 @@ impl PageRequest {
                 (items, more && self.page > 0, true)
             }
         };
-        let next = match items.last() {
-            Some((sid, _)) if more_after => Some(self.url(self.page + 1, Some(format!("PA{sid}")))),
-            _ => None,
-        };
-        let previous = match items.first() {
-            Some((sid, _)) if more_before => {
-                Some(self.url(self.page.saturating_sub(1), Some(format!("PB{sid}"))))
-            }
-            _ => None,
-        };
-        let current_token = self.token();
-        let meta = Meta {
-            page: self.page,
-            page_size: self.size,
-            first_page_url: self.url(0, None),
-            previous_page_url: previous,
-            url: self.url(self.page, current_token),
-            next_page_url: next,
-            key: "",
-        };
+        let meta = self.keyset_meta(
+            items.first().map(|(s, _)| **s),
+            items.last().map(|(s, _)| **s),
+            more_before,
+            more_after,
+        );
         (items.into_iter().map(|(_, v)| v).collect(), meta)
     }
 }

@@ -83,7 +83,7 @@ pub struct WorkspaceJson<'a> {
 
 pub fn workspace<'a>(u: &Urls, ws: &'a Workspace) -> WorkspaceJson<'a> {
     let i: &WorkspaceInfo = ws.info();
-    let name = |sid| ws.activities().get(&sid).map(|a| a.friendly_name.as_str());
+    let name = |sid| ws.activities().get(&sid).map(|a| a.friendly_name.as_ref());
     let l = |rest: &str| u.under(i.sid, rest);
     WorkspaceJson {
         account_sid: i.account_sid,
@@ -225,9 +225,9 @@ pub fn worker<'a>(
     let me = u.under(i.sid, &format!("Workers/{}", w.sid));
     WorkerJson {
         account_sid: i.account_sid,
-        activity_name: activity.map(|a| a.friendly_name.as_str()),
+        activity_name: activity.map(|a| a.friendly_name.as_ref()),
         activity_sid: w.activity_sid,
-        attributes: with_attributes.then_some(w.attributes.as_str()),
+        attributes: with_attributes.then_some(w.attributes.as_ref()),
         available: activity.is_some_and(|a| a.available),
         date_created: Iso(w.date_created),
         date_status_changed: Iso(w.date_status_changed),
@@ -288,7 +288,7 @@ pub fn worker_channel<'a>(
         task_channel_unique_name: ws
             .task_channels()
             .get(&c.task_channel_sid)
-            .map(|t| t.unique_name.as_str()),
+            .map(|t| t.unique_name.as_ref()),
         worker_sid: w.sid,
         workspace_sid: i.sid,
         url: u.under(i.sid, &format!("Workers/{}/Channels/{}", w.sid, c.sid)),
@@ -330,7 +330,7 @@ pub fn task_queue<'a>(u: &Urls, ws: &'a Workspace, q: &'a TaskQueue) -> TaskQueu
     let i = ws.info();
     let name = |sid: Option<Sid>| {
         sid.and_then(|s| ws.activities().get(&s))
-            .map(|a| a.friendly_name.as_str())
+            .map(|a| a.friendly_name.as_ref())
     };
     let activity_url = |sid: Option<Sid>| sid.map(|s| u.under(i.sid, &format!("Activities/{s}")));
     let me = u.under(i.sid, &format!("TaskQueues/{}", q.sid));
@@ -529,15 +529,15 @@ pub fn task<'a>(
         reason: t.reason.as_deref(),
         sid: t.sid,
         task_queue_sid: t.task_queue_sid,
-        task_queue_friendly_name: queue.map(|q| q.friendly_name.as_str()),
+        task_queue_friendly_name: queue.map(|q| q.friendly_name.as_ref()),
         task_channel_sid: t.task_channel_sid,
         task_channel_unique_name: ws
             .task_channels()
             .get(&t.task_channel_sid)
-            .map(|c| c.unique_name.as_str()),
+            .map(|c| c.unique_name.as_ref()),
         timeout: t.timeout,
         workflow_sid: t.workflow_sid,
-        workflow_friendly_name: workflow.map(|w| w.friendly_name.as_str()),
+        workflow_friendly_name: workflow.map(|w| w.friendly_name.as_ref()),
         workspace_sid: i.sid,
         ignore_capacity: t.ignore_capacity,
         routing_target: t.routing_target.as_deref(),
@@ -612,7 +612,7 @@ pub fn reservation<'a>(
         worker_name: ws
             .workers()
             .get(&r.worker_sid)
-            .map(|w| w.friendly_name.as_str()),
+            .map(|w| w.friendly_name.as_ref()),
         worker_sid: r.worker_sid,
         workspace_sid: i.sid,
         url,

@@ -895,18 +895,13 @@ async fn unknown_paths_wrong_methods_and_later_resources_answer_twilio_errors() 
         .await
         .error(405, 20004);
     c.delete("/v1/Workspaces").await.error(405, 20004);
-    for later in [
-        "Events",
-        "Statistics",
-        "Workers/Statistics",
-        "TaskQueues/Statistics",
-    ] {
+    for later in ["Statistics", "Workers/Statistics", "TaskQueues/Statistics"] {
         let msg = c.get(&format!("{ws}/{later}")).await.error(501, 20501);
         assert!(msg.contains("not implemented"), "{msg}");
     }
     c.get(&format!("{ws}/Events/EV00000000000000000000000000000000"))
         .await
-        .error(501, 20501);
+        .error(404, 20404);
 }
 
 #[tokio::test]
@@ -1412,4 +1407,95 @@ async fn task_lists_filter_order_and_page() {
     assert_eq!(c.delete(&one).await.status, StatusCode::NO_CONTENT);
     c.get(&one).await.error(404, 20404);
     assert_eq!(c.list_all(&tasks, "tasks").await.len(), 3);
+}
+
+#[tokio::test]
+async fn events_are_listed_filtered_paged_and_fetched() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let worker = c
+        .post(&format!("{ws}/Workers"), &[("FriendlyName", "Alice")])
+        .await
+        .ok(StatusCode::CREATED);
+    let worker_sid = worker["sid"].as_str().expect("sid").to_string();
+    for name in ["Bob", "Carol", "Dan"] {
+        c.post(&format!("{ws}/Workers"), &[("FriendlyName", name)])
+            .await
+            .ok(StatusCode::CREATED);
+    }
+    // Everything, oldest first, two per page, following next_page_url.
+    let all = c
+        .list_all(&format!("{ws}/Events?PageSize=2"), "events")
+        .await;
+    let types: Vec<&str> = all
+        .iter()
+        .map(|e| e["event_type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "workspace.created",
+            "worker.created",
+            "worker.created",
+            "worker.created",
+            "worker.created"
+        ]
+    );
+    let sids: Vec<&str> = all
+        .iter()
+        .map(|e| e["sid"].as_str().expect("sid"))
+        .collect();
+    assert!(sids.windows(2).all(|p| p[0] < p[1]), "ascending: {sids:?}");
+
+    // Filters.
+    let mine = c
+        .list_all(&format!("{ws}/Events?WorkerSid={worker_sid}"), "events")
+        .await;
+    assert_eq!(mine.len(), 1);
+    let e = &mine[0];
+    assert_eq!(e["resource_type"], "worker");
+    assert_eq!(e["resource_sid"], worker_sid.as_str());
+    assert_eq!(e["event_data"]["worker_name"], "Alice");
+    assert!(e["event_date"].as_str().expect("date").ends_with('Z'));
+    assert!(
+        e["resource_url"]
+            .as_str()
+            .expect("url")
+            .ends_with(&format!("{ws}/Workers/{worker_sid}"))
+    );
+    let by_type = c
+        .list_all(
+            &format!("{ws}/Events?EventType=workspace.created"),
+            "events",
+        )
+        .await;
+    assert_eq!(by_type.len(), 1);
+    let none = c
+        .list_all(
+            &format!("{ws}/Events?StartDate=2000-01-01T00:00:00Z&EndDate=2000-01-02T00:00:00Z"),
+            "events",
+        )
+        .await;
+    assert!(none.is_empty());
+
+    // Fetch one; bad input is a Twilio 400 and changes nothing.
+    let sid = e["sid"].as_str().expect("sid");
+    let one = c
+        .get(&format!("{ws}/Events/{sid}"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(one["event_type"], "worker.created");
+    assert_eq!(
+        one["url"].as_str().expect("url"),
+        format!("{BASE}{ws}/Events/{sid}")
+    );
+    c.get(&format!("{ws}/Events?StartDate=yesterday"))
+        .await
+        .error(400, 20001);
+    c.get(&format!("{ws}/Events?Minutes=0"))
+        .await
+        .error(400, 20001);
+    c.get(&format!("{ws}/Events?TaskSid=nope"))
+        .await
+        .error(400, 20001);
 }

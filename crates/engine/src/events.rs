@@ -6,9 +6,9 @@
 //!
 //! An event leaves the engine *compact*: its `event_data` is a list of static snake_case
 //! keys with typed values (SIDs, numbers, shared text) — building one costs a few pushes and
-//! reference-count increments. Turning it into text (the stored JSON with string values,
-//! or the CamelCase form parameters of a callback) is done by [`Event::to_json`] and
-//! [`Event::callback_params`], which the server calls off the workspace's thread.
+//! reference-count increments. Turning it into text (the stored JSON, whose `event_data`
+//! values are all strings, and from which callbacks take their parameters) is done by
+//! [`Event::to_json`], which the server calls off the workspace's thread.
 //!
 //! SIDs (`EV…`) are given when the events are handed out, so they sort in the order the
 //! events happened.
@@ -19,7 +19,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::Millis;
-use crate::sid::Sid;
+use crate::model::{Reservation, Task, TaskStatus, Worker};
+use crate::sid::{Sid, SidSource, prefix};
+use crate::workspace::{Command, Workspace};
 
 macro_rules! event_types {
     ($($variant:ident = $name:literal,)*) => {
@@ -381,50 +383,6 @@ impl Event {
         // Plain structs and string maps always serialize.
         serde_json::to_string(&stored).unwrap_or_default()
     }
-
-    /// The form parameters of the event callback: the always-present ones, then every
-    /// `event_data` key in CamelCase.
-    pub fn callback_params(&self) -> Vec<(String, String)> {
-        let mut p = vec![
-            (
-                "EventType".to_string(),
-                self.event_type.as_str().to_string(),
-            ),
-            ("EventDescription".to_string(), self.description()),
-            (
-                "ResourceType".to_string(),
-                self.event_type.resource_type().to_string(),
-            ),
-            ("ResourceSid".to_string(), self.resource_sid.to_string()),
-            ("Sid".to_string(), self.sid.to_string()),
-            (
-                "Timestamp".to_string(),
-                (self.at.div_euclid(1000)).to_string(),
-            ),
-            ("TimestampMs".to_string(), self.at.to_string()),
-        ];
-        for (k, v) in &self.data {
-            p.push((camel_case(k), v.text()));
-        }
-        p
-    }
-}
-
-/// `task_queue_sid` → `TaskQueueSid`.
-pub fn camel_case(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = true;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Unix milliseconds as `2024-01-02T03:04:05Z`.
@@ -456,67 +414,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn camel_case_matches_twilio_parameter_names() {
-        assert_eq!(camel_case("task_queue_sid"), "TaskQueueSid");
-        assert_eq!(
-            camel_case("worker_time_in_previous_activity_ms"),
-            "WorkerTimeInPreviousActivityMs"
-        );
-    }
-
-    #[test]
-    fn dates_render_in_utc() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20Z");
-        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn every_type_round_trips_and_has_a_family() {
-        for &t in EventType::ALL {
-            assert_eq!(EventType::parse(t.as_str()), Some(t));
-            assert!(!t.resource_type().is_empty());
-        }
-        assert_eq!(EventType::TaskQueueEntered.resource_type(), "taskqueue");
-        assert_eq!(EventType::WorkerActivityUpdate.resource_type(), "worker");
-    }
-
-    #[test]
-    fn stored_json_has_string_values() {
-        let ws = Sid::new("WS", 1);
-        let e = Event {
-            sid: Sid::new("EV", 2),
-            event_type: EventType::TaskCreated,
-            at: 1_000,
-            resource_sid: Sid::new("WT", 3),
-            data: vec![
-                ("workspace_sid", ws.into()),
-                ("task_sid", Sid::new("WT", 3).into()),
-                ("task_priority", 5i64.into()),
-            ],
-            callback: false,
-            assignment: None,
-        };
-        let v: serde_json::Value = serde_json::from_str(&e.to_json()).expect("json");
-        assert_eq!(v["event_data"]["task_priority"], "5");
-        assert_eq!(v["event_type"], "task.created");
-        assert_eq!(v["resource_type"], "task");
-        let params = e.callback_params();
-        assert!(params.contains(&("TaskPriority".into(), "5".into())));
-        assert!(params.contains(&("Timestamp".into(), "1".into())));
-    }
-}
-
 // ----- building events inside the engine -----------------------------------------------
-
-use crate::model::{Reservation, Task, TaskStatus, Worker};
-use crate::sid::{SidSource, prefix};
-use crate::workspace::{Command, Workspace};
 
 /// What a configuration command will need to describe itself once applied: captured
 /// before the command consumes the state it changes.
@@ -677,6 +575,33 @@ impl Workspace {
             d.push(("worker_sid", Field::Sid(r.worker_sid)));
         }
         d
+    }
+
+    /// A `reservation.created` event, not recorded (its SID is the reservation's), for
+    /// every pending reservation whose workflow has an assignment callback URL: a restarted
+    /// server cannot know whether those callbacks were answered, so it sends them again.
+    pub fn pending_assignments(&self, now: Millis) -> Vec<Event> {
+        self.routing
+            .reservations
+            .values()
+            .filter(|r| r.status == crate::ReservationStatus::Pending)
+            .filter_map(|r| {
+                let wf = self.workflows.get(&r.workflow_sid?)?;
+                let assignment = AssignmentTarget {
+                    url: wf.assignment_callback_url.clone()?,
+                    fallback_url: wf.fallback_assignment_callback_url.clone(),
+                };
+                Some(Event {
+                    sid: r.sid,
+                    event_type: EventType::ReservationCreated,
+                    at: now,
+                    resource_sid: r.sid,
+                    data: self.reservation_fields(r, now),
+                    callback: false,
+                    assignment: Some(assignment),
+                })
+            })
+            .collect()
     }
 
     /// An event about a reservation.
@@ -915,5 +840,49 @@ impl Workspace {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_render_in_utc() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn every_type_round_trips_and_has_a_family() {
+        for &t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            assert!(!t.resource_type().is_empty());
+        }
+        assert_eq!(EventType::TaskQueueEntered.resource_type(), "taskqueue");
+        assert_eq!(EventType::WorkerActivityUpdate.resource_type(), "worker");
+    }
+
+    #[test]
+    fn stored_json_has_string_values() {
+        let ws = Sid::new("WS", 1);
+        let e = Event {
+            sid: Sid::new("EV", 2),
+            event_type: EventType::TaskCreated,
+            at: 1_000,
+            resource_sid: Sid::new("WT", 3),
+            data: vec![
+                ("workspace_sid", ws.into()),
+                ("task_sid", Sid::new("WT", 3).into()),
+                ("task_priority", 5i64.into()),
+            ],
+            callback: false,
+            assignment: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).expect("json");
+        assert_eq!(v["event_data"]["task_priority"], "5");
+        assert_eq!(v["event_type"], "task.created");
+        assert_eq!(v["resource_type"], "task");
     }
 }

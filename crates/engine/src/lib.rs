@@ -32,8 +32,8 @@ pub use error::EngineError;
 pub use events::{AssignmentTarget, Event, EventType, Field};
 pub use model::*;
 pub use routing::{
-    AssignmentCallback, CallbackAttempt, CallbackInstruction, CreateTask, UpdateReservation,
-    UpdateTask,
+    AssignmentCallback, CallbackAttempt, CallbackInstruction, CallbackKind, CreateTask,
+    UpdateReservation, UpdateTask,
 };
 pub use sid::{CountingSids, Sid, SidError, SidSource, TimeOrderedSids};
 pub use workflow::{Filter, Target, WorkflowConfig};

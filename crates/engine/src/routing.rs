@@ -275,7 +275,7 @@ pub struct AssignmentCallback {
 #[derive(Debug, Clone, Default)]
 pub struct CallbackAttempt {
     pub url: String,
-    pub fallback: bool,
+    pub kind: CallbackKind,
     /// The HTTP status, when there was an answer.
     pub status: Option<u16>,
     pub duration_ms: u64,
@@ -285,6 +285,28 @@ pub struct CallbackAttempt {
     /// Twilio's debugger code for a bad answer (40000, 40001, 40005, 55555, …).
     pub error_code: Option<u32>,
     pub message: String,
+}
+
+/// Which URL an attempt went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallbackKind {
+    /// The workflow's `AssignmentCallbackUrl`.
+    #[default]
+    Assignment,
+    /// The workflow's `FallbackAssignmentCallbackUrl`.
+    Fallback,
+    /// The server's media connector, handed a telephony instruction.
+    MediaConnector,
+}
+
+impl CallbackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackKind::Assignment => "assignment",
+            CallbackKind::Fallback => "fallback",
+            CallbackKind::MediaConnector => "media-connector",
+        }
+    }
 }
 
 /// An instruction from an assignment callback answer that changes TaskRouter state.
@@ -1083,10 +1105,7 @@ impl Workspace {
                 None => vec![("reservation_sid", Field::Sid(sid))],
             };
             d.push(("callback_url", Field::Text(a.url.as_str().into())));
-            d.push((
-                "callback_kind",
-                Field::Static(if a.fallback { "fallback" } else { "assignment" }),
-            ));
+            d.push(("callback_kind", Field::Static(a.kind.as_str())));
             if let Some(code) = a.status {
                 d.push(("callback_status_code", Field::Int(i64::from(code))));
             }

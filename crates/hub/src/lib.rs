@@ -8,26 +8,32 @@
 //! * the **store writer** ([`writer`]): one thread that drains every queued write, commits
 //!   them in one transaction, and only then releases the waiting requests (group commit);
 //! * the **registry** ([`Hub`]): accounts, authentication, and which workspaces exist and who
-//!   owns them.
+//!   owns them;
+//! * the **dispatcher** ([`dispatch`]): once events are committed, the assignment callbacks,
+//!   the event callbacks (in order, at least once, from a durable cursor) and the live feed.
 //!
 //! A mutating request is applied by its workspace's actor, which renders the response right
 //! away and hands the changes to the writer; the request is answered only once the writer has
 //! committed them. The actor meanwhile moves on to the next job, so commits of many requests
 //! share one fsync. Reads run as jobs on the actor too and see its current state.
 
+pub mod dispatch;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use dispatch::{CallbackOptions, LiveEvent};
 use taskyard_engine::{
     Account, Applied, Command, EngineError, Millis, NewWorkspace, Sid, SidSource, TimeOrderedSids,
     Workspace, sid::prefix,
 };
-use taskyard_store::{Store, StoreError, Write};
-use tokio::sync::{mpsc, oneshot};
+use taskyard_store::Store;
+pub use taskyard_store::{EventLog, EventQuery, StoreError, StoredEvent, Write};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::dispatch::Dispatch;
 use crate::writer::Writer;
 
 /// Errors the hub reports to the API layer.
@@ -89,12 +95,16 @@ impl ActorState {
     /// Fires due timers. Their changes are committed like any other; no request waits on
     /// them, so the actor does not wait either.
     fn tick(&mut self) {
-        let changes = self.ws.tick(now_ms(), &mut self.sids);
-        if !changes.is_empty() {
-            drop(self.writer.submit(Write::Workspace {
-                workspace: self.ws.sid(),
-                changes,
-            }));
+        let (changes, events) = self.ws.tick(now_ms(), &mut self.sids);
+        if !changes.is_empty() || !events.is_empty() {
+            drop(self.writer.submit_with_events(
+                Write::Workspace {
+                    workspace: self.ws.sid(),
+                    changes,
+                    events: Vec::new(),
+                },
+                events,
+            ));
         }
     }
 }
@@ -122,7 +132,7 @@ pub struct WorkspaceHandle {
 }
 
 impl WorkspaceHandle {
-    fn spawn(ws: Workspace, writer: Writer) -> WorkspaceHandle {
+    fn spawn(ws: Workspace, writer: Writer, newest_event: Option<Sid>) -> WorkspaceHandle {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         let handle = WorkspaceHandle {
             sid: ws.sid(),
@@ -131,6 +141,9 @@ impl WorkspaceHandle {
         };
         let mut sids = new_sids();
         sids.resume_after(ws.newest_sid());
+        if let Some(e) = newest_event {
+            sids.resume_after(e);
+        }
         let mut state = ActorState {
             ws,
             sids,
@@ -196,10 +209,14 @@ impl WorkspaceHandle {
             .run(move |st| {
                 let applied = st.ws.apply(cmd, now_ms(), &mut st.sids)?;
                 let out = render(&st.ws, &applied);
-                let committed = st.writer.submit(Write::Workspace {
-                    workspace: st.ws.sid(),
-                    changes: applied.changes,
-                });
+                let committed = st.writer.submit_with_events(
+                    Write::Workspace {
+                        workspace: st.ws.sid(),
+                        changes: applied.changes,
+                        events: Vec::new(),
+                    },
+                    applied.events,
+                );
                 st.closed = closes;
                 Ok::<_, EngineError>((out, committed))
             })
@@ -220,32 +237,75 @@ struct Inner {
     workspaces: RwLock<BTreeMap<Sid, WorkspaceHandle>>,
     writer: Writer,
     sids: Mutex<Sids>,
+    dispatch: Dispatch,
 }
 
 impl Hub {
-    /// Loads everything from `store`, starts one actor per workspace and the writer thread.
-    /// Must be called inside a tokio runtime.
-    pub fn start(mut store: Box<dyn Store>) -> Result<Hub, HubError> {
-        let snapshot = store.load().map_err(|e| HubError::Store(Arc::new(e)))?;
-        let writer = Writer::start(store);
+    /// Loads everything from `store`, starts one actor per workspace and the writer thread,
+    /// with Twilio's callback timeouts. Must be called inside a tokio runtime.
+    pub fn start(store: Box<dyn Store>) -> Result<Hub, HubError> {
+        Hub::start_with(store, CallbackOptions::default())
+    }
+
+    /// [`Hub::start`] with callback settings of one's own.
+    pub fn start_with(
+        mut store: Box<dyn Store>,
+        options: CallbackOptions,
+    ) -> Result<Hub, HubError> {
+        let store_error = |e: StoreError| HubError::Store(Arc::new(e));
+        let snapshot = store.load().map_err(store_error)?;
+        let log: Arc<dyn EventLog> = Arc::from(store.event_log().map_err(store_error)?);
+        let (outbox, committed) = mpsc::unbounded_channel();
+        let writer = Writer::start(store, Some(outbox));
         let mut workspaces = BTreeMap::new();
+        let mut cursors = Vec::new();
         for stored in snapshot.workspaces {
             let sid = stored.sid;
             let ws = Workspace::restore(stored.rows).map_err(|e| HubError::Restore {
                 sid,
                 reason: e.to_string(),
             })?;
-            workspaces.insert(sid, WorkspaceHandle::spawn(ws, writer.clone()));
+            cursors.push((sid, stored.event_cursor));
+            workspaces.insert(
+                sid,
+                WorkspaceHandle::spawn(ws, writer.clone(), stored.newest_event),
+            );
         }
         let accounts = snapshot.accounts.into_iter().map(|a| (a.sid, a)).collect();
-        Ok(Hub {
+        let hub = Hub {
             inner: Arc::new(Inner {
                 accounts: RwLock::new(accounts),
                 workspaces: RwLock::new(workspaces),
                 writer,
                 sids: Mutex::new(new_sids()),
+                dispatch: Dispatch::new(options, log),
             }),
-        })
+        };
+        tokio::spawn(dispatch::run(hub.clone(), committed));
+        tokio::spawn(dispatch::resume(hub.clone(), cursors));
+        tokio::spawn(purge_old_events(hub.inner.writer.clone()));
+        Ok(hub)
+    }
+
+    /// The committed events, for reading (the Events resource).
+    pub fn events(&self) -> Arc<dyn EventLog> {
+        self.inner.dispatch.log.clone()
+    }
+
+    /// A feed of events as they are committed (every workspace's).
+    pub fn live(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.inner.dispatch.live.subscribe()
+    }
+
+    /// A workspace by SID, whoever owns it (for the server's own work).
+    pub(crate) fn workspace_by_sid(&self, sid: Sid) -> Result<WorkspaceHandle, HubError> {
+        self.inner
+            .workspaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sid)
+            .cloned()
+            .ok_or(HubError::WorkspaceNotFound)
     }
 
     fn next_sid(&self, prefix: &str) -> Sid {
@@ -383,14 +443,18 @@ impl Hub {
         };
         self.inner
             .writer
-            .submit(Write::Workspace {
-                workspace: ws.sid(),
-                changes: applied.changes,
-            })
+            .submit_with_events(
+                Write::Workspace {
+                    workspace: ws.sid(),
+                    changes: applied.changes,
+                    events: Vec::new(),
+                },
+                applied.events,
+            )
             .await
             .map_err(HubError::Store)?;
         let out = render(&ws);
-        let handle = WorkspaceHandle::spawn(ws, self.inner.writer.clone());
+        let handle = WorkspaceHandle::spawn(ws, self.inner.writer.clone(), None);
         self.inner
             .workspaces
             .write()
@@ -409,6 +473,20 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&sid);
         handle.apply(Command::DeleteWorkspace, |_, _| ()).await
+    }
+}
+
+/// Events are kept this long (the Events resource's 30 days).
+pub const EVENT_RETENTION_MS: Millis = 30 * 24 * 60 * 60 * 1000;
+
+/// Deletes events past their retention, once an hour.
+async fn purge_old_events(writer: Writer) {
+    loop {
+        let before_ms = now_ms() - EVENT_RETENTION_MS;
+        if let Err(e) = writer.submit(Write::PurgeEvents { before_ms }).await {
+            tracing::error!(error = %e, "cannot purge old events");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     }
 }
 

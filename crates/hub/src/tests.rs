@@ -56,7 +56,7 @@ async fn committed_changes_survive_a_restart() {
         .read(|ws| {
             ws.workers()
                 .values()
-                .map(|w| w.friendly_name.clone())
+                .map(|w| w.friendly_name.to_string())
                 .collect::<Vec<_>>()
         })
         .await

@@ -6,13 +6,19 @@
 //! commands, and the channel is FIFO, the database always receives a workspace's changes in
 //! the order the engine made them.
 //!
+//! Events travel with the changes of the command that caused them. The writer renders them
+//! (JSON, filter columns) on its own thread — keeping that work off the workspace actors —
+//! commits them in the same transaction, and only then hands them on to the dispatcher
+//! (callbacks, live streams): nothing leaves the server before it is durable.
+//!
 //! If a commit fails, memory and disk no longer agree. Rather than keep serving state that
 //! might vanish, the writer fails the waiting requests and stops the process (fail-stop); a
 //! restart reloads exactly what was committed.
 
 use std::sync::Arc;
 
-use taskyard_store::{Store, StoreError, Write};
+use taskyard_engine::{Event, Sid};
+use taskyard_store::{Store, StoreError, StoredEvent, Write};
 use tokio::sync::{mpsc, oneshot};
 
 /// At most this many writes go into one transaction, so one huge burst cannot delay its
@@ -21,7 +27,33 @@ const MAX_BATCH: usize = 4096;
 
 struct Request {
     write: Write,
+    /// The engine's events of a `Write::Workspace`, rendered into it before the commit.
+    events: Vec<Event>,
     done: oneshot::Sender<Result<(), Arc<StoreError>>>,
+}
+
+/// Events of one workspace, committed: the engine's records and their stored form.
+pub struct Committed {
+    pub workspace: Sid,
+    pub events: Vec<Event>,
+    pub stored: Vec<StoredEvent>,
+}
+
+/// The stored form of an event: its JSON and the columns the Events list filters on.
+pub fn stored(e: &Event) -> StoredEvent {
+    StoredEvent {
+        sid: e.sid,
+        event_type: e.event_type.as_str().to_string(),
+        date_ms: e.at,
+        task_sid: e.sid_of("task_sid"),
+        worker_sid: e.sid_of("worker_sid"),
+        reservation_sid: e.sid_of("reservation_sid"),
+        task_queue_sid: e.sid_of("task_queue_sid"),
+        workflow_sid: e.sid_of("workflow_sid"),
+        task_channel_sid: e.sid_of("task_channel_sid"),
+        callback: e.callback,
+        json: e.to_json(),
+    }
 }
 
 /// Handle to the writer thread. Cheap to clone.
@@ -31,9 +63,9 @@ pub struct Writer {
 }
 
 /// Resolves when the write is committed (or failed).
-pub struct Committed(oneshot::Receiver<Result<(), Arc<StoreError>>>);
+pub struct Done(oneshot::Receiver<Result<(), Arc<StoreError>>>);
 
-impl std::future::Future for Committed {
+impl std::future::Future for Done {
     type Output = Result<(), Arc<StoreError>>;
 
     fn poll(
@@ -51,8 +83,11 @@ impl std::future::Future for Committed {
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`.
-    pub fn start(mut store: Box<dyn Store>) -> Writer {
+    /// Starts the writer thread over `store`; committed events go to `outbox`.
+    pub fn start(
+        mut store: Box<dyn Store>,
+        outbox: Option<mpsc::UnboundedSender<Committed>>,
+    ) -> Writer {
         let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
         std::thread::Builder::new()
             .name("taskyard-writer".into())
@@ -66,13 +101,47 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let (writes, waiting): (Vec<Write>, Vec<_>) = batch.drain(..).map(|r| (r.write, r.done)).unzip();
+                    let mut writes = Vec::with_capacity(batch.len());
+                    let mut waiting = Vec::with_capacity(batch.len());
+                    let mut events = Vec::new();
+                    for r in batch.drain(..) {
+                        let mut write = r.write;
+                        if let Write::Workspace { workspace, changes, events: rows } = &mut write
+                            && !r.events.is_empty()
+                        {
+                            // A dropped workspace keeps nothing, not even its last events.
+                            let dropped = changes
+                                .iter()
+                                .any(|c| matches!(c, taskyard_engine::Change::DropWorkspace));
+                            if !dropped {
+                                *rows = r.events.iter().map(stored).collect();
+                                events.push((writes.len(), *workspace, r.events));
+                            }
+                        }
+                        writes.push(write);
+                        waiting.push(r.done);
+                    }
                     let result = store.commit(&writes).map_err(Arc::new);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "commit failed; stopping so that a restart reloads the committed state");
                     }
                     for done in waiting {
                         let _ = done.send(result.clone());
+                    }
+                    if result.is_ok()
+                        && let Some(outbox) = &outbox
+                    {
+                        for (i, workspace, events) in events {
+                            let stored = match &mut writes[i] {
+                                Write::Workspace { events, .. } => std::mem::take(events),
+                                _ => Vec::new(),
+                            };
+                            let _ = outbox.send(Committed {
+                                workspace,
+                                events,
+                                stored,
+                            });
+                        }
                     }
                     if result.is_err() {
                         // Give the failed requests a moment to be answered, then stop.
@@ -86,11 +155,24 @@ impl Writer {
     }
 
     /// Queues `write`; the returned future resolves once it is committed.
-    pub fn submit(&self, write: Write) -> Committed {
+    pub fn submit(&self, write: Write) -> Done {
+        self.submit_with_events(write, Vec::new())
+    }
+
+    /// Queues the changes and events of one command in one workspace.
+    pub fn submit_with_events(&self, write: Write, events: Vec<Event>) -> Done {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Request { write, done }).is_err() {
+        if self
+            .tx
+            .send(Request {
+                write,
+                events,
+                done,
+            })
+            .is_err()
+        {
             tracing::error!("the store writer has stopped");
         }
-        Committed(rx)
+        Done(rx)
     }
 }

@@ -59,6 +59,53 @@ pub struct Serve {
     /// single worker).
     #[arg(long, env = "TASKYARD_LIST_ATTRIBUTES", default_value_t = false)]
     pub list_attributes: bool,
+
+    /// Where telephony instructions from assignment callbacks (dequeue, call, redirect,
+    /// conference, supervise) are handed as a signed POST. Without one they are recorded as
+    /// unsupported and the reservation stays pending.
+    #[arg(long, env = "TASKYARD_MEDIA_CONNECTOR_URL")]
+    pub media_connector_url: Option<String>,
+
+    /// Seconds an application has to answer an assignment callback (Twilio: 5).
+    #[arg(
+        long,
+        env = "TASKYARD_ASSIGNMENT_CALLBACK_TIMEOUT",
+        default_value_t = 5.0
+    )]
+    pub assignment_callback_timeout: f64,
+
+    /// Longest wait, in seconds, between two attempts to deliver an event callback.
+    #[arg(
+        long,
+        env = "TASKYARD_EVENT_CALLBACK_MAX_BACKOFF",
+        default_value_t = 60.0
+    )]
+    pub event_callback_max_backoff: f64,
+}
+
+impl Serve {
+    /// The callback settings, checked.
+    pub fn callbacks(&self) -> anyhow::Result<taskyard_hub::CallbackOptions> {
+        let seconds = |v: f64, name: &str| {
+            if v.is_finite() && v > 0.0 && v <= 3600.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                anyhow::bail!("{name} must be between 0 and 3600 seconds")
+            }
+        };
+        Ok(taskyard_hub::CallbackOptions {
+            assignment_timeout: seconds(
+                self.assignment_callback_timeout,
+                "--assignment-callback-timeout",
+            )?,
+            media_connector_url: self.media_connector_url.clone().filter(|u| !u.is_empty()),
+            max_backoff: seconds(
+                self.event_callback_max_backoff,
+                "--event-callback-max-backoff",
+            )?,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

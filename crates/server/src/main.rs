@@ -37,7 +37,8 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
     let store = SqliteStore::open(&cfg.data_dir, cfg.durability.into())
         .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
     let started = std::time::Instant::now();
-    let hub = Hub::start(Box::new(store)).context("loading stored workspaces")?;
+    let hub =
+        Hub::start_with(Box::new(store), cfg.callbacks()?).context("loading stored workspaces")?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state loaded"

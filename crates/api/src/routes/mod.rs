@@ -1,6 +1,7 @@
 //! The route table and the pieces every handler shares.
 
 mod accounts;
+mod events;
 mod resources;
 mod tasks;
 mod workers;
@@ -161,7 +162,10 @@ pub fn router(app: App) -> Router {
             "/2010-04-01/Accounts.json",
             methods(get(accounts::list).post(accounts::create)),
         )
-        .route("/2010-04-01/Accounts/{file}", methods(get(accounts::fetch)));
+        .route("/2010-04-01/Accounts/{file}", methods(get(accounts::fetch)))
+        .route(&format!("{ws}/Events"), methods(get(events::list)))
+        .route(&format!("{ws}/Events/Stream"), methods(get(events::stream)))
+        .route(&format!("{ws}/Events/{{sid}}"), methods(get(events::fetch)));
 
     // Routes of resources that come later answer with a Twilio-shaped error, never a bare 404.
     let later = [
@@ -169,8 +173,6 @@ pub fn router(app: App) -> Router {
         "Workers/Statistics",
         "Workers/RealTimeStatistics",
         "Workers/CumulativeStatistics",
-        "Events",
-        "Events/{sid}",
         "Statistics",
         "RealTimeStatistics",
         "CumulativeStatistics",

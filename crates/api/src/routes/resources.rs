@@ -61,7 +61,7 @@ pub async fn list_activities(ctx: Ctx, Path(ws): Path<String>) -> Result<Respons
     let body = ctx
         .read(&h, move |ws| {
             let (items, meta) = page.select(ws.activities(), |a| {
-                name.as_ref().is_none_or(|n| *n == a.friendly_name)
+                name.as_ref().is_none_or(|n| **n == *a.friendly_name)
                     && available.is_none_or(|v| v == a.available)
             });
             let items: Vec<_> = items
@@ -224,7 +224,7 @@ pub async fn list_task_queues(ctx: Ctx, Path(ws): Path<String>) -> Result<Respon
     let body = ctx
         .read(&h, move |ws| {
             let (items, meta) = page.select(ws.task_queues(), |q| {
-                name.as_ref().is_none_or(|n| *n == q.friendly_name)
+                name.as_ref().is_none_or(|n| **n == *q.friendly_name)
                     && worker.is_none_or(|w| q.members.contains(&w))
                     && attributes
                         .as_ref()
@@ -315,7 +315,7 @@ pub async fn list_workflows(ctx: Ctx, Path(ws): Path<String>) -> Result<Response
     let body = ctx
         .read(&h, move |ws| {
             let (items, meta) = page.select(ws.workflows(), |w| {
-                name.as_ref().is_none_or(|n| *n == w.friendly_name)
+                name.as_ref().is_none_or(|n| **n == *w.friendly_name)
             });
             let items: Vec<_> = items
                 .into_iter()

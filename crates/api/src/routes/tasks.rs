@@ -171,13 +171,13 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
                     && workflow_name.as_ref().is_none_or(|n| {
                         t.workflow_sid
                             .and_then(|w| ws.workflows().get(&w))
-                            .is_some_and(|w| w.friendly_name == *n)
+                            .is_some_and(|w| *w.friendly_name == **n)
                     })
                     && queue_sid.is_none_or(|s| Some(s) == t.task_queue_sid)
                     && queue_name.as_ref().is_none_or(|n| {
                         t.task_queue_sid
                             .and_then(|s| ws.task_queues().get(&s))
-                            .is_some_and(|q| q.friendly_name == *n)
+                            .is_some_and(|q| *q.friendly_name == **n)
                     })
                     // Taskyard runs no add-ons: no task has any.
                     && has_addons != Some(true)

@@ -46,7 +46,7 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
                     .values()
                     .find(|tq| {
                         queue_sid.is_none_or(|s| s == tq.sid)
-                            && queue_name.as_ref().is_none_or(|n| *n == tq.friendly_name)
+                            && queue_name.as_ref().is_none_or(|n| **n == *tq.friendly_name)
                     })
                     .map(|tq| &tq.members)
             });
@@ -55,7 +55,7 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
                 activity_sid.is_none_or(|a| a == w.activity_sid)
                     && activity_name
                         .as_ref()
-                        .is_none_or(|n| activity.is_some_and(|a| a.friendly_name == *n))
+                        .is_none_or(|n| activity.is_some_and(|a| *a.friendly_name == **n))
                     && available.is_none_or(|v| activity.is_some_and(|a| a.available) == v)
                     && name
                         .as_ref()

@@ -31,7 +31,7 @@ pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
             all.insert(h.sid, entry);
         }
     }
-    let (items, meta) = page.select(&all, |(n, _)| name.as_ref().is_none_or(|f| f == n));
+    let (items, meta) = page.select(&all, |(n, _)| name.as_ref().is_none_or(|f| **f == **n));
     let items: Vec<_> = items.into_iter().map(|(_, v)| v).collect();
     Ok(json(StatusCode::OK, envelope("workspaces", items, meta)))
 }
