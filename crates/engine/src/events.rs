@@ -187,19 +187,65 @@ pub struct Event {
     /// When it happened (Unix ms).
     pub at: Millis,
     pub resource_sid: Sid,
-    /// snake_case key → value, in a stable order.
+    /// The workspace (shared by all its events).
+    pub workspace: Arc<WorkspaceFacts>,
+    /// The task the event is about, as it was then (the `task_*` fields).
+    pub task: Option<Arc<TaskFacts>>,
+    /// The worker the event is about, as it was then (the `worker_*` fields).
+    pub worker: Option<Box<WorkerFacts>>,
+    /// The event's other `event_data` fields (snake_case key → value).
     pub data: Vec<(&'static str, Field)>,
     /// Whether the workspace's event callback wants it: a URL was set and `EventsFilter`
     /// (if any) named this type when the event happened.
     pub callback: bool,
     /// For `reservation.created` when the workflow has an assignment callback URL.
-    pub assignment: Option<AssignmentTarget>,
+    pub assignment: Option<Box<AssignmentTarget>>,
+}
+
+/// The workspace fields present in every event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceFacts {
+    pub account_sid: Sid,
+    pub workspace_sid: Sid,
+    pub workspace_name: Arc<str>,
+}
+
+/// A task as an event describes it. Kept typed (and the names shared) so that recording an
+/// event costs little on the workspace's thread; [`Event::fields`] spells it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFacts {
+    pub sid: Sid,
+    pub attributes: Arc<str>,
+    pub date_created: Millis,
+    pub priority: i64,
+    pub status: TaskStatus,
+    pub channel: Sid,
+    pub channel_name: Option<Arc<str>>,
+    pub version: u64,
+    pub timeout: u32,
+    /// Queue SID, name and target expression.
+    pub queue: Option<(Sid, Arc<str>, Arc<str>)>,
+    pub queue_entered: Option<Millis>,
+    pub workflow: Option<(Sid, Arc<str>)>,
+    pub reason: Option<String>,
+}
+
+/// A worker as an event describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerFacts {
+    pub sid: Sid,
+    pub name: Arc<str>,
+    pub attributes: Arc<str>,
+    pub activity: Sid,
+    /// Activity name and availability.
+    pub activity_name: Option<(Arc<str>, bool)>,
+    pub version: u64,
 }
 
 /// The stored form of an event (everything but the URLs, which depend on the server's
 /// public address).
 #[derive(Serialize)]
-struct Stored<'a> {
+struct Stored {
     sid: Sid,
     account_sid: Option<String>,
     workspace_sid: Option<String>,
@@ -210,17 +256,17 @@ struct Stored<'a> {
     actor_type: &'static str,
     actor_sid: Option<String>,
     description: String,
-    event_data: Data<'a>,
+    event_data: Data,
 }
 
-struct Data<'a>(&'a [(&'static str, Field)]);
+struct Data(Vec<(&'static str, Field)>);
 
-impl Serialize for Data<'_> {
+impl Serialize for Data {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(self.0.len()))?;
         let mut buf = String::new();
-        for (k, v) in self.0 {
+        for (k, v) in &self.0 {
             buf.clear();
             v.write(&mut buf);
             map.serialize_entry(k, &buf)?;
@@ -230,21 +276,81 @@ impl Serialize for Data<'_> {
 }
 
 impl Event {
+    /// Every `event_data` field: the workspace's, the event's own, the task's, the worker's.
+    pub fn fields(&self) -> Vec<(&'static str, Field)> {
+        let mut d = Vec::with_capacity(40);
+        let w = &self.workspace;
+        d.push(("account_sid", Field::Sid(w.account_sid)));
+        d.push(("workspace_sid", Field::Sid(w.workspace_sid)));
+        d.push(("workspace_name", Field::Text(w.workspace_name.clone())));
+        d.extend(self.data.iter().cloned());
+        if let Some(t) = &self.task {
+            d.push(("task_sid", Field::Sid(t.sid)));
+            d.push(("task_attributes", Field::Text(t.attributes.clone())));
+            d.push((
+                "task_age",
+                Field::Int((self.at - t.date_created).max(0) / 1000),
+            ));
+            d.push(("task_priority", Field::Int(t.priority)));
+            d.push(("task_assignment_status", Field::Static(t.status.as_str())));
+            d.push(("task_channel_sid", Field::Sid(t.channel)));
+            if let Some(n) = &t.channel_name {
+                d.push(("task_channel_unique_name", Field::Text(n.clone())));
+            }
+            d.push(("task_date_created", Field::Date(t.date_created)));
+            d.push(("task_version", Field::Int(t.version as i64)));
+            d.push(("task_timeout", Field::Int(i64::from(t.timeout))));
+            if let Some((q, name, target)) = &t.queue {
+                d.push(("task_queue_sid", Field::Sid(*q)));
+                d.push(("task_queue_name", Field::Text(name.clone())));
+                d.push(("task_queue_target_expression", Field::Text(target.clone())));
+            }
+            if let Some(at) = t.queue_entered {
+                d.push(("task_queue_entered_date", Field::Date(at)));
+            }
+            if let Some((w, name)) = &t.workflow {
+                d.push(("workflow_sid", Field::Sid(*w)));
+                d.push(("workflow_name", Field::Text(name.clone())));
+            }
+            let reason = || Field::Text(t.reason.as_deref().unwrap_or("").into());
+            match t.status {
+                TaskStatus::Canceled => d.push(("task_canceled_reason", reason())),
+                TaskStatus::Completed => d.push(("task_completed_reason", reason())),
+                _ => {}
+            }
+        }
+        if let Some(w) = &self.worker {
+            d.push(("worker_sid", Field::Sid(w.sid)));
+            d.push(("worker_name", Field::Text(w.name.clone())));
+            d.push(("worker_attributes", Field::Text(w.attributes.clone())));
+            d.push(("worker_activity_sid", Field::Sid(w.activity)));
+            if let Some((name, available)) = &w.activity_name {
+                d.push(("worker_activity_name", Field::Text(name.clone())));
+                d.push(("worker_available", Field::Bool(*available)));
+            }
+            d.push(("worker_version", Field::Int(w.version as i64)));
+        }
+        d
+    }
+
     /// The value of one `event_data` key.
-    pub fn get(&self, key: &str) -> Option<&Field> {
-        self.data.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    pub fn get(&self, key: &str) -> Option<Field> {
+        self.fields()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// The value of one `event_data` key as a SID.
     pub fn sid_of(&self, key: &str) -> Option<Sid> {
         match self.get(key)? {
-            Field::Sid(s) => Some(*s),
+            Field::Sid(s) => Some(s),
             _ => None,
         }
     }
 
     fn text_of(&self, key: &str) -> String {
-        self.get(key).map(Field::text).unwrap_or_default()
+        self.get(key).map(|f| f.text()).unwrap_or_default()
     }
 
     /// A one-line human description, in the style of TaskRouter's.
@@ -369,16 +475,16 @@ impl Event {
     pub fn to_json(&self) -> String {
         let stored = Stored {
             sid: self.sid,
-            account_sid: self.get("account_sid").map(Field::text),
-            workspace_sid: self.get("workspace_sid").map(Field::text),
+            account_sid: Some(self.workspace.account_sid.to_string()),
+            workspace_sid: Some(self.workspace.workspace_sid.to_string()),
             event_type: self.event_type.as_str(),
             event_date_ms: self.at,
             resource_type: self.event_type.resource_type(),
             resource_sid: self.resource_sid,
             actor_type: "workspace",
-            actor_sid: self.get("workspace_sid").map(Field::text),
+            actor_sid: Some(self.workspace.workspace_sid.to_string()),
             description: self.description(),
-            event_data: Data(&self.data),
+            event_data: Data(self.fields()),
         };
         // Plain structs and string maps always serialize.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -422,7 +528,7 @@ pub(crate) enum Before {
     None,
     Created(EventType),
     Updated(EventType),
-    Deleted(EventType, Vec<(&'static str, Field)>),
+    Deleted(Box<Event>),
     Worker {
         activity: Sid,
         since: Millis,
@@ -443,99 +549,127 @@ impl Workspace {
         }
     }
 
-    /// Records an event (its SID is given when the events are handed out).
-    pub(crate) fn emit(
-        &mut self,
-        event_type: EventType,
-        resource_sid: Sid,
-        data: Vec<(&'static str, Field)>,
-        now: Millis,
-    ) {
-        let callback = self.wants_callback(event_type);
-        self.routing.events.push(Event {
+    /// A new event about `resource_sid` (its SID is given when the events are handed out).
+    pub(crate) fn new_event(&self, event_type: EventType, resource_sid: Sid, now: Millis) -> Event {
+        Event {
             sid: Sid::new(prefix::EVENT, 0),
             event_type,
             at: now,
             resource_sid,
-            data,
-            callback,
+            workspace: self.workspace_facts(),
+            task: None,
+            worker: None,
+            data: Vec::new(),
+            callback: false,
             assignment: None,
-        });
+        }
+    }
+
+    /// The workspace's part of every event, shared until the workspace is renamed.
+    fn workspace_facts(&self) -> Arc<WorkspaceFacts> {
+        match &self.routing.workspace_facts {
+            Some(f) if Arc::ptr_eq(&f.workspace_name, &self.info.friendly_name) => f.clone(),
+            _ => Arc::new(WorkspaceFacts {
+                account_sid: self.info.account_sid,
+                workspace_sid: self.info.sid,
+                workspace_name: self.info.friendly_name.clone(),
+            }),
+        }
+    }
+
+    /// Called before each command or tick: builds the shared workspace facts again if the
+    /// workspace was renamed, and forgets the last task facts (names may have changed).
+    pub(crate) fn refresh_workspace_facts(&mut self) {
+        let facts = self.workspace_facts();
+        self.routing.workspace_facts = Some(facts);
+        self.routing.last_task_facts = None;
+    }
+
+    /// Records `e`.
+    pub(crate) fn push_event(&mut self, mut e: Event) {
+        e.callback = self.wants_callback(e.event_type);
+        self.routing.events.push(e);
     }
 
     /// Hands out the events recorded since the last call, with their SIDs.
     pub(crate) fn take_events(&mut self, now: Millis, ids: &mut dyn SidSource) -> Vec<Event> {
-        let mut events = std::mem::take(&mut self.routing.events);
-        for e in &mut events {
-            e.sid = ids.next_sid(prefix::EVENT, now);
-        }
-        events
+        // The buffer keeps its capacity; what leaves is allocated once, at its size.
+        self.routing
+            .events
+            .drain(..)
+            .map(|mut e| {
+                e.sid = ids.next_sid(prefix::EVENT, now);
+                e
+            })
+            .collect()
     }
 
-    /// `account_sid`, `workspace_sid`, `workspace_name`: present in every event.
-    fn base_fields(&self, capacity: usize) -> Vec<(&'static str, Field)> {
-        let mut d = Vec::with_capacity(capacity + 3);
-        d.push(("account_sid", Field::Sid(self.info.account_sid)));
-        d.push(("workspace_sid", Field::Sid(self.info.sid)));
-        d.push(("workspace_name", (&self.info.friendly_name).into()));
-        d
+    /// The task's facts, shared with the previous event when nothing they show changed
+    /// since (a new task's first events all describe the same moment).
+    fn task_facts(&mut self, task: Sid) -> Option<Arc<TaskFacts>> {
+        let t = self.routing.tasks.get(&task)?;
+        let key = (
+            t.sid,
+            t.version,
+            t.assignment_status,
+            t.task_queue_sid,
+            t.priority,
+            t.task_queue_entered_date,
+        );
+        if let Some((k, f)) = &self.routing.last_task_facts
+            && *k == key
+        {
+            return Some(f.clone());
+        }
+        let f = Arc::new(self.build_task_facts(t));
+        self.routing.last_task_facts = Some((key, f.clone()));
+        Some(f)
     }
 
-    fn task_fields(&self, t: &Task, now: Millis, d: &mut Vec<(&'static str, Field)>) {
-        d.push(("task_sid", Field::Sid(t.sid)));
-        d.push(("task_attributes", (&t.attributes).into()));
-        d.push(("task_age", Field::Int((now - t.date_created).max(0) / 1000)));
-        d.push(("task_priority", Field::Int(t.priority)));
-        d.push((
-            "task_assignment_status",
-            Field::Static(t.assignment_status.as_str()),
-        ));
-        d.push(("task_channel_sid", Field::Sid(t.task_channel_sid)));
-        if let Some(c) = self.task_channels.get(&t.task_channel_sid) {
-            d.push(("task_channel_unique_name", (&c.unique_name).into()));
-        }
-        d.push(("task_date_created", Field::Date(t.date_created)));
-        d.push(("task_version", Field::Int(t.version as i64)));
-        d.push(("task_timeout", Field::Int(i64::from(t.timeout))));
-        if let Some(q) = t.task_queue_sid {
-            d.push(("task_queue_sid", Field::Sid(q)));
-            if let Some(q) = self.task_queues.get(&q) {
-                d.push(("task_queue_name", (&q.friendly_name).into()));
-                d.push(("task_queue_target_expression", (&q.target_workers).into()));
-            }
-            if let Some(at) = t.task_queue_entered_date {
-                d.push(("task_queue_entered_date", Field::Date(at)));
-            }
-        }
-        if let Some(w) = t.workflow_sid {
-            d.push(("workflow_sid", Field::Sid(w)));
-            if let Some(w) = self.workflows.get(&w) {
-                d.push(("workflow_name", (&w.friendly_name).into()));
-            }
-        }
-        match t.assignment_status {
-            TaskStatus::Canceled => d.push((
-                "task_canceled_reason",
-                Field::Text(t.reason.as_deref().unwrap_or("").into()),
-            )),
-            TaskStatus::Completed => d.push((
-                "task_completed_reason",
-                Field::Text(t.reason.as_deref().unwrap_or("").into()),
-            )),
-            _ => {}
+    fn build_task_facts(&self, t: &Task) -> TaskFacts {
+        let queue = t.task_queue_sid.map(|q| match self.task_queues.get(&q) {
+            Some(tq) => (q, tq.friendly_name.clone(), tq.target_workers.clone()),
+            None => (q, Arc::from(""), Arc::from("")),
+        });
+        TaskFacts {
+            sid: t.sid,
+            attributes: t.attributes.clone(),
+            date_created: t.date_created,
+            priority: t.priority,
+            status: t.assignment_status,
+            channel: t.task_channel_sid,
+            channel_name: self
+                .task_channels
+                .get(&t.task_channel_sid)
+                .map(|c| c.unique_name.clone()),
+            version: t.version,
+            timeout: t.timeout,
+            queue,
+            queue_entered: t.task_queue_entered_date,
+            workflow: t.workflow_sid.map(|w| {
+                let name = self.workflows.get(&w).map(|f| f.friendly_name.clone());
+                (w, name.unwrap_or_else(|| Arc::from("")))
+            }),
+            reason: if t.assignment_status.is_terminal() {
+                t.reason.clone()
+            } else {
+                None
+            },
         }
     }
 
-    fn worker_fields(&self, w: &Worker, d: &mut Vec<(&'static str, Field)>) {
-        d.push(("worker_sid", Field::Sid(w.sid)));
-        d.push(("worker_name", (&w.friendly_name).into()));
-        d.push(("worker_attributes", (&w.attributes).into()));
-        d.push(("worker_activity_sid", Field::Sid(w.activity_sid)));
-        if let Some(a) = self.activities.get(&w.activity_sid) {
-            d.push(("worker_activity_name", (&a.friendly_name).into()));
-            d.push(("worker_available", Field::Bool(a.available)));
-        }
-        d.push(("worker_version", Field::Int(w.version as i64)));
+    fn worker_facts(&self, w: &Worker) -> Box<WorkerFacts> {
+        Box::new(WorkerFacts {
+            sid: w.sid,
+            name: w.friendly_name.clone(),
+            attributes: w.attributes.clone(),
+            activity: w.activity_sid,
+            activity_name: self
+                .activities
+                .get(&w.activity_sid)
+                .map(|a| (a.friendly_name.clone(), a.available)),
+            version: w.version,
+        })
     }
 
     /// An event about a task (with the task's fields and `extra`).
@@ -546,35 +680,36 @@ impl Workspace {
         now: Millis,
         extra: Vec<(&'static str, Field)>,
     ) {
-        let Some(t) = self.routing.tasks.get(&task) else {
+        let Some(facts) = self.task_facts(task) else {
             return;
         };
-        let mut d = self.base_fields(20 + extra.len());
-        self.task_fields(t, now, &mut d);
-        d.extend(extra);
-        self.emit(event_type, task, d, now);
+        let mut e = self.new_event(event_type, task, now);
+        e.task = Some(facts);
+        e.data = extra;
+        self.push_event(e);
     }
 
-    /// The data of a reservation event: the reservation, its task and its worker.
-    pub(crate) fn reservation_fields(
+    /// An event about a reservation: the reservation, its task and its worker.
+    pub(crate) fn reservation_event(
         &self,
+        event_type: EventType,
         r: &Reservation,
         now: Millis,
-    ) -> Vec<(&'static str, Field)> {
-        let mut d = self.base_fields(30);
-        d.push(("reservation_sid", Field::Sid(r.sid)));
-        d.push(("reservation_status", Field::Static(r.status.as_str())));
-        if let Some(t) = self.routing.tasks.get(&r.task_sid) {
-            self.task_fields(t, now, &mut d);
-        } else {
-            d.push(("task_sid", Field::Sid(r.task_sid)));
+    ) -> Event {
+        let mut e = self.new_event(event_type, r.sid, now);
+        e.data = vec![
+            ("reservation_sid", Field::Sid(r.sid)),
+            ("reservation_status", Field::Static(r.status.as_str())),
+        ];
+        match self.routing.tasks.get(&r.task_sid) {
+            Some(t) => e.task = Some(Arc::new(self.build_task_facts(t))),
+            None => e.data.push(("task_sid", Field::Sid(r.task_sid))),
         }
-        if let Some(w) = self.workers.get(&r.worker_sid) {
-            self.worker_fields(w, &mut d);
-        } else {
-            d.push(("worker_sid", Field::Sid(r.worker_sid)));
+        match self.workers.get(&r.worker_sid) {
+            Some(w) => e.worker = Some(self.worker_facts(w)),
+            None => e.data.push(("worker_sid", Field::Sid(r.worker_sid))),
         }
-        d
+        e
     }
 
     /// A `reservation.created` event, not recorded (its SID is the reservation's), for
@@ -591,26 +726,21 @@ impl Workspace {
                     url: wf.assignment_callback_url.clone()?,
                     fallback_url: wf.fallback_assignment_callback_url.clone(),
                 };
-                Some(Event {
-                    sid: r.sid,
-                    event_type: EventType::ReservationCreated,
-                    at: now,
-                    resource_sid: r.sid,
-                    data: self.reservation_fields(r, now),
-                    callback: false,
-                    assignment: Some(assignment),
-                })
+                let mut e = self.reservation_event(EventType::ReservationCreated, r, now);
+                e.sid = r.sid;
+                e.assignment = Some(Box::new(assignment));
+                Some(e)
             })
             .collect()
     }
 
-    /// An event about a reservation.
+    /// Records an event about a reservation.
     pub(crate) fn emit_reservation(&mut self, event_type: EventType, sid: Sid, now: Millis) {
         let Some(r) = self.routing.reservations.get(&sid) else {
             return;
         };
-        let d = self.reservation_fields(r, now);
-        self.emit(event_type, sid, d, now);
+        let e = self.reservation_event(event_type, r, now);
+        self.push_event(e);
     }
 
     /// An event about a worker (with the worker's fields and `extra`).
@@ -624,10 +754,10 @@ impl Workspace {
         let Some(w) = self.workers.get(&worker) else {
             return;
         };
-        let mut d = self.base_fields(8 + extra.len());
-        self.worker_fields(w, &mut d);
-        d.extend(extra);
-        self.emit(event_type, worker, d, now);
+        let mut e = self.new_event(event_type, worker, now);
+        e.worker = Some(self.worker_facts(w));
+        e.data = extra;
+        self.push_event(e);
     }
 
     /// `worker.activity.update` after a worker moved from `previous` (held since `since`).
@@ -656,10 +786,16 @@ impl Workspace {
         self.emit_worker(EventType::WorkerActivityUpdate, worker, now, extra);
     }
 
-    /// The fields describing a configuration resource (activity, task channel, task queue,
-    /// workflow, workspace), or `None` if it does not exist.
-    pub(crate) fn config_fields(&self, sid: Sid) -> Option<Vec<(&'static str, Field)>> {
-        let mut d = self.base_fields(6);
+    /// An event describing a configuration resource (activity, task channel, task queue,
+    /// workflow, worker, workspace), or `None` if it does not exist.
+    pub(crate) fn config_event(
+        &self,
+        event_type: EventType,
+        sid: Sid,
+        now: Millis,
+    ) -> Option<Event> {
+        let mut e = self.new_event(event_type, sid, now);
+        let d = &mut e.data;
         match sid.prefix() {
             prefix::ACTIVITY => {
                 let a = self.activities.get(&sid)?;
@@ -689,19 +825,20 @@ impl Workspace {
             }
             prefix::WORKER => {
                 let w = self.workers.get(&sid)?;
-                self.worker_fields(w, &mut d);
+                e.worker = Some(self.worker_facts(w));
             }
             prefix::WORKSPACE => {}
             _ => return None,
         }
-        Some(d)
+        Some(e)
     }
 
     /// What `cmd` will need to describe itself once applied.
     pub(crate) fn before(&self, cmd: &Command) -> Before {
         use EventType as E;
-        let deleted = |t: EventType, sid: Sid| match self.config_fields(sid) {
-            Some(d) => Before::Deleted(t, d),
+        // Deleted resources are described before they go (the time is set when recorded).
+        let deleted = |t: EventType, sid: Sid| match self.config_event(t, sid, 0) {
+            Some(e) => Before::Deleted(Box::new(e)),
             None => Before::None,
         };
         match cmd {
@@ -758,16 +895,19 @@ impl Workspace {
         match before {
             Before::None => {}
             Before::Created(t) | Before::Updated(t) => {
-                if let Some(d) = self.config_fields(sid) {
-                    let resource = if t == E::WorkspaceUpdated {
-                        self.info.sid
-                    } else {
-                        sid
-                    };
-                    self.emit(t, resource, d, now);
+                let resource = if t == E::WorkspaceUpdated {
+                    self.info.sid
+                } else {
+                    sid
+                };
+                if let Some(e) = self.config_event(t, resource, now) {
+                    self.push_event(e);
                 }
             }
-            Before::Deleted(t, d) => self.emit(t, sid, d, now),
+            Before::Deleted(mut e) => {
+                e.at = now;
+                self.push_event(*e);
+            }
             Before::Worker {
                 activity,
                 since,
@@ -835,8 +975,10 @@ impl Workspace {
                     .task_queues
                     .get(&sid)
                     .is_some_and(|q| q.target_workers != target);
-                if changed && let Some(d) = self.config_fields(sid) {
-                    self.emit(E::TaskQueueExpressionUpdated, sid, d, now);
+                if changed
+                    && let Some(e) = self.config_event(E::TaskQueueExpressionUpdated, sid, now)
+                {
+                    self.push_event(e);
                 }
             }
         }
@@ -866,14 +1008,19 @@ mod tests {
 
     #[test]
     fn stored_json_has_string_values() {
-        let ws = Sid::new("WS", 1);
         let e = Event {
             sid: Sid::new("EV", 2),
             event_type: EventType::TaskCreated,
             at: 1_000,
             resource_sid: Sid::new("WT", 3),
+            workspace: Arc::new(WorkspaceFacts {
+                account_sid: Sid::new("AC", 1),
+                workspace_sid: Sid::new("WS", 1),
+                workspace_name: "W".into(),
+            }),
+            task: None,
+            worker: None,
             data: vec![
-                ("workspace_sid", ws.into()),
                 ("task_sid", Sid::new("WT", 3).into()),
                 ("task_priority", 5i64.into()),
             ],
@@ -884,5 +1031,7 @@ mod tests {
         assert_eq!(v["event_data"]["task_priority"], "5");
         assert_eq!(v["event_type"], "task.created");
         assert_eq!(v["resource_type"], "task");
+        assert_eq!(v["event_data"]["workspace_name"], "W");
+        assert_eq!(v["workspace_sid"], Sid::new("WS", 1).to_string());
     }
 }

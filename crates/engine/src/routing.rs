@@ -135,6 +135,14 @@ pub(crate) struct Routing {
     /// queue (TaskRouter's order: workflow.entered, task-queue.entered, task.created,
     /// workflow.target-matched), or when its creation ends without a queue.
     announce: Option<Sid>,
+    /// The workspace's part of every event, built once (see `Workspace::workspace_facts`).
+    pub(crate) workspace_facts: Option<std::sync::Arc<crate::events::WorkspaceFacts>>,
+    /// The facts of the last task an event described, with what they depend on.
+    #[allow(clippy::type_complexity)]
+    pub(crate) last_task_facts: Option<(
+        (Sid, u64, TaskStatus, Option<Sid>, i64, Option<Millis>),
+        std::sync::Arc<crate::events::TaskFacts>,
+    )>,
 }
 
 /// A worker's active reservations and, per task channel, `(pending, accepted or wrapping)`.
@@ -387,6 +395,7 @@ impl Workspace {
         now: Millis,
         ids: &mut dyn SidSource,
     ) -> Result<Applied, EngineError> {
+        self.refresh_workspace_facts();
         let result = match cmd {
             Command::CreateTask(p) => self.create_task(p, now, ids),
             Command::UpdateTask(p) => self.update_task(p, now, ids),
@@ -420,6 +429,7 @@ impl Workspace {
     /// Fires every timer due at `now` and routes whatever that frees. Returns the rows to
     /// commit (nothing, when nothing was due).
     pub fn tick(&mut self, now: Millis, ids: &mut dyn SidSource) -> (Vec<Change>, Vec<Event>) {
+        self.refresh_workspace_facts();
         while let Some(&(at, timer)) = self.routing.timers.first() {
             if at > now {
                 break;
@@ -1100,10 +1110,15 @@ impl Workspace {
         }
         let n = attempts.len();
         for a in attempts {
-            let mut d = match self.routing.reservations.get(&sid) {
-                Some(r) => self.reservation_fields(r, now),
-                None => vec![("reservation_sid", Field::Sid(sid))],
+            let mut e = match self.routing.reservations.get(&sid) {
+                Some(r) => self.reservation_event(EventType::ReservationAssignmentCallback, r, now),
+                None => {
+                    let mut e = self.new_event(EventType::ReservationAssignmentCallback, sid, now);
+                    e.data.push(("reservation_sid", Field::Sid(sid)));
+                    e
+                }
             };
+            let d = &mut e.data;
             d.push(("callback_url", Field::Text(a.url.as_str().into())));
             d.push(("callback_kind", Field::Static(a.kind.as_str())));
             if let Some(code) = a.status {
@@ -1117,7 +1132,7 @@ impl Workspace {
             if !a.message.is_empty() {
                 d.push(("callback_message", Field::Text(a.message.as_str().into())));
             }
-            self.emit(EventType::ReservationAssignmentCallback, sid, d, now);
+            self.push_event(e);
         }
         // The attempts come first: they happened before what the instruction caused.
         self.routing.events[start..].rotate_right(n);
@@ -1781,7 +1796,7 @@ impl Workspace {
         for r in created {
             self.emit_reservation(EventType::ReservationCreated, r, now);
             if let Some(e) = self.routing.events.last_mut() {
-                e.assignment.clone_from(&assignment);
+                e.assignment = assignment.clone().map(Box::new);
             }
         }
     }

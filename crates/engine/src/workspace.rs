@@ -430,8 +430,9 @@ impl Workspace {
         }
 
         let changes = ws.all_rows();
-        let data = ws.config_fields(sid).unwrap_or_default();
-        ws.emit(crate::EventType::WorkspaceCreated, sid, data, now);
+        if let Some(e) = ws.config_event(crate::EventType::WorkspaceCreated, sid, now) {
+            ws.push_event(e);
+        }
         let events = ws.take_events(now, ids);
         Ok((
             ws,

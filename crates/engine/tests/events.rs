@@ -120,7 +120,7 @@ fn types(events: &[Event]) -> Vec<&'static str> {
 
 fn text(e: &Event, key: &str) -> String {
     e.get(key)
-        .map(Field::text)
+        .map(|f| f.text())
         .unwrap_or_else(|| panic!("{} has no {key}", e.event_type.as_str()))
 }
 
@@ -163,10 +163,10 @@ fn a_task_tells_its_story_in_order() {
     );
     assert_eq!(
         reserved.assignment,
-        Some(AssignmentTarget {
+        Some(Box::new(AssignmentTarget {
             url: "https://example.com/assignment".into(),
             fallback_url: Some("https://example.com/fallback".into()),
-        })
+        }))
     );
     // The events filter names reservation.created, not worker.activity.update.
     assert!(reserved.callback && !update.callback);

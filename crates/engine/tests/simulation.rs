@@ -61,7 +61,7 @@ impl Journal {
                 "event SIDs must increase: {e:?}"
             );
             self.last_sid = Some(e.sid);
-            let text = |k: &str| e.get(k).map(Field::text);
+            let text = |k: &str| e.get(k).map(|f| f.text());
             if let (Some(t), Some(s)) = (e.sid_of("task_sid"), text("task_assignment_status")) {
                 self.tasks.insert(t, s);
             }

@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use taskyard_engine::{
-    AssignmentCallback, CallbackAttempt, CallbackInstruction, CallbackKind, Command, Event, Field,
-    Sid,
+    AssignmentCallback, CallbackAttempt, CallbackInstruction, CallbackKind, Command, Event, Sid,
 };
 use taskyard_store::{EventLog, StoredEvent, Write};
 use taskyard_webhook::{Answer, Attempt, Client, camel_case, parse_answer};
@@ -137,7 +136,7 @@ fn assignment_params(e: &Event) -> Vec<(String, String)> {
         .filter_map(|&k| {
             let v = match k {
                 "timestamp" => (e.at.div_euclid(1000)).to_string(),
-                _ => e.get(k).map(Field::text)?,
+                _ => e.get(k).map(|f| f.text())?,
             };
             Some((camel_case(k), v))
         })
