@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::Millis;
-use crate::model::{Reservation, Task, TaskStatus, Worker};
+use crate::model::{Reservation, ReservationStatus, Task, TaskStatus, Worker};
 use crate::sid::{Sid, SidSource, prefix};
 use crate::workspace::{Command, Workspace};
 
@@ -192,7 +192,9 @@ pub struct Event {
     /// The task the event is about, as it was then (the `task_*` fields).
     pub task: Option<Arc<TaskFacts>>,
     /// The worker the event is about, as it was then (the `worker_*` fields).
-    pub worker: Option<Box<WorkerFacts>>,
+    pub worker: Option<Arc<WorkerFacts>>,
+    /// The reservation the event is about and its status then.
+    pub reservation: Option<(Sid, ReservationStatus)>,
     /// The event's other `event_data` fields (snake_case key → value).
     pub data: Vec<(&'static str, Field)>,
     /// Whether the workspace's event callback wants it: a URL was set and `EventsFilter`
@@ -283,6 +285,10 @@ impl Event {
         d.push(("account_sid", Field::Sid(w.account_sid)));
         d.push(("workspace_sid", Field::Sid(w.workspace_sid)));
         d.push(("workspace_name", Field::Text(w.workspace_name.clone())));
+        if let Some((r, status)) = self.reservation {
+            d.push(("reservation_sid", Field::Sid(r)));
+            d.push(("reservation_status", Field::Static(status.as_str())));
+        }
         d.extend(self.data.iter().cloned());
         if let Some(t) = &self.task {
             d.push(("task_sid", Field::Sid(t.sid)));
@@ -559,6 +565,7 @@ impl Workspace {
             workspace: self.workspace_facts(),
             task: None,
             worker: None,
+            reservation: None,
             data: Vec::new(),
             callback: false,
             assignment: None,
@@ -582,6 +589,11 @@ impl Workspace {
     pub(crate) fn refresh_workspace_facts(&mut self) {
         let facts = self.workspace_facts();
         self.routing.workspace_facts = Some(facts);
+    }
+
+    /// Forgets the cached task facts: a configuration change may have renamed what they
+    /// show (a queue, a workflow, a channel).
+    pub(crate) fn forget_facts(&mut self) {
         self.routing.last_task_facts = None;
     }
 
@@ -604,8 +616,9 @@ impl Workspace {
             .collect()
     }
 
-    /// The task's facts, shared with the previous event when nothing they show changed
-    /// since (a new task's first events all describe the same moment).
+    /// The task's facts, shared with the previous event when that was about the same task
+    /// and nothing they show changed since (a new task's first events all describe the
+    /// same moment).
     fn task_facts(&mut self, task: Sid) -> Option<Arc<TaskFacts>> {
         let t = self.routing.tasks.get(&task)?;
         let key = (
@@ -624,6 +637,11 @@ impl Workspace {
         let f = Arc::new(self.build_task_facts(t));
         self.routing.last_task_facts = Some((key, f.clone()));
         Some(f)
+    }
+
+    fn worker_facts(&self, worker: Sid) -> Option<Arc<WorkerFacts>> {
+        let w = self.workers.get(&worker)?;
+        Some(Arc::new(self.build_worker_facts(w)))
     }
 
     fn build_task_facts(&self, t: &Task) -> TaskFacts {
@@ -658,8 +676,8 @@ impl Workspace {
         }
     }
 
-    fn worker_facts(&self, w: &Worker) -> Box<WorkerFacts> {
-        Box::new(WorkerFacts {
+    fn build_worker_facts(&self, w: &Worker) -> WorkerFacts {
+        WorkerFacts {
             sid: w.sid,
             name: w.friendly_name.clone(),
             attributes: w.attributes.clone(),
@@ -669,7 +687,7 @@ impl Workspace {
                 .get(&w.activity_sid)
                 .map(|a| (a.friendly_name.clone(), a.available)),
             version: w.version,
-        })
+        }
     }
 
     /// An event about a task (with the task's fields and `extra`).
@@ -691,24 +709,37 @@ impl Workspace {
 
     /// An event about a reservation: the reservation, its task and its worker.
     pub(crate) fn reservation_event(
+        &mut self,
+        event_type: EventType,
+        sid: Sid,
+        now: Millis,
+    ) -> Option<Event> {
+        let r = self.routing.reservations.get(&sid)?;
+        let (task, worker) = (r.task_sid, r.worker_sid);
+        let task_facts = self.task_facts(task);
+        let worker_facts = self.worker_facts(worker);
+        let r = self.routing.reservations.get(&sid)?;
+        Some(self.describe_reservation(event_type, r, now, task_facts, worker_facts))
+    }
+
+    fn describe_reservation(
         &self,
         event_type: EventType,
         r: &Reservation,
         now: Millis,
+        task: Option<Arc<TaskFacts>>,
+        worker: Option<Arc<WorkerFacts>>,
     ) -> Event {
         let mut e = self.new_event(event_type, r.sid, now);
-        e.data = vec![
-            ("reservation_sid", Field::Sid(r.sid)),
-            ("reservation_status", Field::Static(r.status.as_str())),
-        ];
-        match self.routing.tasks.get(&r.task_sid) {
-            Some(t) => e.task = Some(Arc::new(self.build_task_facts(t))),
-            None => e.data.push(("task_sid", Field::Sid(r.task_sid))),
+        e.reservation = Some((r.sid, r.status));
+        if task.is_none() {
+            e.data.push(("task_sid", Field::Sid(r.task_sid)));
         }
-        match self.workers.get(&r.worker_sid) {
-            Some(w) => e.worker = Some(self.worker_facts(w)),
-            None => e.data.push(("worker_sid", Field::Sid(r.worker_sid))),
+        if worker.is_none() {
+            e.data.push(("worker_sid", Field::Sid(r.worker_sid)));
         }
+        e.task = task;
+        e.worker = worker;
         e
     }
 
@@ -726,7 +757,15 @@ impl Workspace {
                     url: wf.assignment_callback_url.clone()?,
                     fallback_url: wf.fallback_assignment_callback_url.clone(),
                 };
-                let mut e = self.reservation_event(EventType::ReservationCreated, r, now);
+                let task = self.routing.tasks.get(&r.task_sid);
+                let worker = self.workers.get(&r.worker_sid);
+                let mut e = self.describe_reservation(
+                    EventType::ReservationCreated,
+                    r,
+                    now,
+                    task.map(|t| Arc::new(self.build_task_facts(t))),
+                    worker.map(|w| Arc::new(self.build_worker_facts(w))),
+                );
                 e.sid = r.sid;
                 e.assignment = Some(Box::new(assignment));
                 Some(e)
@@ -736,11 +775,9 @@ impl Workspace {
 
     /// Records an event about a reservation.
     pub(crate) fn emit_reservation(&mut self, event_type: EventType, sid: Sid, now: Millis) {
-        let Some(r) = self.routing.reservations.get(&sid) else {
-            return;
-        };
-        let e = self.reservation_event(event_type, r, now);
-        self.push_event(e);
+        if let Some(e) = self.reservation_event(event_type, sid, now) {
+            self.push_event(e);
+        }
     }
 
     /// An event about a worker (with the worker's fields and `extra`).
@@ -751,11 +788,11 @@ impl Workspace {
         now: Millis,
         extra: Vec<(&'static str, Field)>,
     ) {
-        let Some(w) = self.workers.get(&worker) else {
+        let Some(facts) = self.worker_facts(worker) else {
             return;
         };
         let mut e = self.new_event(event_type, worker, now);
-        e.worker = Some(self.worker_facts(w));
+        e.worker = Some(facts);
         e.data = extra;
         self.push_event(e);
     }
@@ -825,7 +862,7 @@ impl Workspace {
             }
             prefix::WORKER => {
                 let w = self.workers.get(&sid)?;
-                e.worker = Some(self.worker_facts(w));
+                e.worker = Some(Arc::new(self.build_worker_facts(w)));
             }
             prefix::WORKSPACE => {}
             _ => return None,
@@ -1013,6 +1050,7 @@ mod tests {
             event_type: EventType::TaskCreated,
             at: 1_000,
             resource_sid: Sid::new("WT", 3),
+            reservation: None,
             workspace: Arc::new(WorkspaceFacts {
                 account_sid: Sid::new("AC", 1),
                 workspace_sid: Sid::new("WS", 1),

@@ -137,7 +137,8 @@ pub(crate) struct Routing {
     announce: Option<Sid>,
     /// The workspace's part of every event, built once (see `Workspace::workspace_facts`).
     pub(crate) workspace_facts: Option<std::sync::Arc<crate::events::WorkspaceFacts>>,
-    /// The facts of the last task an event described, with what they depend on.
+    /// The facts of the last task an event described, with what they depend on (see
+    /// `Workspace::task_facts`); forgotten on configuration changes and each command.
     #[allow(clippy::type_complexity)]
     pub(crate) last_task_facts: Option<(
         (Sid, u64, TaskStatus, Option<Sid>, i64, Option<Millis>),
@@ -403,6 +404,7 @@ impl Workspace {
             Command::UpdateReservation(p) => self.update_reservation(p, now),
             Command::AssignmentCallback(p) => Ok(self.assignment_callback(p, now)),
             cmd => self.check_config_command(&cmd).and_then(|()| {
+                self.forget_facts();
                 let follow_up = FollowUp::of(&cmd);
                 let before = self.before(&cmd);
                 let applied = self.apply_config(cmd, now, ids)?;
@@ -1110,14 +1112,16 @@ impl Workspace {
         }
         let n = attempts.len();
         for a in attempts {
-            let mut e = match self.routing.reservations.get(&sid) {
-                Some(r) => self.reservation_event(EventType::ReservationAssignmentCallback, r, now),
-                None => {
-                    let mut e = self.new_event(EventType::ReservationAssignmentCallback, sid, now);
-                    e.data.push(("reservation_sid", Field::Sid(sid)));
-                    e
-                }
-            };
+            let mut e =
+                match self.reservation_event(EventType::ReservationAssignmentCallback, sid, now) {
+                    Some(e) => e,
+                    None => {
+                        let mut e =
+                            self.new_event(EventType::ReservationAssignmentCallback, sid, now);
+                        e.data.push(("reservation_sid", Field::Sid(sid)));
+                        e
+                    }
+                };
             let d = &mut e.data;
             d.push(("callback_url", Field::Text(a.url.as_str().into())));
             d.push(("callback_kind", Field::Static(a.kind.as_str())));
