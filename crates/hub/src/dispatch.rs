@@ -359,6 +359,7 @@ pub fn event_params(json: &str) -> Vec<(String, String)> {
 /// Delivers a workspace's callback events in order, at least once, forever.
 async fn deliver(hub: Hub, workspace: Sid, notify: Arc<Notify>, mut cursor: Option<Sid>) {
     let d = &hub.inner.dispatch;
+    let mut stored_cursor = cursor;
     loop {
         let log = d.log.clone();
         let after = cursor;
@@ -383,15 +384,16 @@ async fn deliver(hub: Hub, workspace: Sid, notify: Arc<Notify>, mut cursor: Opti
             }
             continue;
         }
+        // The URL now (it may have been changed, or cleared to stop deliveries); asked
+        // again only after a failure.
+        let Some(mut dest) = target(&hub, workspace).await else {
+            forget(&hub, workspace);
+            return;
+        };
         for ev in batch {
-            let mut backoff = Duration::from_secs(1);
+            let mut backoff = Duration::from_secs(1).min(d.options.max_backoff);
             loop {
-                // The URL now (it may have been changed, or cleared to stop deliveries).
-                let Some((url, token)) = target(&hub, workspace).await else {
-                    forget(&hub, workspace);
-                    return;
-                };
-                let Some(url) = url else {
+                let (Some(url), token) = &dest else {
                     tracing::info!(%workspace, event = %ev.sid, "event callback URL cleared; event not delivered");
                     break;
                 };
@@ -399,7 +401,7 @@ async fn deliver(hub: Hub, workspace: Sid, notify: Arc<Notify>, mut cursor: Opti
                 let id = ev.sid.to_string();
                 let a = d
                     .client
-                    .post_form(&url, &params, &token, d.options.event_timeout, Some(&id))
+                    .post_form(url, &params, token, d.options.event_timeout, Some(&id))
                     .await;
                 if a.succeeded() {
                     break;
@@ -410,23 +412,39 @@ async fn deliver(hub: Hub, workspace: Sid, notify: Arc<Notify>, mut cursor: Opti
                     .or(a.status.map(|s| format!("HTTP {s}")))
                     .unwrap_or_default();
                 tracing::warn!(%workspace, event = %ev.sid, %url, %why, retry_in_ms = backoff.as_millis() as u64, "event callback failed; retrying");
+                // Keep what was delivered so far: a restart resumes right here.
+                if cursor != stored_cursor
+                    && let Some(delivered) = cursor
+                {
+                    save_cursor(&hub, workspace, delivered).await;
+                    stored_cursor = cursor;
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(d.options.max_backoff);
+                let Some(now) = target(&hub, workspace).await else {
+                    forget(&hub, workspace);
+                    return;
+                };
+                dest = now;
             }
             cursor = Some(ev.sid);
         }
-        if let Some(delivered) = cursor
-            && let Err(e) = hub
-                .inner
-                .writer
-                .submit(Write::EventCursor {
-                    workspace,
-                    delivered,
-                })
-                .await
+        if cursor != stored_cursor
+            && let Some(delivered) = cursor
         {
-            tracing::error!(%workspace, error = %e, "cannot store the delivery cursor");
+            save_cursor(&hub, workspace, delivered).await;
+            stored_cursor = cursor;
         }
+    }
+}
+
+async fn save_cursor(hub: &Hub, workspace: Sid, delivered: Sid) {
+    let write = Write::EventCursor {
+        workspace,
+        delivered,
+    };
+    if let Err(e) = hub.inner.writer.submit(write).await {
+        tracing::error!(%workspace, error = %e, "cannot store the delivery cursor");
     }
 }
 
