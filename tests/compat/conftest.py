@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import pytest
 from twilio.http.http_client import TwilioHttpClient
@@ -32,6 +32,7 @@ from twilio.rest import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from callbacks import CallbackReceiver  # noqa: E402
 from helpers import unique_name  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -90,6 +91,7 @@ class TaskyardServer:
         auth_token: Optional[str] = None,
         binary: Optional[Path] = None,
         log_path: Optional[Path] = None,
+        env: Optional[Dict[str, str]] = None,
     ):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,8 @@ class TaskyardServer:
         self.auth_token = auth_token or new_auth_token()
         self.binary = Path(binary or taskyard_binary())
         self.log_path = Path(log_path or self.data_dir.parent / f"{self.data_dir.name}-taskyard.log")
+        # extra environment for the server process (e.g. TASKYARD_MEDIA_CONNECTOR_URL)
+        self.env: Dict[str, str] = dict(env or {})
         self.port: Optional[int] = None
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
@@ -148,7 +152,9 @@ class TaskyardServer:
 
     def _spawn(self, timeout: float) -> None:
         env = dict(os.environ)
-        env.pop("TASKYARD_PUBLIC_URL", None)
+        for var in ("TASKYARD_PUBLIC_URL", "TASKYARD_MEDIA_CONNECTOR_URL", "TASKYARD_ASSIGNMENT_CALLBACK_TIMEOUT",
+                    "TASKYARD_EVENT_CALLBACK_MAX_BACKOFF"):
+            env.pop(var, None)  # defaults unless the test asks (``env=``)
         env.update(
             {
                 "TASKYARD_LISTEN": f"127.0.0.1:{self.port}",
@@ -157,6 +163,7 @@ class TaskyardServer:
                 "TASKYARD_AUTH_TOKEN": self.auth_token,
             }
         )
+        env.update(self.env)
         self.starts += 1
         log = open(self.log_path, "ab")
         log.write(f"\n===== start #{self.starts} on port {self.port} =====\n".encode())
@@ -316,6 +323,15 @@ def ws_url(base_url, workspace) -> str:
     return f"{base_url}/v1/Workspaces/{workspace.sid}"
 
 
+@pytest.fixture
+def receiver():
+    """A real HTTP endpoint on 127.0.0.1 that records the server's callbacks
+    and answers them as the test programs it (``callbacks.CallbackReceiver``)."""
+    r = CallbackReceiver().start()
+    yield r
+    r.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -327,3 +343,6 @@ def pytest_runtest_makereport(item, call):
         servers = [_SESSION_SERVER]
     for srv in servers:
         report.sections.append((f"taskyard server log ({srv.log_path})", srv.log_tail(40)))
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, CallbackReceiver):
+            report.sections.append(("callback receiver", value.summary()))

@@ -314,7 +314,7 @@ def describe(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(describe(v) for v in value) + "]"
     if hasattr(value, "_version") and hasattr(value, "sid"):
-        keep = ("sid", "assignment_status", "reason", "task_queue_friendly_name", "priority",
+        keep = ("sid", "event_type", "assignment_status", "reason", "task_queue_friendly_name", "priority",
                 "reservation_status", "worker_name", "activity_name")
         return "{" + ", ".join(f"{k}={getattr(value, k)!r}" for k in keep if hasattr(value, k)) + "}"
     return repr(value)
@@ -403,3 +403,54 @@ def build_routing(
         for i in range(workers)
     ]
     return SimpleNamespace(acts=acts, queue=queue, workflow=workflow, workers=created)
+
+
+# ---------------------------------------------------------------------------
+# Events (taskrouter-semantics.md §7)
+# ---------------------------------------------------------------------------
+
+# Taskyard's own record of one assignment-callback attempt.
+ASSIGNMENT_CALLBACK_EVENT = "reservation.assignment-callback"
+
+
+def events_of(ws, **filters) -> list:
+    """``ws.events.list(**filters)``, oldest first (as the server returns them)."""
+    return ws.events.list(**filters)
+
+
+def event_types(events) -> list:
+    return [e.event_type for e in events]
+
+
+def wait_events(ws, predicate=lambda evs: bool(evs), *, timeout: float = 10.0, what: str = "events",
+                **filters) -> list:
+    """Poll ``ws.events.list(**filters)`` until ``predicate(events)`` holds."""
+    return wait_until(lambda: ws.events.list(**filters), predicate, timeout=timeout, interval=0.1, what=what)
+
+
+def wait_event_types(ws, wanted, *, timeout: float = 10.0, **filters) -> list:
+    """Poll until every type in ``wanted`` appears among the listed events."""
+    wanted = list(wanted)
+    return wait_events(
+        ws,
+        lambda evs: all(t in event_types(evs) for t in wanted),
+        timeout=timeout,
+        what=f"events {wanted}",
+        **filters,
+    )
+
+
+def callback_attempts(ws, reservation_sid: str) -> list:
+    """The ``reservation.assignment-callback`` events of one reservation, oldest first."""
+    return ws.events.list(event_type=ASSIGNMENT_CALLBACK_EVENT, reservation_sid=reservation_sid)
+
+
+def wait_callback_attempts(ws, reservation_sid: str, count: int = 1, timeout: float = 10.0) -> list:
+    """Poll until the reservation has ``count`` recorded callback attempts."""
+    return wait_until(
+        lambda: callback_attempts(ws, reservation_sid),
+        lambda evs: len(evs) >= count,
+        timeout=timeout,
+        interval=0.05,
+        what=f"{count} {ASSIGNMENT_CALLBACK_EVENT} event(s) for {reservation_sid}",
+    )

@@ -5,7 +5,7 @@ up and completed; English tasks go to whichever of Alice/Bob has been idle
 longest (§6.3); a rejected reservation sends the task to the next worker.
 
 Step 8 (the assignment callback answering ``{"instruction": "accept"}``) needs
-an HTTP callback receiver and is not covered here."""
+an HTTP callback receiver: see test_assignment_callbacks.py."""
 
 import json
 

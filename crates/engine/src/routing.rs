@@ -777,6 +777,7 @@ impl Workspace {
         // Validated: apply.
         let t = self.routing.tasks.get_mut(&sid).expect("checked above");
         let mut reroute = false;
+        let attributes_changed = attributes.is_some();
         if let Some((text, value)) = attributes {
             t.attributes = text.into();
             t.attrs = std::sync::Arc::new(value);
@@ -798,7 +799,7 @@ impl Workspace {
         t.date_updated = now;
         let pending = t.assignment_status == TaskStatus::Pending;
         self.touch(T_TASK, sid);
-        let updated = reroute
+        let updated = attributes_changed
             || p.priority.is_some()
             || channel.is_some()
             || vst.is_some()

@@ -378,3 +378,26 @@ fn configuration_changes_are_told() {
     assert_eq!(types(&applied.events), ["activity.created"]);
     assert_eq!(text(&applied.events[0], "activity_name"), "Lunch");
 }
+
+#[test]
+fn attribute_changes_are_told_whatever_the_task_status() {
+    let mut w = World::new();
+    let task = w.task().sid;
+    w.set_activity("Available");
+    assert_eq!(w.ws.tasks()[&task].assignment_status, TaskStatus::Reserved);
+    let updated = w.run(Command::UpdateTask(UpdateTask {
+        sid: task,
+        if_match: None,
+        attributes: Some(r#"{"selected_language":"es","v":2}"#.into()),
+        priority: None,
+        assignment_status: None,
+        reason: None,
+        task_channel: None,
+        virtual_start_time: None,
+    }));
+    assert_eq!(types(&updated.events), ["task.updated"]);
+    assert_eq!(
+        text(&updated.events[0], "task_attributes"),
+        r#"{"selected_language":"es","v":2}"#
+    );
+}
