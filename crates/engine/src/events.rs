@@ -339,8 +339,49 @@ impl Event {
         d
     }
 
-    /// The value of one `event_data` key.
+    /// The value of one `event_data` key (without spelling out the others).
     pub fn get(&self, key: &str) -> Option<Field> {
+        if let Some((_, v)) = self.data.iter().find(|(k, _)| *k == key) {
+            return Some(v.clone());
+        }
+        let w = &self.workspace;
+        let text = |t: &Arc<str>| Some(Field::Text(t.clone()));
+        match key {
+            "account_sid" => return Some(Field::Sid(w.account_sid)),
+            "workspace_sid" => return Some(Field::Sid(w.workspace_sid)),
+            "workspace_name" => return text(&w.workspace_name),
+            "reservation_sid" => return self.reservation.map(|r| Field::Sid(r.0)),
+            "reservation_status" => {
+                return self.reservation.map(|r| Field::Static(r.1.as_str()));
+            }
+            _ => {}
+        }
+        if key.starts_with("worker_") {
+            let w = self.worker.as_ref()?;
+            return match key {
+                "worker_sid" => Some(Field::Sid(w.sid)),
+                "worker_name" => text(&w.name),
+                "worker_attributes" => text(&w.attributes),
+                "worker_activity_sid" => Some(Field::Sid(w.activity)),
+                "worker_activity_name" => w.activity_name.as_ref().and_then(|a| text(&a.0)),
+                _ => self.spelled_out(key),
+            };
+        }
+        let t = self.task.as_ref()?;
+        match key {
+            "task_sid" => Some(Field::Sid(t.sid)),
+            "task_attributes" => text(&t.attributes),
+            "task_channel_sid" => Some(Field::Sid(t.channel)),
+            "task_queue_sid" => t.queue.as_ref().map(|q| Field::Sid(q.0)),
+            "task_queue_name" => t.queue.as_ref().and_then(|q| text(&q.1)),
+            "workflow_sid" => t.workflow.as_ref().map(|w| Field::Sid(w.0)),
+            "workflow_name" => t.workflow.as_ref().and_then(|w| text(&w.1)),
+            _ => self.spelled_out(key),
+        }
+    }
+
+    /// The value of a key found only by spelling out every field.
+    fn spelled_out(&self, key: &str) -> Option<Field> {
         self.fields()
             .into_iter()
             .find(|(k, _)| *k == key)

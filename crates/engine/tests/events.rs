@@ -401,3 +401,16 @@ fn attribute_changes_are_told_whatever_the_task_status() {
         r#"{"selected_language":"es","v":2}"#
     );
 }
+
+#[test]
+fn looking_up_one_field_agrees_with_spelling_them_all_out() {
+    let mut w = World::new();
+    let mut all = w.task().events;
+    all.extend(w.set_activity("Available").events);
+    for e in &all {
+        for (k, v) in e.fields() {
+            assert_eq!(e.get(k), Some(v), "{} {k}", e.event_type.as_str());
+        }
+        assert_eq!(e.get("no_such_key"), None);
+    }
+}
