@@ -33,7 +33,7 @@ from twilio.rest import Client
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from callbacks import CallbackReceiver  # noqa: E402
-from helpers import unique_name  # noqa: E402
+from helpers import activities_by_name, build_quickstart, unique_name  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT = 20.0
@@ -346,3 +346,16 @@ def pytest_runtest_makereport(item, call):
     for value in getattr(item, "funcargs", {}).values():
         if isinstance(value, CallbackReceiver):
             report.sections.append(("callback receiver", value.summary()))
+
+
+@pytest.fixture
+def quickstart(tr):
+    """The quickstart's Part 1 set-up (workspace, Alice and Bob, the Spanish and English
+    queues, the workflow), with ``acts``: the workspace's activities by name."""
+    setup = build_quickstart(tr)
+    setup.acts = activities_by_name(setup.ws)
+    yield setup
+    try:
+        setup.ws.delete()
+    except Exception:
+        pass

@@ -27,9 +27,7 @@ from conftest import TaskyardServer, free_port, new_auth_token
 from helpers import (
     ALICE_ATTRS,
     ASSIGNMENT_CALLBACK_EVENT,
-    activities_by_name,
     assert_sid,
-    build_quickstart,
     build_routing,
     callback_attempts,
     event_types,
@@ -128,17 +126,6 @@ def reservation_status(ws, task_sid, reservation_sid):
 def assert_still_pending(ws, task, reservation):
     assert reservation_status(ws, task.sid, reservation.sid) == "pending"
     assert ws.tasks(task.sid).fetch().assignment_status == "reserved"
-
-
-@pytest.fixture
-def quickstart(tr):
-    setup = build_quickstart(tr)
-    setup.acts = activities_by_name(setup.ws)
-    yield setup
-    try:
-        setup.ws.delete()
-    except Exception:
-        pass
 
 
 # ---------------------------------------------------------------------------

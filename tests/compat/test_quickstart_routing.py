@@ -12,11 +12,9 @@ import json
 import pytest
 
 from helpers import (
-    activities_by_name,
     assert_datetime,
     assert_json_equal,
     assert_sid,
-    build_quickstart,
     wait_reservations,
     wait_task_status,
     wait_until,
@@ -27,14 +25,8 @@ ENGLISH_TASK = {"selected_language": "en"}
 
 
 @pytest.fixture
-def qs(tr):
-    setup = build_quickstart(tr)
-    setup.acts = activities_by_name(setup.ws)
-    yield setup
-    try:
-        setup.ws.delete()
-    except Exception:
-        pass
+def qs(quickstart):
+    return quickstart
 
 
 def make_available(qs, worker):

@@ -15,7 +15,6 @@ from helpers import (
     assert_datetime,
     assert_json_equal,
     assert_sid,
-    build_quickstart,
     build_routing,
     expect_error,
     expect_rest_exception,
@@ -35,14 +34,8 @@ def routing(ws):
 
 
 @pytest.fixture
-def qs(tr):
-    setup = build_quickstart(tr)
-    setup.acts = activities_by_name(setup.ws)
-    yield setup
-    try:
-        setup.ws.delete()
-    except Exception:
-        pass
+def qs(quickstart):
+    return quickstart
 
 
 def assigned_task(ws, routing, worker=None, attributes=None):

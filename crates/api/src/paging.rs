@@ -138,21 +138,9 @@ impl PageRequest {
             .skip(start)
             .take(end.saturating_sub(start))
             .collect();
-        let next = (end < total).then(|| self.url(self.page + 1, Some(format!("PO{end}"))));
-        let previous = (start > 0).then(|| {
-            let prev = start.saturating_sub(self.size);
-            self.url(self.page.saturating_sub(1), Some(format!("PO{prev}")))
-        });
-        let meta = Meta {
-            page: self.page,
-            page_size: self.size,
-            first_page_url: self.url(0, None),
-            previous_page_url: previous,
-            url: self.url(self.page, self.token()),
-            next_page_url: next,
-            key: "",
-        };
-        (page, meta)
+        let next = (end < total).then(|| format!("PO{end}"));
+        let previous = (start > 0).then(|| format!("PO{}", start.saturating_sub(self.size)));
+        (page, self.meta(previous, next))
     }
 
     /// The meta of a page of SID-ordered items from `first` to `last`, for lists paged by
@@ -164,23 +152,20 @@ impl PageRequest {
         more_before: bool,
         more_after: bool,
     ) -> Meta {
-        let next = match last {
-            Some(sid) if more_after => Some(self.url(self.page + 1, Some(format!("PA{sid}")))),
-            _ => None,
-        };
-        let previous = match first {
-            Some(sid) if more_before => {
-                Some(self.url(self.page.saturating_sub(1), Some(format!("PB{sid}"))))
-            }
-            _ => None,
-        };
+        let next = last.filter(|_| more_after).map(|sid| format!("PA{sid}"));
+        let previous = first.filter(|_| more_before).map(|sid| format!("PB{sid}"));
+        self.meta(previous, next)
+    }
+
+    /// The meta of this page, given the tokens of the pages before and after it, if any.
+    fn meta(&self, previous: Option<String>, next: Option<String>) -> Meta {
         Meta {
             page: self.page,
             page_size: self.size,
             first_page_url: self.url(0, None),
-            previous_page_url: previous,
+            previous_page_url: previous.map(|t| self.url(self.page.saturating_sub(1), Some(t))),
             url: self.url(self.page, self.token()),
-            next_page_url: next,
+            next_page_url: next.map(|t| self.url(self.page + 1, Some(t))),
             key: "",
         }
     }

@@ -13,17 +13,7 @@ use time::OffsetDateTime;
 pub struct Iso(pub Millis);
 
 pub fn iso(ms: Millis) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    taskyard_engine::events::iso8601(ms)
 }
 
 impl Serialize for Iso {
