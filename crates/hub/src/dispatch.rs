@@ -470,11 +470,9 @@ fn forget(hub: &Hub, workspace: Sid) {
 }
 
 /// Resends the assignment callbacks of reservations still pending after a restart (the
-/// server cannot know whether they were answered), and starts every workspace's deliverer
-/// from its stored cursor.
-pub(crate) async fn resume(hub: Hub, cursors: Vec<(Sid, Option<Sid>)>) {
-    for (ws, cursor) in cursors {
-        wake_deliverer(&hub, ws, cursor);
+/// server cannot know whether they were answered).
+pub(crate) async fn resend_pending_assignments(hub: Hub, workspaces: Vec<Sid>) {
+    for ws in workspaces {
         let Ok(h) = hub.workspace_by_sid(ws) else {
             continue;
         };

@@ -281,8 +281,14 @@ impl Hub {
                 dispatch: Dispatch::new(options, log),
             }),
         };
+        // Deliverers start from their stored cursors before anything new is dispatched,
+        // so an event committed early (a timer due at start) cannot start one from scratch.
+        let restored: Vec<Sid> = cursors.iter().map(|c| c.0).collect();
+        for (ws, cursor) in cursors {
+            dispatch::wake_deliverer(&hub, ws, cursor);
+        }
         tokio::spawn(dispatch::run(hub.clone(), committed));
-        tokio::spawn(dispatch::resume(hub.clone(), cursors));
+        tokio::spawn(dispatch::resend_pending_assignments(hub.clone(), restored));
         tokio::spawn(purge_old_events(hub.inner.writer.clone()));
         Ok(hub)
     }
