@@ -11,6 +11,10 @@
 //! commits them in the same transaction, and only then hands them on to the dispatcher
 //! (callbacks, live streams): nothing leaves the server before it is durable.
 //!
+//! The same events are added up into the statistics buckets of `taskyard-stats` here too,
+//! and the buckets they changed are written in the same transaction, so cumulative
+//! statistics always agree with the events.
+//!
 //! If a commit fails, memory and disk no longer agree. Rather than keep serving state that
 //! might vanish, the writer fails the waiting requests and stops the process (fail-stop); a
 //! restart reloads exactly what was committed.
@@ -18,7 +22,8 @@
 use std::sync::Arc;
 
 use taskyard_engine::{Event, Sid};
-use taskyard_store::{Store, StoreError, StoredEvent, Write};
+use taskyard_stats::{Agg, HOUR_MS, Rollup};
+use taskyard_store::{StatBucket, Store, StoreError, StoredEvent, Write};
 use tokio::sync::{mpsc, oneshot};
 
 /// At most this many writes go into one transaction, so one huge burst cannot delay its
@@ -93,6 +98,8 @@ impl Writer {
             .name("taskyard-writer".into())
             .spawn(move || {
                 let mut batch: Vec<Request> = Vec::new();
+                let mut rollup = Rollup::default();
+                let mut evicted_at = crate::now_ms();
                 while let Some(first) = rx.blocking_recv() {
                     batch.push(first);
                     while batch.len() < MAX_BATCH {
@@ -104,6 +111,8 @@ impl Writer {
                     let mut writes = Vec::with_capacity(batch.len());
                     let mut waiting = Vec::with_capacity(batch.len());
                     let mut events = Vec::new();
+                    let mut stats: Vec<Write> = Vec::new();
+                    let mut unreadable: Option<StoreError> = None;
                     for r in batch.drain(..) {
                         let mut write = r.write;
                         if let Write::Workspace { workspace, changes, events: rows } = &mut write
@@ -113,15 +122,50 @@ impl Writer {
                             let dropped = changes
                                 .iter()
                                 .any(|c| matches!(c, taskyard_engine::Change::DropWorkspace));
-                            if !dropped {
+                            if dropped {
+                                rollup.forget(*workspace);
+                            } else {
                                 *rows = r.events.iter().map(stored).collect();
+                                let ws = *workspace;
+                                let buckets = rollup.add(ws, &r.events, |k| {
+                                    match store.stat_bucket(ws, &k.scope, k.span_ms, k.start_ms, k.channel) {
+                                        Ok(body) => body.map(|b| Agg::from_json(&b)),
+                                        Err(e) => {
+                                            unreadable.get_or_insert(e);
+                                            None
+                                        }
+                                    }
+                                });
+                                if !buckets.is_empty() {
+                                    stats.push(Write::Stats {
+                                        workspace: ws,
+                                        buckets: buckets
+                                            .into_iter()
+                                            .map(|(k, body)| StatBucket {
+                                                scope: k.scope,
+                                                span_ms: k.span_ms,
+                                                start_ms: k.start_ms,
+                                                channel: k.channel,
+                                                body,
+                                            })
+                                            .collect(),
+                                    });
+                                }
                                 events.push((writes.len(), *workspace, r.events));
                             }
                         }
                         writes.push(write);
                         waiting.push(r.done);
                     }
-                    let result = store.commit(&writes).map_err(Arc::new);
+                    let stats_at = writes.len();
+                    writes.extend(stats);
+                    // A bucket that could not be read back would be overwritten with only the
+                    // new counts: fail the batch instead (and stop, as for any failed commit).
+                    let result = match unreadable {
+                        Some(e) => Err(Arc::new(e)),
+                        None => store.commit(&writes).map_err(Arc::new),
+                    };
+                    writes.truncate(stats_at);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "commit failed; stopping so that a restart reloads the committed state");
                     }
@@ -142,6 +186,12 @@ impl Writer {
                                 stored,
                             });
                         }
+                    }
+                    // Buckets that ended over two hours ago get no new events: forget them.
+                    let now = crate::now_ms();
+                    if now - evicted_at > 60_000 {
+                        rollup.evict(now - 2 * HOUR_MS);
+                        evicted_at = now;
                     }
                     if result.is_err() {
                         // Give the failed requests a moment to be answered, then stop.

@@ -5,11 +5,12 @@
 //! It covers the rows (commit, replace, delete, drop, reload), the accounts, and the events:
 //! committed with their changes, every [`EventQuery`] filter alone and combined, time
 //! windows, paging both ways, the callback outbox and its cursor, retention and dropping a
-//! workspace, and one commit of 50,000 events.
+//! workspace, and one commit of 50,000 events; and the statistics buckets (replace, read a
+//! range by scope, span and channel, retention, dropping a workspace).
 
 use taskyard_engine::{Account, Change, Kind, Sid};
 
-use crate::{EventLog, EventQuery, Store, StoredEvent, StoredWorkspace, Write};
+use crate::{EventLog, EventQuery, StatBucket, Store, StoredEvent, StoredWorkspace, Write};
 
 fn sid(prefix: &str, n: u128) -> Sid {
     Sid::new(prefix, n)
@@ -31,6 +32,7 @@ pub fn run<S: Store>(open: impl Fn() -> S) {
     events(&open);
     window_edges(&open);
     many_events(&open);
+    stat_buckets(&open);
 }
 
 /// Rows and accounts.
@@ -784,5 +786,116 @@ fn many_events<S: Store>(open: &impl Fn() -> S) {
     assert_eq!(
         stored(&mut s, ws).and_then(|w| w.newest_event),
         events.last().map(|e| e.sid)
+    );
+}
+
+fn bucket(
+    scope: &str,
+    span_ms: i64,
+    start_ms: i64,
+    channel: Option<Sid>,
+    body: &str,
+) -> StatBucket {
+    StatBucket {
+        scope: scope.into(),
+        span_ms,
+        start_ms,
+        channel,
+        body: body.into(),
+    }
+}
+
+fn stat_buckets<S: Store>(open: &impl Fn() -> S) {
+    let ws = sid("WS", 13);
+    let other = sid("WS", 14);
+    let (voice, chat) = (sid("TC", 1), sid("TC", 2));
+    let mut s = open();
+    s.commit(&[
+        Write::Workspace {
+            workspace: ws,
+            changes: vec![put(Kind::Workspace, ws, "{}")],
+            events: Vec::new(),
+        },
+        Write::Stats {
+            workspace: ws,
+            buckets: vec![
+                bucket("workspace", 60_000, 60_000, Some(voice), "v1"),
+                bucket("workspace", 60_000, 60_000, Some(chat), "c1"),
+                bucket("workspace", 60_000, 120_000, Some(voice), "v2"),
+                bucket("workspace", 3_600_000, 0, Some(voice), "h"),
+                bucket("workers", 60_000, 60_000, None, "w"),
+            ],
+        },
+        Write::Stats {
+            workspace: other,
+            buckets: vec![bucket("workspace", 60_000, 300_000, Some(voice), "other")],
+        },
+    ])
+    .expect("commit buckets");
+    // Replaced, not added.
+    s.commit(&[Write::Stats {
+        workspace: ws,
+        buckets: vec![bucket("workspace", 60_000, 120_000, Some(voice), "v2b")],
+    }])
+    .expect("replace a bucket");
+    drop(s);
+
+    let mut s = open();
+    let log = s.event_log().expect("event log");
+    let bodies = |scope: &str, span: i64, from: i64, to: i64, ch: Option<Sid>| {
+        let mut b: Vec<String> = log
+            .stat_buckets(ws, scope, span, from, to, ch)
+            .expect("buckets")
+            .into_iter()
+            .map(|b| b.body)
+            .collect();
+        b.sort();
+        b
+    };
+    assert_eq!(
+        bodies("workspace", 60_000, 0, 600_000, None),
+        ["c1", "v1", "v2b"]
+    );
+    assert_eq!(
+        bodies("workspace", 60_000, 0, 600_000, Some(voice)),
+        ["v1", "v2b"]
+    );
+    assert_eq!(bodies("workspace", 60_000, 61_000, 600_000, None), ["v2b"]);
+    assert_eq!(bodies("workspace", 60_000, 0, 60_000, None), ["c1", "v1"]);
+    assert_eq!(bodies("workspace", 3_600_000, 0, 0, None), ["h"]);
+    assert_eq!(bodies("workers", 60_000, 0, 600_000, None), ["w"]);
+    let read = log
+        .stat_buckets(ws, "workers", 60_000, 0, 600_000, None)
+        .expect("buckets");
+    assert_eq!(read[0].channel, None);
+    assert_eq!(
+        s.stat_bucket(ws, "workspace", 60_000, 120_000, Some(voice))
+            .expect("one bucket"),
+        Some("v2b".to_string())
+    );
+    assert_eq!(
+        s.stat_bucket(ws, "workspace", 60_000, 180_000, Some(voice))
+            .expect("one bucket"),
+        None
+    );
+
+    // Retention: buckets that ended before the limit go.
+    s.commit(&[Write::PurgeEvents { before_ms: 120_000 }])
+        .expect("purge");
+    assert_eq!(bodies("workspace", 60_000, 0, 600_000, None), ["v2b"]);
+    assert_eq!(bodies("workspace", 3_600_000, 0, 0, None), ["h"]);
+    // Dropping a workspace drops its buckets, and only its.
+    s.commit(&[Write::Workspace {
+        workspace: ws,
+        changes: vec![Change::DropWorkspace],
+        events: Vec::new(),
+    }])
+    .expect("drop");
+    assert!(bodies("workspace", 60_000, 0, 600_000, None).is_empty());
+    assert_eq!(
+        log.stat_buckets(other, "workspace", 60_000, 0, 600_000, None)
+            .expect("other")
+            .len(),
+        1
     );
 }

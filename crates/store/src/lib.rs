@@ -54,6 +54,11 @@ pub enum Write {
     /// (retention). Run it often: each purge deletes what aged out since the last one, in
     /// the writer's transaction.
     PurgeEvents { before_ms: i64 },
+    /// Replace these statistics buckets of one workspace (see `taskyard-stats`).
+    Stats {
+        workspace: Sid,
+        buckets: Vec<StatBucket>,
+    },
 }
 
 /// One TaskRouter event as the store keeps it. `json` is the event rendered by the engine
@@ -78,6 +83,18 @@ pub struct StoredEvent {
     /// Whether the event is to be POSTed to the workspace's event callback URL.
     pub callback: bool,
     pub json: String,
+}
+
+/// One bucket of cumulative statistics: what the events of one scope and task channel added
+/// up to in one minute or hour (`body` is opaque to the store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatBucket {
+    /// `workspace`, `workers`, or a queue, workflow or worker SID.
+    pub scope: String,
+    pub span_ms: i64,
+    pub start_ms: i64,
+    pub channel: Option<Sid>,
+    pub body: String,
 }
 
 /// Which events of one workspace [`EventLog::query`] returns. Every filter that is set must
@@ -152,6 +169,18 @@ pub trait EventLog: Send + Sync + 'static {
         after: Option<Sid>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The statistics buckets of one scope and span starting in `[from_ms, to_ms]`, of
+    /// every channel (or only `channel`).
+    fn stat_buckets(
+        &self,
+        workspace: Sid,
+        scope: &str,
+        span_ms: i64,
+        from_ms: i64,
+        to_ms: i64,
+        channel: Option<Sid>,
+    ) -> Result<Vec<StatBucket>, StoreError>;
 }
 
 /// Everything a store holds, as loaded at start-up.
@@ -202,4 +231,15 @@ pub trait Store: Send + 'static {
     /// A reader of this store's events that works independently of `self`: the store
     /// moves to the writer thread, the reader serves queries while it commits.
     fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError>;
+
+    /// One statistics bucket's body, if stored (the writer reads a bucket back when an
+    /// event lands in one it no longer holds in memory).
+    fn stat_bucket(
+        &mut self,
+        workspace: Sid,
+        scope: &str,
+        span_ms: i64,
+        start_ms: i64,
+        channel: Option<Sid>,
+    ) -> Result<Option<String>, StoreError>;
 }

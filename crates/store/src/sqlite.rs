@@ -22,7 +22,8 @@ use taskyard_engine::sid::prefix;
 use taskyard_engine::{Account, Change, Kind, Sid};
 
 use crate::{
-    EventLog, EventQuery, Snapshot, Store, StoreError, StoredEvent, StoredWorkspace, Write,
+    EventLog, EventQuery, Snapshot, StatBucket, Store, StoreError, StoredEvent, StoredWorkspace,
+    Write,
 };
 
 /// How hard a commit works to reach the disk.
@@ -89,6 +90,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE event_cursors (
         workspace_sid TEXT PRIMARY KEY,
         sid           TEXT NOT NULL
+    ) WITHOUT ROWID;",
+    // 3: cumulative statistics buckets (one row per workspace, scope, span, start and task
+    // channel; '' for no channel). Keyed so that a window of one scope is one range.
+    "CREATE TABLE stat_buckets (
+        workspace_sid TEXT NOT NULL,
+        scope         TEXT NOT NULL,
+        span_ms       INTEGER NOT NULL,
+        start_ms      INTEGER NOT NULL,
+        channel       TEXT NOT NULL,
+        body          TEXT NOT NULL,
+        PRIMARY KEY (workspace_sid, scope, span_ms, start_ms, channel)
     ) WITHOUT ROWID;",
 ];
 
@@ -323,12 +335,65 @@ impl Store for SqliteStore {
                         )?
                         .execute(params![workspace.to_string(), delivered.to_string()])?;
                     }
-                    Write::PurgeEvents { before_ms } => purge_events(&tx, *before_ms)?,
+                    Write::PurgeEvents { before_ms } => {
+                        purge_events(&tx, *before_ms)?;
+                        // Buckets that ended before the retention limit go too.
+                        tx.prepare_cached(
+                            "DELETE FROM stat_buckets WHERE start_ms + span_ms <= ?1",
+                        )?
+                        .execute([before_ms])?;
+                    }
+                    Write::Stats { workspace, buckets } => {
+                        let mut put = tx.prepare_cached(
+                            "INSERT INTO stat_buckets (workspace_sid, scope, span_ms, start_ms, channel, body)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                             ON CONFLICT (workspace_sid, scope, span_ms, start_ms, channel)
+                             DO UPDATE SET body = excluded.body",
+                        )?;
+                        let ws = workspace.to_string();
+                        for b in buckets {
+                            put.execute(params![
+                                ws,
+                                b.scope,
+                                b.span_ms,
+                                b.start_ms,
+                                channel_text(b.channel),
+                                b.body
+                            ])?;
+                        }
+                    }
                 }
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn stat_bucket(
+        &mut self,
+        workspace: Sid,
+        scope: &str,
+        span_ms: i64,
+        start_ms: i64,
+        channel: Option<Sid>,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT body FROM stat_buckets WHERE workspace_sid = ?1 AND scope = ?2
+                 AND span_ms = ?3 AND start_ms = ?4 AND channel = ?5",
+            )?
+            .query_row(
+                params![
+                    workspace.to_string(),
+                    scope,
+                    span_ms,
+                    start_ms,
+                    channel_text(channel)
+                ],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {
@@ -344,6 +409,7 @@ fn drop_workspace(tx: &Transaction<'_>, ws: &str) -> Result<(), StoreError> {
         "DELETE FROM resources WHERE workspace_sid = ?1",
         "DELETE FROM events WHERE workspace_sid = ?1",
         "DELETE FROM event_cursors WHERE workspace_sid = ?1",
+        "DELETE FROM stat_buckets WHERE workspace_sid = ?1",
     ] {
         tx.prepare_cached(sql)?.execute([ws])?;
     }
@@ -367,6 +433,11 @@ fn purge_events(tx: &Transaction<'_>, before_ms: i64) -> Result<(), StoreError> 
         delete.execute(params![ws, bound, before_ms])?;
     }
     Ok(())
+}
+
+/// A bucket's channel column: the SID, or `''` for none.
+fn channel_text(channel: Option<Sid>) -> String {
+    channel.map(|c| c.to_string()).unwrap_or_default()
 }
 
 /// The text of the smallest (`fill` `'0'`) or largest (`'f'`) event SID created in
@@ -468,6 +539,48 @@ impl SqliteEventLog {
 }
 
 impl EventLog for SqliteEventLog {
+    fn stat_buckets(
+        &self,
+        workspace: Sid,
+        scope: &str,
+        span_ms: i64,
+        from_ms: i64,
+        to_ms: i64,
+        channel: Option<Sid>,
+    ) -> Result<Vec<StatBucket>, StoreError> {
+        self.with_connection(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT start_ms, channel, body FROM stat_buckets
+                 WHERE workspace_sid = ?1 AND scope = ?2 AND span_ms = ?3
+                   AND start_ms >= ?4 AND start_ms <= ?5 AND (?6 = '' OR channel = ?6)",
+            )?;
+            let mut rows = stmt.query(params![
+                workspace.to_string(),
+                scope,
+                span_ms,
+                from_ms,
+                to_ms,
+                channel_text(channel)
+            ])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let channel: String = row.get(1)?;
+                out.push(StatBucket {
+                    scope: scope.to_string(),
+                    span_ms,
+                    start_ms: row.get(0)?,
+                    channel: if channel.is_empty() {
+                        None
+                    } else {
+                        Some(parse_sid(&channel, "bucket channel")?)
+                    },
+                    body: row.get(2)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
     fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         if q.limit == 0 {
             return Ok(Vec::new());

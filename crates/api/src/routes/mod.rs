@@ -1,6 +1,7 @@
 //! The route table and the pieces every handler shares.
 
 mod accounts;
+mod cumulative;
 mod events;
 mod resources;
 mod tasks;
@@ -163,6 +164,22 @@ pub fn router(app: App) -> Router {
             methods(get(accounts::list).post(accounts::create)),
         )
         .route("/2010-04-01/Accounts/{file}", methods(get(accounts::fetch)))
+        .route(
+            &format!("{ws}/CumulativeStatistics"),
+            methods(get(cumulative::workspace)),
+        )
+        .route(
+            &format!("{ws}/TaskQueues/{{sid}}/CumulativeStatistics"),
+            methods(get(cumulative::task_queue)),
+        )
+        .route(
+            &format!("{ws}/Workflows/{{sid}}/CumulativeStatistics"),
+            methods(get(cumulative::workflow)),
+        )
+        .route(
+            &format!("{ws}/Workers/CumulativeStatistics"),
+            methods(get(cumulative::workers)),
+        )
         .route(&format!("{ws}/Events"), methods(get(events::list)))
         .route(&format!("{ws}/Events/Stream"), methods(get(events::stream)))
         .route(&format!("{ws}/Events/{{sid}}"), methods(get(events::fetch)));
@@ -172,18 +189,14 @@ pub fn router(app: App) -> Router {
         "Workers/{sid}/Statistics",
         "Workers/Statistics",
         "Workers/RealTimeStatistics",
-        "Workers/CumulativeStatistics",
         "Statistics",
         "RealTimeStatistics",
-        "CumulativeStatistics",
         "TaskQueues/Statistics",
         "TaskQueues/RealTimeStatistics",
         "TaskQueues/{sid}/Statistics",
         "TaskQueues/{sid}/RealTimeStatistics",
-        "TaskQueues/{sid}/CumulativeStatistics",
         "Workflows/{sid}/Statistics",
         "Workflows/{sid}/RealTimeStatistics",
-        "Workflows/{sid}/CumulativeStatistics",
     ];
     let r = later.iter().fold(r, |r, path| {
         r.route(&format!("{ws}/{path}"), any(not_implemented))
