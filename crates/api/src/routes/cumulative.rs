@@ -417,3 +417,29 @@ pub async fn workers(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiEr
     let doc = document(h.account_sid, h.sid, &[], url, worker_fields(&a, &w, &acts));
     Ok(respond(StatusCode::OK, doc.to_string()))
 }
+
+/// `GET …/Workers/{Sid}/Statistics`: one worker's reservations and activity durations
+/// (Twilio's document has only the `cumulative` part).
+pub async fn worker(
+    ctx: Ctx,
+    Path((ws, worker)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let h = ctx.workspace(&ws)?;
+    let k = ctx.path_sid(&worker, prefix::WORKER)?;
+    let acts = ctx
+        .read(&h, move |w| {
+            w.workers().contains_key(&k).then(|| activities(w))
+        })
+        .await?
+        .ok_or_else(|| ctx.not_found())?;
+    let w = Window::parse(&ctx, &h).await?;
+    let a = sum(ctx.app.hub.events(), h.sid, vec![k.to_string()], &w).await?;
+    let url = format!("{}/Workers/{k}/Statistics", ctx.app.urls.workspace(h.sid));
+    let mut fields = Map::new();
+    fields.insert(
+        "cumulative".into(),
+        Value::Object(worker_fields(&a, &w, &acts)),
+    );
+    let doc = document(h.account_sid, h.sid, &[("worker_sid", k)], url, fields);
+    Ok(respond(StatusCode::OK, doc.to_string()))
+}

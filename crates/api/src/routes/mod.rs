@@ -180,13 +180,16 @@ pub fn router(app: App) -> Router {
             &format!("{ws}/Workers/CumulativeStatistics"),
             methods(get(cumulative::workers)),
         )
+        .route(
+            &format!("{ws}/Workers/{{sid}}/Statistics"),
+            methods(get(cumulative::worker)),
+        )
         .route(&format!("{ws}/Events"), methods(get(events::list)))
         .route(&format!("{ws}/Events/Stream"), methods(get(events::stream)))
         .route(&format!("{ws}/Events/{{sid}}"), methods(get(events::fetch)));
 
     // Routes of resources that come later answer with a Twilio-shaped error, never a bare 404.
     let later = [
-        "Workers/{sid}/Statistics",
         "Workers/Statistics",
         "Workers/RealTimeStatistics",
         "Statistics",
