@@ -1499,3 +1499,681 @@ async fn events_are_listed_filtered_paged_and_fetched() {
         .await
         .error(400, 20001);
 }
+
+// ----- real-time statistics ------------------------------------------------------------------
+
+/// Sends `body` as is with `content_type` (the bulk statistics endpoint takes JSON).
+async fn send_body(c: &Client, uri: &str, content_type: &str, body: &str) -> Reply {
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::AUTHORIZATION, &c.auth)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let resp = c.router.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    Reply {
+        status,
+        body,
+        etag: None,
+    }
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+    k.sort();
+    k
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    k.sort();
+    k
+}
+
+/// `[(friendly_name, workers)]` of an `activity_statistics` list.
+fn activity_counts(v: &Value) -> Vec<(String, u64)> {
+    v.as_array()
+        .expect("activity_statistics")
+        .iter()
+        .map(|a| {
+            assert!(a["sid"].as_str().expect("sid").starts_with("WA"));
+            (
+                a["friendly_name"].as_str().expect("name").to_string(),
+                a["workers"].as_u64().expect("workers"),
+            )
+        })
+        .collect()
+}
+
+fn counts(offline: u64, available: u64, unavailable: u64) -> Vec<(String, u64)> {
+    vec![
+        ("Offline".into(), offline),
+        ("Available".into(), available),
+        ("Unavailable".into(), unavailable),
+    ]
+}
+
+/// A waiting age: a whole number of seconds, and small (the tasks were just created).
+#[track_caller]
+fn young(age: &Value) {
+    let a = age.as_i64().unwrap_or_else(|| panic!("age {age}"));
+    assert!((0..60).contains(&a), "age {a}");
+}
+
+struct StatsWorld {
+    ws: String,
+    sales: String,
+    support: String,
+    flow: String,
+    /// T1 (assigned), T2 (pending), T3 (reserved), T4 (pending).
+    tasks: Vec<String>,
+}
+
+/// Alice (sales, Available), Bob (sales, Offline, chat capacity 0), Carol (support,
+/// Unavailable); queues Sales and Support; a workflow routing by `dept`; tasks
+/// T1 sales/voice/p5 (reserved to Alice, accepted: assigned), T2 sales/voice/p5 (pending),
+/// T3 sales/chat/p1 (reserved to Alice), T4 support/voice/p2 (pending).
+async fn stats_world(c: &Client) -> StatsWorld {
+    let ws = c.workspace("Stats").await;
+    let acts = c.list_all(&format!("{ws}/Activities"), "activities").await;
+    let act = |name: &str| {
+        sid(acts
+            .iter()
+            .find(|a| a["friendly_name"] == name)
+            .expect("activity"))
+    };
+    let mut workers = Vec::new();
+    for (name, team, activity) in [
+        ("Alice", "sales", "Available"),
+        ("Bob", "sales", "Offline"),
+        ("Carol", "support", "Unavailable"),
+    ] {
+        let w = c
+            .post(
+                &format!("{ws}/Workers"),
+                &[
+                    ("FriendlyName", name),
+                    ("Attributes", &format!(r#"{{"team": "{team}"}}"#)),
+                    ("ActivitySid", &act(activity)),
+                ],
+            )
+            .await
+            .ok(StatusCode::CREATED);
+        workers.push(sid(&w));
+    }
+    c.post(
+        &format!("{ws}/Workers/{}/Channels/chat", workers[1]),
+        &[("Capacity", "0")],
+    )
+    .await
+    .ok(StatusCode::OK);
+    let mut queues = Vec::new();
+    for (name, expr) in [
+        ("Sales", r#"team == "sales""#),
+        ("Support", r#"team == "support""#),
+    ] {
+        let q = c
+            .post(
+                &format!("{ws}/TaskQueues"),
+                &[("FriendlyName", name), ("TargetWorkers", expr)],
+            )
+            .await
+            .ok(StatusCode::CREATED);
+        queues.push(sid(&q));
+    }
+    let config = format!(
+        r#"{{"task_routing":{{"filters":[{{"expression":"dept == \"sales\"","targets":[{{"queue":"{}"}}]}},{{"expression":"dept == \"support\"","targets":[{{"queue":"{}"}}]}}]}}}}"#,
+        queues[0], queues[1]
+    );
+    let flow = c
+        .post(
+            &format!("{ws}/Workflows"),
+            &[("FriendlyName", "By dept"), ("Configuration", &config)],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let flow = sid(&flow);
+    let mut tasks = Vec::new();
+    for (dept, channel, priority) in [
+        ("sales", "voice", "5"),
+        ("sales", "voice", "5"),
+        ("sales", "chat", "1"),
+        ("support", "voice", "2"),
+    ] {
+        let t = c
+            .post(
+                &format!("{ws}/Tasks"),
+                &[
+                    ("Attributes", &format!(r#"{{"dept": "{dept}"}}"#)),
+                    ("WorkflowSid", &flow),
+                    ("TaskChannel", channel),
+                    ("Priority", priority),
+                ],
+            )
+            .await
+            .ok(StatusCode::CREATED);
+        tasks.push(sid(&t));
+    }
+    let rs = c
+        .list_all(
+            &format!("{ws}/Tasks/{}/Reservations", tasks[0]),
+            "reservations",
+        )
+        .await;
+    assert_eq!(rs.len(), 1, "T1 is reserved to Alice");
+    c.post(
+        &format!("{ws}/Tasks/{}/Reservations/{}", tasks[0], sid(&rs[0])),
+        &[("ReservationStatus", "accepted")],
+    )
+    .await
+    .ok(StatusCode::OK);
+    let statuses: Vec<String> = {
+        let mut out = Vec::new();
+        for t in &tasks {
+            let v = c.get(&format!("{ws}/Tasks/{t}")).await.ok(StatusCode::OK);
+            out.push(v["assignment_status"].as_str().expect("status").to_string());
+        }
+        out
+    };
+    assert_eq!(statuses, ["assigned", "pending", "reserved", "pending"]);
+    StatsWorld {
+        ws,
+        sales: queues.remove(0),
+        support: queues.remove(0),
+        flow,
+        tasks,
+    }
+}
+
+#[tokio::test]
+async fn workspace_and_workers_real_time_statistics() {
+    let c = Client::new().await;
+    let s = stats_world(&c).await;
+    let ws = &s.ws;
+    let ws_sid = ws.trim_start_matches("/v1/Workspaces/");
+    let rt = c
+        .get(&format!("{ws}/RealTimeStatistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        keys(&rt),
+        sorted(&[
+            "account_sid",
+            "workspace_sid",
+            "url",
+            "activity_statistics",
+            "longest_task_waiting_age",
+            "longest_task_waiting_sid",
+            "tasks_by_priority",
+            "tasks_by_status",
+            "total_tasks",
+            "total_workers",
+        ])
+    );
+    assert!(
+        rt["account_sid"]
+            .as_str()
+            .expect("account")
+            .starts_with("AC")
+    );
+    assert_eq!(rt["workspace_sid"], ws_sid);
+    assert_eq!(rt["url"], format!("{BASE}{ws}/RealTimeStatistics"));
+    assert_eq!(rt["total_tasks"], 4);
+    assert_eq!(
+        rt["tasks_by_status"],
+        serde_json::json!({"pending": 2, "reserved": 1, "assigned": 1, "wrapping": 0})
+    );
+    assert_eq!(
+        rt["tasks_by_priority"],
+        serde_json::json!({"1": 1, "2": 1, "5": 2})
+    );
+    // T2 was created before T4.
+    assert_eq!(rt["longest_task_waiting_sid"], s.tasks[1].as_str());
+    young(&rt["longest_task_waiting_age"]);
+    assert_eq!(activity_counts(&rt["activity_statistics"]), counts(1, 1, 1));
+    assert_eq!(rt["total_workers"], 3);
+
+    // TaskChannel by unique name or SID: chat has T3 only, and Bob cannot take chat.
+    let chat = c
+        .list_all(&format!("{ws}/TaskChannels"), "channels")
+        .await
+        .into_iter()
+        .find(|ch| ch["unique_name"] == "chat")
+        .expect("chat");
+    for key in ["chat".to_string(), sid(&chat)] {
+        let rt = c
+            .get(&format!("{ws}/RealTimeStatistics?TaskChannel={key}"))
+            .await
+            .ok(StatusCode::OK);
+        assert_eq!(rt["total_tasks"], 1);
+        assert_eq!(
+            rt["tasks_by_status"],
+            serde_json::json!({"pending": 0, "reserved": 1, "assigned": 0, "wrapping": 0})
+        );
+        assert_eq!(rt["tasks_by_priority"], serde_json::json!({"1": 1}));
+        assert_eq!(rt["longest_task_waiting_sid"], Value::Null);
+        assert_eq!(rt["longest_task_waiting_age"], 0);
+        assert_eq!(activity_counts(&rt["activity_statistics"]), counts(0, 1, 1));
+        assert_eq!(rt["total_workers"], 2);
+    }
+    c.get(&format!("{ws}/RealTimeStatistics?TaskChannel=fax"))
+        .await
+        .error(400, 20001);
+
+    // Workers.
+    let wk = c
+        .get(&format!("{ws}/Workers/RealTimeStatistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        keys(&wk),
+        sorted(&[
+            "account_sid",
+            "workspace_sid",
+            "url",
+            "total_workers",
+            "activity_statistics"
+        ])
+    );
+    assert_eq!(wk["url"], format!("{BASE}{ws}/Workers/RealTimeStatistics"));
+    assert_eq!(wk["total_workers"], 3);
+    assert_eq!(activity_counts(&wk["activity_statistics"]), counts(1, 1, 1));
+    let wk = c
+        .get(&format!("{ws}/Workers/RealTimeStatistics?TaskChannel=chat"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(wk["total_workers"], 2);
+    assert_eq!(activity_counts(&wk["activity_statistics"]), counts(0, 1, 1));
+    c.get(&format!("{ws}/Workers/RealTimeStatistics?TaskChannel=fax"))
+        .await
+        .error(400, 20001);
+
+    // Statistics follow the state at once: complete T1, cancel T2.
+    c.post(
+        &format!("{ws}/Tasks/{}", s.tasks[0]),
+        &[("AssignmentStatus", "completed"), ("Reason", "done")],
+    )
+    .await
+    .ok(StatusCode::OK);
+    c.post(
+        &format!("{ws}/Tasks/{}", s.tasks[1]),
+        &[("AssignmentStatus", "canceled"), ("Reason", "gone")],
+    )
+    .await
+    .ok(StatusCode::OK);
+    let rt = c
+        .get(&format!("{ws}/RealTimeStatistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(rt["total_tasks"], 2);
+    assert_eq!(
+        rt["tasks_by_status"],
+        serde_json::json!({"pending": 1, "reserved": 1, "assigned": 0, "wrapping": 0})
+    );
+    assert_eq!(rt["longest_task_waiting_sid"], s.tasks[3].as_str());
+
+    // Unknown workspace; another account's workspace.
+    c.get("/v1/Workspaces/WS00000000000000000000000000000000/RealTimeStatistics")
+        .await
+        .error(404, 20404);
+    let other = c.other_account().await;
+    other
+        .get(&format!("{ws}/RealTimeStatistics"))
+        .await
+        .error(404, 20404);
+    other
+        .get(&format!("{ws}/Workers/RealTimeStatistics"))
+        .await
+        .error(404, 20404);
+}
+
+#[tokio::test]
+async fn task_queue_and_workflow_real_time_statistics() {
+    let c = Client::new().await;
+    let s = stats_world(&c).await;
+    let ws = &s.ws;
+    let ws_sid = ws.trim_start_matches("/v1/Workspaces/");
+    let sales = c
+        .get(&format!("{ws}/TaskQueues/{}/RealTimeStatistics", s.sales))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        keys(&sales),
+        sorted(&[
+            "account_sid",
+            "workspace_sid",
+            "task_queue_sid",
+            "url",
+            "activity_statistics",
+            "longest_task_waiting_age",
+            "longest_task_waiting_sid",
+            "longest_relative_task_age_in_queue",
+            "longest_relative_task_sid_in_queue",
+            "tasks_by_priority",
+            "tasks_by_status",
+            "total_available_workers",
+            "total_eligible_workers",
+            "total_tasks",
+        ])
+    );
+    assert_eq!(sales["workspace_sid"], ws_sid);
+    assert_eq!(sales["task_queue_sid"], s.sales.as_str());
+    assert_eq!(
+        sales["url"],
+        format!("{BASE}{ws}/TaskQueues/{}/RealTimeStatistics", s.sales)
+    );
+    // T1 (assigned), T2 (pending), T3 (reserved); members Alice (available) and Bob.
+    assert_eq!(sales["total_tasks"], 3);
+    assert_eq!(
+        sales["tasks_by_status"],
+        serde_json::json!({"pending": 1, "reserved": 1, "assigned": 1, "wrapping": 0})
+    );
+    assert_eq!(
+        sales["tasks_by_priority"],
+        serde_json::json!({"1": 1, "5": 2})
+    );
+    assert_eq!(sales["longest_task_waiting_sid"], s.tasks[1].as_str());
+    assert_eq!(
+        sales["longest_relative_task_sid_in_queue"],
+        s.tasks[1].as_str()
+    );
+    young(&sales["longest_task_waiting_age"]);
+    young(&sales["longest_relative_task_age_in_queue"]);
+    assert_eq!(sales["total_eligible_workers"], 2);
+    assert_eq!(sales["total_available_workers"], 1);
+    assert_eq!(
+        activity_counts(&sales["activity_statistics"]),
+        counts(1, 1, 0)
+    );
+
+    let chat = c
+        .get(&format!(
+            "{ws}/TaskQueues/{}/RealTimeStatistics?TaskChannel=chat",
+            s.sales
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(chat["total_tasks"], 1);
+    assert_eq!(chat["longest_task_waiting_sid"], Value::Null);
+    assert_eq!(chat["longest_task_waiting_age"], 0);
+    assert_eq!(chat["longest_relative_task_sid_in_queue"], Value::Null);
+    assert_eq!(chat["longest_relative_task_age_in_queue"], 0);
+    assert_eq!(
+        chat["total_eligible_workers"], 1,
+        "Bob has no chat capacity"
+    );
+    assert_eq!(chat["total_available_workers"], 1);
+
+    let support = c
+        .get(&format!("{ws}/TaskQueues/{}/RealTimeStatistics", s.support))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(support["total_tasks"], 1);
+    assert_eq!(support["longest_task_waiting_sid"], s.tasks[3].as_str());
+    assert_eq!(support["total_eligible_workers"], 1);
+    assert_eq!(support["total_available_workers"], 0);
+    assert_eq!(
+        activity_counts(&support["activity_statistics"]),
+        counts(0, 0, 1)
+    );
+
+    // Workflow: every task.
+    let flow = c
+        .get(&format!("{ws}/Workflows/{}/RealTimeStatistics", s.flow))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        keys(&flow),
+        sorted(&[
+            "account_sid",
+            "workspace_sid",
+            "workflow_sid",
+            "url",
+            "longest_task_waiting_age",
+            "longest_task_waiting_sid",
+            "tasks_by_priority",
+            "tasks_by_status",
+            "total_tasks",
+        ])
+    );
+    assert_eq!(flow["workflow_sid"], s.flow.as_str());
+    assert_eq!(
+        flow["url"],
+        format!("{BASE}{ws}/Workflows/{}/RealTimeStatistics", s.flow)
+    );
+    assert_eq!(flow["total_tasks"], 4);
+    assert_eq!(
+        flow["tasks_by_status"],
+        serde_json::json!({"pending": 2, "reserved": 1, "assigned": 1, "wrapping": 0})
+    );
+    assert_eq!(
+        flow["tasks_by_priority"],
+        serde_json::json!({"1": 1, "2": 1, "5": 2})
+    );
+    assert_eq!(flow["longest_task_waiting_sid"], s.tasks[1].as_str());
+    let flow_voice = c
+        .get(&format!(
+            "{ws}/Workflows/{}/RealTimeStatistics?TaskChannel=voice",
+            s.flow
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(flow_voice["total_tasks"], 3);
+
+    // Unknown, malformed and foreign SIDs in the path; unknown channels.
+    let ghost_q = "WQ00000000000000000000000000000000";
+    let ghost_w = "WW00000000000000000000000000000000";
+    for path in [
+        format!("{ws}/TaskQueues/{ghost_q}/RealTimeStatistics"),
+        format!("{ws}/TaskQueues/WQnope/RealTimeStatistics"),
+        format!("{ws}/TaskQueues/{}/RealTimeStatistics", s.flow),
+        format!("{ws}/Workflows/{ghost_w}/RealTimeStatistics"),
+        format!("{ws}/Workflows/{}/RealTimeStatistics", s.sales),
+    ] {
+        c.get(&path).await.error(404, 20404);
+    }
+    c.get(&format!(
+        "{ws}/TaskQueues/{}/RealTimeStatistics?TaskChannel=fax",
+        s.sales
+    ))
+    .await
+    .error(400, 20001);
+    c.get(&format!(
+        "{ws}/Workflows/{}/RealTimeStatistics?TaskChannel=fax",
+        s.flow
+    ))
+    .await
+    .error(400, 20001);
+    c.post(
+        &format!("{ws}/TaskQueues/{}/RealTimeStatistics", s.sales),
+        &[],
+    )
+    .await
+    .error(405, 20004);
+}
+
+#[tokio::test]
+async fn bulk_task_queue_real_time_statistics() {
+    let c = Client::new().await;
+    let s = stats_world(&c).await;
+    let ws = &s.ws;
+    let ws_sid = ws.trim_start_matches("/v1/Workspaces/");
+    let bulk = format!("{ws}/TaskQueues/RealTimeStatistics");
+    // A queue of another account's workspace: a valid SID, answered with zeros.
+    let other = c.other_account().await;
+    let other_ws = other.workspace("Theirs").await;
+    let theirs = other
+        .post(
+            &format!("{other_ws}/TaskQueues"),
+            &[("FriendlyName", "Theirs"), ("TargetWorkers", "1 == 1")],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let theirs = sid(&theirs);
+
+    let body = serde_json::json!({"QueueSids": [s.support, s.sales, theirs, s.sales]});
+    let r = send_body(&c, &bulk, "application/json", &body.to_string())
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        keys(&r),
+        sorted(&[
+            "account_sid",
+            "workspace_sid",
+            "url",
+            "task_queue_data",
+            "task_queue_response_count",
+        ])
+    );
+    assert_eq!(r["workspace_sid"], ws_sid);
+    assert_eq!(r["url"], format!("{BASE}{bulk}"));
+    assert_eq!(
+        r["task_queue_response_count"], 3,
+        "a repeated SID counts once"
+    );
+    let data = r["task_queue_data"].as_array().expect("data");
+    let order: Vec<&str> = data
+        .iter()
+        .map(|d| d["task_queue_sid"].as_str().expect("sid"))
+        .collect();
+    assert_eq!(
+        order,
+        [s.support.as_str(), s.sales.as_str(), theirs.as_str()]
+    );
+    for d in data {
+        assert_eq!(
+            keys(d),
+            sorted(&[
+                "task_queue_sid",
+                "longest_task_waiting_age",
+                "longest_task_waiting_sid",
+                "total_tasks",
+                "total_eligible_workers",
+                "total_available_workers",
+                "tasks_by_status",
+                "tasks_by_priority",
+                "activity_statistics",
+            ])
+        );
+    }
+    // The same figures as the single-queue resource.
+    let single = c
+        .get(&format!("{ws}/TaskQueues/{}/RealTimeStatistics", s.sales))
+        .await
+        .ok(StatusCode::OK);
+    for k in [
+        "longest_task_waiting_sid",
+        "total_tasks",
+        "total_eligible_workers",
+        "total_available_workers",
+        "tasks_by_status",
+        "tasks_by_priority",
+        "activity_statistics",
+    ] {
+        assert_eq!(data[1][k], single[k], "{k}");
+    }
+    assert_eq!(data[0]["total_tasks"], 1);
+    assert_eq!(data[0]["longest_task_waiting_sid"], s.tasks[3].as_str());
+    // Not this workspace's queue: zeros.
+    let z = &data[2];
+    assert_eq!(z["total_tasks"], 0);
+    assert_eq!(z["longest_task_waiting_sid"], Value::Null);
+    assert_eq!(z["longest_task_waiting_age"], 0);
+    assert_eq!(z["total_eligible_workers"], 0);
+    assert_eq!(z["total_available_workers"], 0);
+    assert_eq!(
+        z["tasks_by_status"],
+        serde_json::json!({"pending": 0, "reserved": 0, "assigned": 0, "wrapping": 0})
+    );
+    assert_eq!(z["tasks_by_priority"], serde_json::json!({}));
+    assert_eq!(activity_counts(&z["activity_statistics"]), counts(0, 0, 0));
+
+    // `queueSids` (the docs' spelling); a form with QueueSids repeated; TaskChannel.
+    let r = send_body(
+        &c,
+        &bulk,
+        "application/json",
+        &serde_json::json!({"queueSids": [s.sales]}).to_string(),
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(r["task_queue_response_count"], 1);
+    assert_eq!(r["task_queue_data"][0]["total_tasks"], 3);
+    let r = c
+        .post(&bulk, &[("QueueSids", &s.sales), ("QueueSids", &s.support)])
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(r["task_queue_response_count"], 2);
+    assert_eq!(
+        r["task_queue_data"][1]["task_queue_sid"],
+        s.support.as_str()
+    );
+    let r = send_body(
+        &c,
+        &format!("{bulk}?TaskChannel=chat"),
+        "application/json",
+        &serde_json::json!({"QueueSids": [s.sales]}).to_string(),
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(r["task_queue_data"][0]["total_tasks"], 1);
+    assert_eq!(r["task_queue_data"][0]["total_eligible_workers"], 1);
+    let r = send_body(
+        &c,
+        &bulk,
+        "application/json",
+        &serde_json::json!({"QueueSids": [s.sales], "TaskChannel": "voice"}).to_string(),
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(r["task_queue_data"][0]["total_tasks"], 2);
+
+    // 1..50 SIDs, well-formed, in a JSON object; a known channel.
+    let fifty_one: Vec<String> = (0..51).map(|i| format!("WQ{i:032x}")).collect();
+    let fifty: Vec<String> = fifty_one[..50].to_vec();
+    let r = send_body(
+        &c,
+        &bulk,
+        "application/json",
+        &serde_json::json!({ "QueueSids": fifty }).to_string(),
+    )
+    .await
+    .ok(StatusCode::OK);
+    assert_eq!(r["task_queue_response_count"], 50);
+    for bad in [
+        serde_json::json!({ "QueueSids": fifty_one }).to_string(),
+        serde_json::json!({"QueueSids": []}).to_string(),
+        serde_json::json!({}).to_string(),
+        serde_json::json!({"QueueSids": ["WQnope"]}).to_string(),
+        serde_json::json!({"QueueSids": [s.flow]}).to_string(),
+        serde_json::json!({"QueueSids": s.sales}).to_string(),
+        serde_json::json!({"QueueSids": [1, 2]}).to_string(),
+        serde_json::json!({"QueueSids": [s.sales], "TaskChannel": "fax"}).to_string(),
+        "[]".to_string(),
+        "{".to_string(),
+    ] {
+        send_body(&c, &bulk, "application/json", &bad)
+            .await
+            .error(400, 20001);
+    }
+    c.post(&bulk, &[]).await.error(400, 20001);
+    c.post(&bulk, &[("QueueSids", "WQnope")])
+        .await
+        .error(400, 20001);
+    c.get(&bulk).await.error(405, 20004);
+    other
+        .post(
+            &format!("{ws}/TaskQueues/RealTimeStatistics"),
+            &[("QueueSids", &s.sales)],
+        )
+        .await
+        .error(404, 20404);
+}

@@ -14,6 +14,8 @@
 //!   nothing. [`Workspace::restore`] rebuilds the state from stored rows.
 //! * [`events`] — the TaskRouter [`Event`]s every command and timer leaves behind, compact
 //!   on the way out and rendered to JSON or callback parameters by the caller.
+//! * [`stats`] — real-time statistics ([`Workspace::realtime`], [`Workspace::realtime_queues`]):
+//!   exact figures of a workspace, queue or workflow at a given instant.
 //!
 //! Time is always a parameter (`now`, in Unix milliseconds), so tests and simulations can
 //! drive hours of activity in microseconds and replay any run exactly.
@@ -24,6 +26,7 @@ pub mod events;
 pub mod model;
 pub mod routing;
 pub mod sid;
+pub mod stats;
 pub mod workflow;
 pub mod workspace;
 
@@ -36,5 +39,6 @@ pub use routing::{
     UpdateReservation, UpdateTask,
 };
 pub use sid::{CountingSids, Sid, SidError, SidSource, TimeOrderedSids};
+pub use stats::{ActivityCount, RealTime, StatsScope, TasksByStatus, Waiting};
 pub use workflow::{Filter, Target, WorkflowConfig};
 pub use workspace::*;

@@ -4,6 +4,7 @@ mod accounts;
 mod cumulative;
 mod events;
 mod resources;
+mod statistics;
 mod tasks;
 mod workers;
 mod workspaces;
@@ -16,7 +17,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, any, get};
+use axum::routing::{MethodRouter, any, get, post};
 use base64::Engine as _;
 use taskyard_engine::{Applied, Command, Sid, Workspace, sid::prefix};
 use taskyard_hub::{Hub, WorkspaceHandle};
@@ -184,6 +185,26 @@ pub fn router(app: App) -> Router {
             &format!("{ws}/Workers/{{sid}}/Statistics"),
             methods(get(cumulative::worker)),
         )
+        .route(
+            &format!("{ws}/RealTimeStatistics"),
+            methods(get(statistics::workspace)),
+        )
+        .route(
+            &format!("{ws}/TaskQueues/RealTimeStatistics"),
+            methods(post(statistics::bulk)),
+        )
+        .route(
+            &format!("{ws}/TaskQueues/{{sid}}/RealTimeStatistics"),
+            methods(get(statistics::task_queue)),
+        )
+        .route(
+            &format!("{ws}/Workflows/{{sid}}/RealTimeStatistics"),
+            methods(get(statistics::workflow)),
+        )
+        .route(
+            &format!("{ws}/Workers/RealTimeStatistics"),
+            methods(get(statistics::workers)),
+        )
         .route(&format!("{ws}/Events"), methods(get(events::list)))
         .route(&format!("{ws}/Events/Stream"), methods(get(events::stream)))
         .route(&format!("{ws}/Events/{{sid}}"), methods(get(events::fetch)));
@@ -191,15 +212,10 @@ pub fn router(app: App) -> Router {
     // Routes of resources that come later answer with a Twilio-shaped error, never a bare 404.
     let later = [
         "Workers/Statistics",
-        "Workers/RealTimeStatistics",
         "Statistics",
-        "RealTimeStatistics",
         "TaskQueues/Statistics",
-        "TaskQueues/RealTimeStatistics",
         "TaskQueues/{sid}/Statistics",
-        "TaskQueues/{sid}/RealTimeStatistics",
         "Workflows/{sid}/Statistics",
-        "Workflows/{sid}/RealTimeStatistics",
     ];
     let r = later.iter().fold(r, |r, path| {
         r.route(&format!("{ws}/{path}"), any(not_implemented))
