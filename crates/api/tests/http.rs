@@ -886,7 +886,7 @@ async fn paging_follows_next_and_previous_urls() {
 }
 
 #[tokio::test]
-async fn unknown_paths_wrong_methods_and_later_resources_answer_twilio_errors() {
+async fn unknown_paths_and_wrong_methods_answer_twilio_errors() {
     let c = Client::new().await;
     let ws = c.workspace("W").await;
     c.get("/v1/Nothing").await.error(404, 20404);
@@ -895,10 +895,9 @@ async fn unknown_paths_wrong_methods_and_later_resources_answer_twilio_errors() 
         .await
         .error(405, 20004);
     c.delete("/v1/Workspaces").await.error(405, 20004);
-    for later in ["Statistics", "Workers/Statistics", "TaskQueues/Statistics"] {
-        let msg = c.get(&format!("{ws}/{later}")).await.error(501, 20501);
-        assert!(msg.contains("not implemented"), "{msg}");
-    }
+    c.delete(&format!("{ws}/Statistics"))
+        .await
+        .error(405, 20004);
     c.get(&format!("{ws}/Events/EV00000000000000000000000000000000"))
         .await
         .error(404, 20404);
@@ -2176,4 +2175,209 @@ async fn bulk_task_queue_real_time_statistics() {
         )
         .await
         .error(404, 20404);
+}
+
+#[tokio::test]
+async fn statistics_add_up_what_happened_and_show_what_is() {
+    let c = Client::new().await;
+    let ws = c.workspace("W").await;
+    let get = |v: &Value, k: &str| v[k].as_str().expect(k).to_string();
+    let queue = c
+        .post(
+            &format!("{ws}/TaskQueues"),
+            &[("FriendlyName", "Q"), ("TargetWorkers", "1==1")],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let q = get(&queue, "sid");
+    let config =
+        format!(r#"{{"task_routing":{{"filters":[],"default_filter":{{"queue":"{q}"}}}}}}"#);
+    let flow = c
+        .post(
+            &format!("{ws}/Workflows"),
+            &[("FriendlyName", "F"), ("Configuration", &config)],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let f = get(&flow, "sid");
+    let acts = c
+        .get(&format!("{ws}/Activities?FriendlyName=Available"))
+        .await
+        .ok(StatusCode::OK);
+    let available = get(&acts["activities"][0], "sid");
+    let alice = c
+        .post(
+            &format!("{ws}/Workers"),
+            &[("FriendlyName", "Alice"), ("ActivitySid", &available)],
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    let k = get(&alice, "sid");
+    // T1 is reserved to Alice and accepted; T2 waits (her one slot is taken) and is canceled.
+    let t1 = c
+        .post(&format!("{ws}/Tasks"), &[("WorkflowSid", &f)])
+        .await
+        .ok(StatusCode::CREATED);
+    let t1 = get(&t1, "sid");
+    let rs = c
+        .get(&format!("{ws}/Tasks/{t1}/Reservations"))
+        .await
+        .ok(StatusCode::OK);
+    let r = get(&rs["reservations"][0], "sid");
+    c.post(
+        &format!("{ws}/Tasks/{t1}/Reservations/{r}"),
+        &[("ReservationStatus", "accepted")],
+    )
+    .await
+    .ok(StatusCode::OK);
+    let t2 = c
+        .post(&format!("{ws}/Tasks"), &[("WorkflowSid", &f)])
+        .await
+        .ok(StatusCode::CREATED);
+    let t2 = get(&t2, "sid");
+    c.post(
+        &format!("{ws}/Tasks/{t2}"),
+        &[("AssignmentStatus", "canceled"), ("Reason", "test")],
+    )
+    .await
+    .ok(StatusCode::OK);
+
+    let cumulative = c
+        .get(&format!("{ws}/CumulativeStatistics?SplitByWaitTime=5"))
+        .await
+        .ok(StatusCode::OK);
+    for (field, want) in [
+        ("tasks_created", 2),
+        ("tasks_canceled", 1),
+        ("tasks_completed", 0),
+        ("reservations_created", 1),
+        ("reservations_accepted", 1),
+        ("reservations_rejected", 0),
+    ] {
+        assert_eq!(cumulative[field], want, "{field}: {cumulative}");
+    }
+    assert_eq!(
+        cumulative["wait_duration_until_accepted"]["total"], 0,
+        "accepted at once"
+    );
+    assert_eq!(
+        cumulative["split_by_wait_time"]["5"]["below"]["tasks_canceled"],
+        1
+    );
+    assert_eq!(
+        cumulative["split_by_wait_time"]["5"]["above"]["reservations_accepted"],
+        0
+    );
+    assert!(
+        cumulative["url"]
+            .as_str()
+            .expect("url")
+            .ends_with("/CumulativeStatistics")
+    );
+    let plain = c
+        .get(&format!("{ws}/CumulativeStatistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(plain["split_by_wait_time"], Value::Null);
+
+    let combined = c.get(&format!("{ws}/Statistics")).await.ok(StatusCode::OK);
+    assert_eq!(combined["cumulative"]["tasks_created"], 2);
+    assert_eq!(
+        combined["realtime"]["total_tasks"], 1,
+        "T1 is assigned: {combined}"
+    );
+    assert_eq!(combined["realtime"]["tasks_by_status"]["assigned"], 1);
+
+    let qs = c
+        .get(&format!("{ws}/TaskQueues/{q}/CumulativeStatistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        (
+            qs["tasks_entered"].clone(),
+            qs["reservations_accepted"].clone()
+        ),
+        (serde_json::json!(2), serde_json::json!(1))
+    );
+    assert_eq!(qs["task_queue_sid"], q.as_str());
+    let list = c
+        .list_all(
+            &format!("{ws}/TaskQueues/Statistics"),
+            "task_queues_statistics",
+        )
+        .await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["task_queue_sid"], q.as_str());
+    assert_eq!(list[0]["cumulative"]["tasks_entered"], 2);
+    assert_eq!(list[0]["realtime"]["total_eligible_workers"], 1);
+    let one = c
+        .get(&format!("{ws}/TaskQueues/{q}/Statistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(one["cumulative"], list[0]["cumulative"]);
+    let wf = c
+        .get(&format!("{ws}/Workflows/{f}/Statistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(wf["cumulative"]["tasks_entered"], 2);
+    assert_eq!(wf["realtime"]["total_tasks"], 1);
+
+    let workers = c
+        .get(&format!("{ws}/Workers/CumulativeStatistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(workers["reservations_accepted"], 1);
+    let durations = workers["activity_durations"].as_array().expect("durations");
+    assert_eq!(durations.len(), 3, "every activity: {workers}");
+    let named = c
+        .get(&format!("{ws}/Workers/Statistics?FriendlyName=Alice"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(named["realtime"]["total_workers"], 1);
+    assert_eq!(named["cumulative"]["reservations_accepted"], 1);
+    let nobody = c
+        .get(&format!("{ws}/Workers/Statistics?FriendlyName=Nobody"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(nobody["realtime"]["total_workers"], 0);
+    assert_eq!(nobody["cumulative"]["reservations_accepted"], 0);
+    let in_queue = c
+        .get(&format!("{ws}/Workers/Statistics?TaskQueueSid={q}"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(in_queue["realtime"]["total_workers"], 1);
+    let hers = c
+        .get(&format!("{ws}/Workers/{k}/Statistics"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(hers["worker_sid"], k.as_str());
+    assert_eq!(hers["cumulative"]["reservations_created"], 1);
+
+    // Another channel saw nothing.
+    let voice = c
+        .get(&format!("{ws}/CumulativeStatistics?TaskChannel=voice"))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(voice["tasks_created"], 0);
+
+    // Bad input.
+    for bad in [
+        "CumulativeStatistics?Minutes=0",
+        "CumulativeStatistics?StartDate=2001-01-01T00:00:00Z",
+        "CumulativeStatistics?SplitByWaitTime=soon",
+        "CumulativeStatistics?TaskChannel=nope",
+        "Statistics?EndDate=never",
+    ] {
+        c.get(&format!("{ws}/{bad}")).await.error(400, 20001);
+    }
+    c.get(&format!(
+        "{ws}/TaskQueues/WQ00000000000000000000000000000000/Statistics"
+    ))
+    .await
+    .error(404, 20404);
+    c.get(&format!(
+        "{ws}/Workers/WK00000000000000000000000000000000/Statistics"
+    ))
+    .await
+    .error(404, 20404);
 }

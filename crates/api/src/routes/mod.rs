@@ -1,6 +1,7 @@
 //! The route table and the pieces every handler shares.
 
 mod accounts;
+mod combined;
 mod cumulative;
 mod events;
 mod resources;
@@ -17,7 +18,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, any, get, post};
+use axum::routing::{MethodRouter, get, post};
 use base64::Engine as _;
 use taskyard_engine::{Applied, Command, Sid, Workspace, sid::prefix};
 use taskyard_hub::{Hub, WorkspaceHandle};
@@ -205,21 +206,29 @@ pub fn router(app: App) -> Router {
             &format!("{ws}/Workers/RealTimeStatistics"),
             methods(get(statistics::workers)),
         )
+        .route(
+            &format!("{ws}/Statistics"),
+            methods(get(combined::workspace)),
+        )
+        .route(
+            &format!("{ws}/TaskQueues/Statistics"),
+            methods(get(combined::task_queues)),
+        )
+        .route(
+            &format!("{ws}/TaskQueues/{{sid}}/Statistics"),
+            methods(get(combined::task_queue)),
+        )
+        .route(
+            &format!("{ws}/Workflows/{{sid}}/Statistics"),
+            methods(get(combined::workflow)),
+        )
+        .route(
+            &format!("{ws}/Workers/Statistics"),
+            methods(get(combined::workers)),
+        )
         .route(&format!("{ws}/Events"), methods(get(events::list)))
         .route(&format!("{ws}/Events/Stream"), methods(get(events::stream)))
         .route(&format!("{ws}/Events/{{sid}}"), methods(get(events::fetch)));
-
-    // Routes of resources that come later answer with a Twilio-shaped error, never a bare 404.
-    let later = [
-        "Workers/Statistics",
-        "Statistics",
-        "TaskQueues/Statistics",
-        "TaskQueues/{sid}/Statistics",
-        "Workflows/{sid}/Statistics",
-    ];
-    let r = later.iter().fold(r, |r, path| {
-        r.route(&format!("{ws}/{path}"), any(not_implemented))
-    });
 
     r.fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -282,17 +291,6 @@ async fn fallback(ctx: Result<Ctx, ApiError>, req: Request) -> ApiError {
         Ok(_) => ApiError::not_found(req.uri().path()),
         Err(e) => e,
     }
-}
-
-async fn not_implemented(ctx: Ctx) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        crate::error::code::NOT_IMPLEMENTED,
-        format!(
-            "{} is not implemented by this version of Taskyard yet",
-            ctx.path
-        ),
-    )
 }
 
 /// What every authenticated handler starts from: the caller's account, the request path and

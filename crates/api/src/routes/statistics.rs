@@ -204,7 +204,6 @@ pub(crate) fn realtime_resource(
 /// The `realtime` object of a scope's combined `…/Statistics` resource (Twilio's subset:
 /// no `tasks_by_priority`, no relative queue ages). `urls` is unused (the object has no
 /// URL of its own); it is taken for symmetry with [`realtime_resource`].
-#[allow(dead_code)] // for the combined `…/Statistics` endpoints
 pub(crate) fn realtime_embedded(
     ws: &Workspace,
     _urls: &Urls,
@@ -218,7 +217,6 @@ pub(crate) fn realtime_embedded(
 
 /// The `realtime` objects of many queues' combined statistics (`…/TaskQueues/Statistics`),
 /// in the order given, computed in one pass over the tasks and workers.
-#[allow(dead_code)] // for the combined `…/Statistics` endpoints
 pub(crate) fn realtime_embedded_queues(
     ws: &Workspace,
     queues: &[Sid],
