@@ -128,7 +128,7 @@ impl Writer {
                                 *rows = r.events.iter().map(stored).collect();
                                 let ws = *workspace;
                                 let buckets = rollup.add(ws, &r.events, |k| {
-                                    match store.stat_bucket(ws, &k.scope, k.span_ms, k.start_ms, k.channel) {
+                                    match store.stat_bucket(ws, &k.scope.text(), k.span_ms, k.start_ms, k.channel) {
                                         Ok(body) => body.map(|b| Agg::from_json(&b)),
                                         Err(e) => {
                                             unreadable.get_or_insert(e);
@@ -142,7 +142,7 @@ impl Writer {
                                         buckets: buckets
                                             .into_iter()
                                             .map(|(k, body)| StatBucket {
-                                                scope: k.scope,
+                                                scope: k.scope.text(),
                                                 span_ms: k.span_ms,
                                                 start_ms: k.start_ms,
                                                 channel: k.channel,

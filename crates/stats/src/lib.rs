@@ -191,11 +191,32 @@ impl Agg {
     }
 }
 
+/// Whose figures a bucket holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// The workspace's tasks and reservations.
+    Workspace,
+    /// Every worker's activity durations.
+    AllWorkers,
+    /// A queue's, a workflow's or a worker's.
+    Of(Sid),
+}
+
+impl Scope {
+    /// The text the store keys buckets by: [`WORKSPACE`], [`ALL_WORKERS`] or the SID.
+    pub fn text(&self) -> String {
+        match self {
+            Scope::Workspace => WORKSPACE.to_string(),
+            Scope::AllWorkers => ALL_WORKERS.to_string(),
+            Scope::Of(sid) => sid.to_string(),
+        }
+    }
+}
+
 /// One bucket of one workspace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
-    /// [`WORKSPACE`], [`ALL_WORKERS`], or a queue, workflow or worker SID.
-    pub scope: String,
+    pub scope: Scope,
     pub span_ms: Millis,
     pub start_ms: Millis,
     /// The task channel; `None` for activity durations (workers have no channel).
@@ -203,7 +224,7 @@ pub struct Key {
 }
 
 /// What one event adds, and where: `(scope, channel, contribution)`.
-pub fn contributions(e: &Event) -> Vec<(String, Option<Sid>, Agg)> {
+pub fn contributions(e: &Event) -> Vec<(Scope, Option<Sid>, Agg)> {
     use EventType as E;
     let mut out = Vec::new();
     if e.event_type == E::WorkerActivityUpdate {
@@ -216,8 +237,8 @@ pub fn contributions(e: &Event) -> Vec<(String, Option<Sid>, Agg)> {
         };
         let mut a = Agg::default();
         a.activities.insert(prev.to_string(), Durations::of(ms));
-        out.push((w.sid.to_string(), None, a.clone()));
-        out.push((ALL_WORKERS.to_string(), None, a));
+        out.push((Scope::Of(w.sid), None, a.clone()));
+        out.push((Scope::AllWorkers, None, a));
         return out;
     }
     let Some(t) = &e.task else { return out };
@@ -261,13 +282,13 @@ pub fn contributions(e: &Event) -> Vec<(String, Option<Sid>, Agg)> {
         E::TaskQueueEntered => {
             a.tasks_entered = 1;
             return queue
-                .map(|q| vec![(q.to_string(), Some(t.channel), a)])
+                .map(|q| vec![(Scope::Of(q), Some(t.channel), a)])
                 .unwrap_or_default();
         }
         E::WorkflowEntered => {
             a.tasks_entered = 1;
             return workflow
-                .map(|w| vec![(w.to_string(), Some(t.channel), a)])
+                .map(|w| vec![(Scope::Of(w), Some(t.channel), a)])
                 .unwrap_or_default();
         }
         E::TaskCanceled => {
@@ -290,15 +311,15 @@ pub fn contributions(e: &Event) -> Vec<(String, Option<Sid>, Agg)> {
     }
     let channel = Some(t.channel);
     if worker && let Some(w) = &e.worker {
-        out.push((w.sid.to_string(), channel, a.clone()));
+        out.push((Scope::Of(w.sid), channel, a.clone()));
     }
     if let Some(q) = queue {
-        out.push((q.to_string(), channel, a.clone()));
+        out.push((Scope::Of(q), channel, a.clone()));
     }
     if let Some(w) = workflow {
-        out.push((w.to_string(), channel, a.clone()));
+        out.push((Scope::Of(w), channel, a.clone()));
     }
-    out.push((WORKSPACE.to_string(), channel, a));
+    out.push((Scope::Workspace, channel, a));
     out
 }
 
@@ -327,14 +348,14 @@ impl Rollup {
             for (scope, channel, a) in contributions(e) {
                 for span in SPANS {
                     let key = Key {
-                        scope: scope.clone(),
+                        scope,
                         span_ms: span,
                         start_ms: e.at - e.at.rem_euclid(span),
                         channel,
                     };
                     let slot = self
                         .buckets
-                        .entry((workspace, key.clone()))
+                        .entry((workspace, key))
                         .or_insert_with(|| load(&key).unwrap_or_default());
                     slot.merge(&a);
                     touched.push(key);
@@ -348,7 +369,7 @@ impl Rollup {
             .map(|k| {
                 let json = self
                     .buckets
-                    .get(&(workspace, k.clone()))
+                    .get(&(workspace, k))
                     .map(Agg::to_json)
                     .unwrap_or_default();
                 (k, json)

@@ -52,7 +52,7 @@ impl Day {
         let mut total = Agg::default();
         for (span, first, last) in plan(T0 + from * SEC, T0 + to * SEC) {
             for (k, body) in &self.stored {
-                if k.scope == scope
+                if k.scope.text() == scope
                     && k.span_ms == span
                     && (first..=last).contains(&k.start_ms)
                     && (channel.is_none() || k.channel == channel)
