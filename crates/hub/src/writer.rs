@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use taskyard_engine::{Event, Sid};
-use taskyard_stats::{Agg, HOUR_MS, Rollup};
+use taskyard_stats::{Agg, Rollup};
 use taskyard_store::{StatBucket, Store, StoreError, StoredEvent, Write};
 use tokio::sync::{mpsc, oneshot};
 
@@ -187,10 +187,11 @@ impl Writer {
                             });
                         }
                     }
-                    // Buckets that ended over two hours ago get no new events: forget them.
+                    // Past buckets get no new events: forget them, so memory holds only
+                    // the current minutes and hours.
                     let now = crate::now_ms();
-                    if now - evicted_at > 60_000 {
-                        rollup.evict(now - 2 * HOUR_MS);
+                    if now - evicted_at > 10_000 {
+                        rollup.evict(now);
                         evicted_at = now;
                     }
                     if result.is_err() {

@@ -377,10 +377,12 @@ impl Rollup {
             .collect()
     }
 
-    /// Forgets buckets that ended before `before_ms` (new events no longer land in them).
-    pub fn evict(&mut self, before_ms: Millis) {
+    /// Forgets buckets that ended more than two of their spans before `now` (events are
+    /// stamped with the time they happen, so none land there any more; if one does, the
+    /// bucket is read back).
+    pub fn evict(&mut self, now: Millis) {
         self.buckets
-            .retain(|(_, k), _| k.start_ms + k.span_ms >= before_ms);
+            .retain(|(_, k), _| k.start_ms + 3 * k.span_ms >= now);
     }
 
     /// Forgets a deleted workspace's buckets.

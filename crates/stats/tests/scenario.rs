@@ -18,6 +18,8 @@ struct Day {
     rollup: Rollup,
     /// What the store would hold: bucket → body.
     stored: BTreeMap<Key, String>,
+    /// Forget every bucket before each command, as a restarted writer would have.
+    forgetful: bool,
 }
 
 impl Day {
@@ -42,7 +44,14 @@ impl Day {
 
     fn add(&mut self, events: &[Event]) {
         let ws = self.ws.sid();
-        for (k, body) in self.rollup.add(ws, events, |_| None) {
+        if self.forgetful {
+            self.rollup.evict(Millis::MAX / 4);
+        }
+        let stored = &self.stored;
+        let changed = self
+            .rollup
+            .add(ws, events, |k| stored.get(k).map(|b| Agg::from_json(b)));
+        for (k, body) in changed {
             self.stored.insert(k, body);
         }
     }
@@ -100,6 +109,13 @@ impl Day {
 
 #[test]
 fn a_scripted_day_adds_up_to_the_hand_computed_figures() {
+    let remembering = script(false);
+    // A writer that forgot its buckets (a restart) reads them back and ends the same.
+    let forgetful = script(true);
+    assert_eq!(remembering, forgetful);
+}
+
+fn script(forgetful: bool) -> BTreeMap<Key, String> {
     let mut ids = CountingSids(0);
     let (ws, created) = Workspace::create(
         Sid::new("AC", 1),
@@ -117,6 +133,7 @@ fn a_scripted_day_adds_up_to_the_hand_computed_figures() {
         now: T0,
         rollup: Rollup::default(),
         stored: BTreeMap::new(),
+        forgetful,
     };
     d.add(&created.events);
     let available =
@@ -247,4 +264,5 @@ fn a_scripted_day_adds_up_to_the_hand_computed_figures() {
     );
     let hour = d.sum(WORKSPACE, 0, 3599, None);
     assert_eq!(hour, all);
+    d.stored
 }
