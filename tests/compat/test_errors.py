@@ -7,7 +7,7 @@ import pytest
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from conftest import make_client, new_account_sid, new_auth_token
-from helpers import describe_error, expect_error, expect_rest_exception, missing_sid, routing_config
+from helpers import describe_error, expect_error, expect_rest_exception, missing_sid
 
 
 def test_missing_workspace_is_404_20404(tr):
@@ -125,58 +125,46 @@ def test_unknown_collection_path_is_404(client, base_url):
 
 
 # ---------------------------------------------------------------------------
-# Statistics are not implemented yet: they must fail like any other Twilio API
-# error (TwilioRestException with a numeric code and a message), not hang or
-# return garbage.  (Tasks, Reservations and Events are served now: see
-# test_tasks.py, test_reservations.py and test_events.py; fetching a missing
-# Event is an ordinary 404.)
+# Errors of the statistics and events resources must fail like any other Twilio
+# API error (TwilioRestException with the right status, a numeric code and a
+# message), not hang or return garbage.
 # ---------------------------------------------------------------------------
 
 INSTANCE_CALLS = {
-    "workspace-statistics": lambda ws: ws.statistics().fetch(),
-    "workspace-real-time-statistics": lambda ws: ws.real_time_statistics().fetch(),
-    "workspace-cumulative-statistics": lambda ws: ws.cumulative_statistics().fetch(),
-    "workers-statistics": lambda ws: ws.workers.statistics().fetch(),
-    "event-fetch": lambda ws: ws.events(missing_sid("EV")).fetch(),
+    "statistics-bad-minutes": (400, lambda ws: ws.statistics().fetch(minutes=0)),
+    "cumulative-bad-split": (400, lambda ws: ws.cumulative_statistics().fetch(split_by_wait_time="soon")),
+    "real-time-unknown-channel": (400, lambda ws: ws.real_time_statistics().fetch(task_channel="nope")),
+    "workers-statistics-bad-queue-sid": (400, lambda ws: ws.workers.statistics().fetch(task_queue_sid="WQnope")),
+    "missing-queue-statistics": (404, lambda ws: ws.task_queues(missing_sid("WQ")).statistics().fetch()),
+    "missing-queue-real-time": (404, lambda ws: ws.task_queues(missing_sid("WQ")).real_time_statistics().fetch()),
+    "missing-queue-cumulative": (404, lambda ws: ws.task_queues(missing_sid("WQ")).cumulative_statistics().fetch()),
+    "missing-worker-statistics": (404, lambda ws: ws.workers(missing_sid("WK")).statistics().fetch()),
+    "missing-workflow-statistics": (404, lambda ws: ws.workflows(missing_sid("WW")).statistics().fetch()),
+    "missing-workflow-real-time": (404, lambda ws: ws.workflows(missing_sid("WW")).real_time_statistics().fetch()),
+    "event-fetch": (404, lambda ws: ws.events(missing_sid("EV")).fetch()),
 }
 
 LIST_CALLS = {
-    "task-queues-statistics-list": lambda ws: ws.task_queues.statistics.list(),
+    "task-queues-statistics-bad-minutes": lambda ws: ws.task_queues.statistics.list(minutes=-1),
 }
 
 
-@pytest.mark.parametrize("call", INSTANCE_CALLS.values(), ids=INSTANCE_CALLS.keys())
-def test_unimplemented_endpoint_raises_rest_exception(ws, call):
+@pytest.mark.parametrize("status, call", INSTANCE_CALLS.values(), ids=INSTANCE_CALLS.keys())
+def test_statistics_and_event_errors_raise_rest_exceptions(ws, status, call):
     with pytest.raises(TwilioRestException) as info:
         call(ws)
+    assert info.value.status == status
     assert isinstance(info.value.code, int)
     assert isinstance(info.value.msg, str) and info.value.msg
 
 
 @pytest.mark.parametrize("call", LIST_CALLS.values(), ids=LIST_CALLS.keys())
-def test_unimplemented_list_raises_twilio_exception(ws, call):
+def test_statistics_list_errors_raise_twilio_exceptions(ws, call):
     """twilio-python raises a bare TwilioException for list() errors; the
     response still has to be a Twilio error envelope."""
     with pytest.raises(TwilioException) as info:
         call(ws)
     err = describe_error(info.value)
-    assert err.status is not None and err.status >= 400
+    assert err.status == 400
     assert isinstance(err.code, int)
     assert isinstance(err.message, str) and err.message
-
-
-def test_unimplemented_sub_resources_of_config_resources(ws):
-    queue = ws.task_queues.create(friendly_name="Stats")
-    worker = ws.workers.create(friendly_name="Stats")
-    workflow = ws.workflows.create(friendly_name="Stats", configuration=routing_config(default_queue=queue.sid))
-    for call in (
-        lambda: ws.task_queues(queue.sid).statistics().fetch(),
-        lambda: ws.task_queues(queue.sid).real_time_statistics().fetch(),
-        lambda: ws.task_queues(queue.sid).cumulative_statistics().fetch(),
-        lambda: ws.workers(worker.sid).statistics().fetch(),
-        lambda: ws.workflows(workflow.sid).statistics().fetch(),
-        lambda: ws.workflows(workflow.sid).real_time_statistics().fetch(),
-    ):
-        with pytest.raises(TwilioRestException) as info:
-            call()
-        assert isinstance(info.value.code, int)

@@ -131,10 +131,10 @@ pub struct Agg {
     /// From entering the queue to acceptance, per accepted reservation.
     #[serde(rename = "wq", default, skip_serializing_if = "Durations::is_empty")]
     pub wait_in_queue_until_accepted: Durations,
-    /// Whole seconds waited until acceptance → how many (for `split_by_wait_time`).
+    /// Seconds waited until acceptance, rounded up → how many (for `split_by_wait_time`).
     #[serde(rename = "ha", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub accepted_after: BTreeMap<u32, u64>,
-    /// Whole seconds waited until cancellation → how many.
+    /// Seconds waited until cancellation, rounded up → how many.
     #[serde(rename = "hc", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub canceled_after: BTreeMap<u32, u64>,
     /// Activity SID → time spent in it (intervals that ended in the bucket).
@@ -172,8 +172,8 @@ impl Agg {
         }
     }
 
-    /// `(below, above)` counts of `histogram` around `threshold` seconds: a wait of exactly
-    /// the threshold counts as below.
+    /// `(below, above)` counts of `histogram` around `threshold` seconds: a wait of at most
+    /// the threshold counts as below, a longer one as above.
     pub fn split(histogram: &BTreeMap<u32, u64>, threshold: u32) -> (u64, u64) {
         let below = histogram.range(..=threshold).map(|(_, n)| n).sum();
         let above = histogram.range(threshold + 1..).map(|(_, n)| n).sum();
@@ -256,7 +256,7 @@ pub fn contributions(e: &Event) -> Vec<(Scope, Option<Sid>, Agg)> {
         E::ReservationAccepted => {
             a.reservations_accepted = 1;
             a.wait_until_accepted = Durations::of(waited);
-            a.accepted_after.insert(whole_seconds(waited), 1);
+            a.accepted_after.insert(seconds_up(waited), 1);
             if let Some(entered) = t.queue_entered {
                 a.wait_in_queue_until_accepted = Durations::of(e.at - entered);
             }
@@ -294,7 +294,7 @@ pub fn contributions(e: &Event) -> Vec<(Scope, Option<Sid>, Agg)> {
         E::TaskCanceled => {
             a.tasks_canceled = 1;
             a.wait_until_canceled = Durations::of(waited);
-            a.canceled_after.insert(whole_seconds(waited), 1);
+            a.canceled_after.insert(seconds_up(waited), 1);
         }
         E::TaskCompleted => a.tasks_completed = 1,
         E::TaskDeleted => a.tasks_deleted = 1,
@@ -323,8 +323,10 @@ pub fn contributions(e: &Event) -> Vec<(Scope, Option<Sid>, Agg)> {
     out
 }
 
-fn whole_seconds(ms: i64) -> u32 {
-    u32::try_from(ms.max(0) / 1000).unwrap_or(u32::MAX)
+/// A wait in whole seconds, rounded **up**: then "waited more than `t` seconds" is exactly
+/// "rounded-up seconds above `t`", so `split_by_wait_time` thresholds compare exactly.
+fn seconds_up(ms: i64) -> u32 {
+    u32::try_from((ms.max(0) + 999) / 1000).unwrap_or(u32::MAX)
 }
 
 /// The buckets the store writer keeps current: every contribution of every event, added

@@ -14,7 +14,10 @@ use serde_json::{Map, Value, json};
 use taskyard_engine::{Sid, StatsScope, Workspace, sid::prefix};
 use taskyard_stats::{ALL_WORKERS, WORKSPACE};
 
-use super::cumulative::{Tasks, Window, activities, cumulative_fields, sum, worker_fields};
+use super::cumulative::{
+    Tasks, Window, activities, add_ongoing, cumulative_fields, current_activities, sum,
+    worker_fields,
+};
 use super::statistics::{realtime_embedded, realtime_embedded_queues};
 use super::{Ctx, json as respond};
 use crate::error::ApiError;
@@ -227,31 +230,42 @@ pub async fn workers(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiEr
     let queue_name = ctx.query.string("TaskQueueName");
     let name = ctx.query.string("FriendlyName");
     let (urls, channel) = (ctx.app.urls.clone(), w.channel);
-    let (acts, chosen, realtime) = ctx
+    let (acts, chosen, realtime, current) = ctx
         .read(&h, move |ws| {
             let chosen = chosen_workers(ws, queue, queue_name.as_deref(), name.as_deref());
             let now = taskyard_hub::now_ms();
             let realtime = match &chosen {
                 None => realtime_embedded(ws, &urls, StatsScope::Workers, channel, now),
                 Some(set) => {
+                    // As the unfiltered figures: with a channel, only workers who can take
+                    // that channel's tasks at all.
+                    let counted: Vec<&taskyard_engine::Worker> = set
+                        .iter()
+                        .filter_map(|w| ws.workers().get(w))
+                        .filter(|w| {
+                            channel.is_none_or(|c| {
+                                w.channel(c)
+                                    .is_some_and(|c| c.available && c.configured_capacity > 0)
+                            })
+                        })
+                        .collect();
                     let counts = ws.activities().values().map(|a| {
-                        let n = set
-                            .iter()
-                            .filter(|w| ws.workers().get(w).is_some_and(|w| w.activity_sid == a.sid))
-                            .count();
+                        let n = counted.iter().filter(|w| w.activity_sid == a.sid).count();
                         json!({"sid": a.sid, "friendly_name": &*a.friendly_name, "workers": n})
                     });
-                    json!({"total_workers": set.len(), "activity_statistics": counts.collect::<Vec<_>>()})
+                    json!({"total_workers": counted.len(), "activity_statistics": counts.collect::<Vec<_>>()})
                 }
             };
-            (activities(ws), chosen, realtime)
+            let current = current_activities(ws, chosen.as_deref());
+            (activities(ws), chosen, realtime, current)
         })
         .await?;
     let scopes = match chosen {
         None => vec![WORKSPACE.to_string(), ALL_WORKERS.to_string()],
         Some(set) => set.iter().map(Sid::to_string).collect(),
     };
-    let a = sum(ctx.app.hub.events(), h.sid, scopes, &w).await?;
+    let mut a = sum(ctx.app.hub.events(), h.sid, scopes, &w).await?;
+    add_ongoing(&mut a, &current, &w);
     let url = format!("{}/Workers/Statistics", ctx.app.urls.workspace(h.sid));
     let doc = combined(
         ids(h.account_sid, h.sid, &[], Some(url)),

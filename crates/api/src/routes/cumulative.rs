@@ -109,8 +109,8 @@ impl Window {
     }
 }
 
-/// The sum of one scope's buckets over the window (activity durations ignore the channel:
-/// workers have none).
+/// The sum of some scopes' buckets over the window, of the window's channel if it has one
+/// (activity durations have no channel: workers' are always counted).
 pub async fn sum(
     log: Arc<dyn EventLog>,
     workspace: Sid,
@@ -121,15 +121,13 @@ pub async fn sum(
     let summed = tokio::task::spawn_blocking(move || {
         let mut total = Agg::default();
         for scope in &scopes {
-            // Worker scopes hold only activity durations, which have no channel.
-            let ch = if scope == ALL_WORKERS || scope.starts_with(prefix::WORKER) {
-                None
-            } else {
-                channel
-            };
             for (span, first, last) in plan(start, end) {
-                for b in log.stat_buckets(workspace, scope, span, first, last, ch)? {
-                    total.merge(&Agg::from_json(&b.body));
+                // Every channel is read; with a channel asked for, only its buckets count,
+                // and the channel-less ones (workers' activity durations) always do.
+                for b in log.stat_buckets(workspace, scope, span, first, last, None)? {
+                    if channel.is_none() || b.channel.is_none() || b.channel == channel {
+                        total.merge(&Agg::from_json(&b.body));
+                    }
                 }
             }
         }
@@ -290,6 +288,33 @@ pub fn worker_fields(a: &Agg, w: &Window, activities: &[(Sid, String)]) -> Map<S
     m
 }
 
+/// Each worker's current activity and since when: `workers` (all when `None`).
+pub fn current_activities(ws: &Workspace, workers: Option<&[Sid]>) -> Vec<(Sid, Millis)> {
+    let of = |w: &taskyard_engine::Worker| (w.activity_sid, w.date_status_changed);
+    match workers {
+        None => ws.workers().values().map(of).collect(),
+        Some(set) => set
+            .iter()
+            .filter_map(|s| ws.workers().get(s))
+            .map(of)
+            .collect(),
+    }
+}
+
+/// Adds the activity periods still going on (the buckets only hold periods that ended),
+/// each clipped to the window.
+pub fn add_ongoing(a: &mut Agg, current: &[(Sid, Millis)], w: &Window) {
+    for &(activity, since) in current {
+        let overlap = w.end_ms.min(now_ms()) - since.max(w.start_ms);
+        if overlap > 0 {
+            a.activities
+                .entry(activity.to_string())
+                .or_default()
+                .merge(&taskyard_stats::Durations::of(overlap));
+        }
+    }
+}
+
 /// The workspace's activities, in creation order.
 pub fn activities(ws: &Workspace) -> Vec<(Sid, String)> {
     ws.activities()
@@ -407,9 +432,12 @@ pub async fn workflow(
 pub async fn workers(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError> {
     let h = ctx.workspace(&ws)?;
     let w = Window::parse(&ctx, &h).await?;
-    let acts = ctx.read(&h, activities).await?;
+    let (acts, current) = ctx
+        .read(&h, |ws| (activities(ws), current_activities(ws, None)))
+        .await?;
     let scopes = vec![WORKSPACE.to_string(), ALL_WORKERS.to_string()];
-    let a = sum(ctx.app.hub.events(), h.sid, scopes, &w).await?;
+    let mut a = sum(ctx.app.hub.events(), h.sid, scopes, &w).await?;
+    add_ongoing(&mut a, &current, &w);
     let url = format!(
         "{}/Workers/CumulativeStatistics",
         ctx.app.urls.workspace(h.sid)
@@ -426,14 +454,17 @@ pub async fn worker(
 ) -> Result<Response, ApiError> {
     let h = ctx.workspace(&ws)?;
     let k = ctx.path_sid(&worker, prefix::WORKER)?;
-    let acts = ctx
+    let (acts, current) = ctx
         .read(&h, move |w| {
-            w.workers().contains_key(&k).then(|| activities(w))
+            w.workers()
+                .contains_key(&k)
+                .then(|| (activities(w), current_activities(w, Some(&[k]))))
         })
         .await?
         .ok_or_else(|| ctx.not_found())?;
     let w = Window::parse(&ctx, &h).await?;
-    let a = sum(ctx.app.hub.events(), h.sid, vec![k.to_string()], &w).await?;
+    let mut a = sum(ctx.app.hub.events(), h.sid, vec![k.to_string()], &w).await?;
+    add_ongoing(&mut a, &current, &w);
     let url = format!("{}/Workers/{k}/Statistics", ctx.app.urls.workspace(h.sid));
     let mut fields = Map::new();
     fields.insert(
