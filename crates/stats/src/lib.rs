@@ -137,9 +137,70 @@ pub struct Agg {
     /// Seconds waited until cancellation, rounded up → how many.
     #[serde(rename = "hc", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub canceled_after: BTreeMap<u32, u64>,
-    /// Activity SID → time spent in it (intervals that ended in the bucket).
+    /// Activity SID → time spent in it: periods that ended in the bucket and began in it.
     #[serde(rename = "act", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub activities: BTreeMap<String, Durations>,
+    /// Activity SID → start minute → periods that ended in the bucket but began before it.
+    /// A window that starts after them counts only their part inside it (see
+    /// [`Agg::activity_durations`]).
+    #[serde(rename = "crs", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub crossing: BTreeMap<String, BTreeMap<Millis, Crossing>>,
+}
+
+/// Periods that began in one minute and ended in a later bucket: enough to clip them to any
+/// window starting on a whole minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crossing {
+    #[serde(rename = "n")]
+    pub count: u64,
+    #[serde(rename = "s")]
+    pub sum_start: i64,
+    #[serde(rename = "e")]
+    pub sum_end: i64,
+    #[serde(rename = "lo")]
+    pub min_len: i64,
+    #[serde(rename = "hi")]
+    pub max_len: i64,
+    #[serde(rename = "elo")]
+    pub min_end: i64,
+    #[serde(rename = "ehi")]
+    pub max_end: i64,
+    #[serde(rename = "slo")]
+    pub min_start: i64,
+    #[serde(rename = "shi")]
+    pub max_start: i64,
+}
+
+impl Crossing {
+    fn of(start: Millis, end: Millis) -> Crossing {
+        Crossing {
+            count: 1,
+            sum_start: start,
+            sum_end: end,
+            min_len: end - start,
+            max_len: end - start,
+            min_end: end,
+            max_end: end,
+            min_start: start,
+            max_start: start,
+        }
+    }
+
+    fn merge(&mut self, o: &Crossing) {
+        if self.count == 0 {
+            *self = *o;
+            return;
+        }
+        self.count += o.count;
+        self.sum_start += o.sum_start;
+        self.sum_end += o.sum_end;
+        self.min_len = self.min_len.min(o.min_len);
+        self.max_len = self.max_len.max(o.max_len);
+        self.min_end = self.min_end.min(o.min_end);
+        self.max_end = self.max_end.max(o.max_end);
+        self.min_start = self.min_start.min(o.min_start);
+        self.max_start = self.max_start.max(o.max_start);
+    }
 }
 
 impl Agg {
@@ -170,6 +231,69 @@ impl Agg {
         for (k, v) in &o.activities {
             self.activities.entry(k.clone()).or_default().merge(v);
         }
+        for (k, starts) in &o.crossing {
+            let mine = self.crossing.entry(k.clone()).or_default();
+            for (minute, c) in starts {
+                mine.entry(*minute).or_default().merge(c);
+            }
+        }
+    }
+
+    /// Time per activity inside the window `[start, end)` (whole minutes) of periods that
+    /// ended **after** it (`self` holds buckets later than the window): those that began
+    /// before `end` count from `max(begin, start)` to `end`.
+    pub fn activity_until(&self, start: Millis, end: Millis) -> BTreeMap<String, Durations> {
+        let mut out: BTreeMap<String, Durations> = BTreeMap::new();
+        for (activity, starts) in &self.crossing {
+            for (&minute, c) in starts.range(..end) {
+                let part = if minute >= start {
+                    Durations {
+                        count: c.count,
+                        total_ms: c.count as i64 * end - c.sum_start,
+                        min_ms: end - c.max_start,
+                        max_ms: end - c.min_start,
+                    }
+                } else {
+                    let len = end - start;
+                    Durations {
+                        count: c.count,
+                        total_ms: c.count as i64 * len,
+                        min_ms: len,
+                        max_ms: len,
+                    }
+                };
+                out.entry(activity.clone()).or_default().merge(&part);
+            }
+        }
+        out
+    }
+
+    /// Time per activity inside a window starting at `window_start` (a whole minute):
+    /// periods that began before it count from it on.
+    pub fn activity_durations(&self, window_start: Millis) -> BTreeMap<String, Durations> {
+        let mut out = self.activities.clone();
+        for (activity, starts) in &self.crossing {
+            let d = out.entry(activity.clone()).or_default();
+            for (&minute, c) in starts {
+                let part = if minute >= window_start {
+                    Durations {
+                        count: c.count,
+                        total_ms: c.sum_end - c.sum_start,
+                        min_ms: c.min_len,
+                        max_ms: c.max_len,
+                    }
+                } else {
+                    Durations {
+                        count: c.count,
+                        total_ms: c.sum_end - c.count as i64 * window_start,
+                        min_ms: c.min_end - window_start,
+                        max_ms: c.max_end - window_start,
+                    }
+                };
+                d.merge(&part);
+            }
+        }
+        out
     }
 
     /// `(below, above)` counts of `histogram` around `threshold` seconds: a wait of at most
@@ -223,24 +347,48 @@ pub struct Key {
     pub channel: Option<Sid>,
 }
 
-/// What one event adds, and where: `(scope, channel, contribution)`.
+/// A worker's activity period that just ended: `(activity, start, end)`.
+pub type Period = (Sid, Millis, Millis);
+
+/// The activity period a `worker.activity.update` ended, and the scopes it counts for.
+pub fn period(e: &Event) -> Option<(Period, [Scope; 2])> {
+    if e.event_type != EventType::WorkerActivityUpdate {
+        return None;
+    }
+    let (Some(w), Some(prev), Some(Field::Int(ms))) = (
+        &e.worker,
+        e.sid_of("worker_previous_activity_sid"),
+        e.get("worker_time_in_previous_activity_ms"),
+    ) else {
+        return None;
+    };
+    Some((
+        (prev, e.at - ms.max(0), e.at),
+        [Scope::Of(w.sid), Scope::AllWorkers],
+    ))
+}
+
+/// What a period that ended in a bucket starting at `bucket_start` adds to it.
+pub fn period_agg((activity, start, end): Period, bucket_start: Millis) -> Agg {
+    let mut a = Agg::default();
+    if start >= bucket_start {
+        a.activities
+            .insert(activity.to_string(), Durations::of(end - start));
+    } else {
+        let minute = start - start.rem_euclid(MINUTE_MS);
+        a.crossing
+            .entry(activity.to_string())
+            .or_default()
+            .insert(minute, Crossing::of(start, end));
+    }
+    a
+}
+
+/// What one event adds to tasks' and reservations' figures, and where: `(scope, channel,
+/// contribution)`. (Activity periods: [`period`].)
 pub fn contributions(e: &Event) -> Vec<(Scope, Option<Sid>, Agg)> {
     use EventType as E;
     let mut out = Vec::new();
-    if e.event_type == E::WorkerActivityUpdate {
-        let (Some(w), Some(prev), Some(Field::Int(ms))) = (
-            &e.worker,
-            e.sid_of("worker_previous_activity_sid"),
-            e.get("worker_time_in_previous_activity_ms"),
-        ) else {
-            return out;
-        };
-        let mut a = Agg::default();
-        a.activities.insert(prev.to_string(), Durations::of(ms));
-        out.push((Scope::Of(w.sid), None, a.clone()));
-        out.push((Scope::AllWorkers, None, a));
-        return out;
-    }
     let Some(t) = &e.task else { return out };
     let waited = e.at - t.date_created;
     let mut a = Agg::default();
@@ -347,6 +495,24 @@ impl Rollup {
     ) -> Vec<(Key, String)> {
         let mut touched: Vec<Key> = Vec::new();
         for e in events {
+            if let Some((p, scopes)) = period(e) {
+                for scope in scopes {
+                    for span in SPANS {
+                        let key = Key {
+                            scope,
+                            span_ms: span,
+                            start_ms: e.at - e.at.rem_euclid(span),
+                            channel: None,
+                        };
+                        let a = period_agg(p, key.start_ms);
+                        self.buckets
+                            .entry((workspace, key))
+                            .or_insert_with(|| load(&key).unwrap_or_default())
+                            .merge(&a);
+                        touched.push(key);
+                    }
+                }
+            }
             for (scope, channel, a) in contributions(e) {
                 for span in SPANS {
                     let key = Key {

@@ -216,11 +216,31 @@ fn script(forgetful: bool) -> BTreeMap<Key, String> {
     // Alice: her reservations, and 200 s Available (the interval ended at 3:20).
     let a = d.sum(&alice.to_string(), 0, 3600, None);
     assert_eq!(
-        a.activities[&available.to_string()].seconds(),
+        a.activity_durations(T0)[&available.to_string()].seconds(),
         (200, 200, 200, 200)
     );
     let everyone = d.sum(ALL_WORKERS, 0, 3600, None);
-    assert_eq!(everyone.activities, a.activities);
+    assert_eq!(everyone.activity_durations(T0), a.activity_durations(T0));
+    // A window starting at 2:00 counts only the last 80 s of her 200 s Available (the
+    // period began before the window and ended at 3:20).
+    let late = d.sum(&alice.to_string(), 120, 3600, None);
+    assert_eq!(
+        late.activity_durations(T0 + 120 * SEC)[&available.to_string()].seconds(),
+        (80, 80, 80, 80)
+    );
+    // A past window, 1:00–2:59 (two whole minutes), inside the period: the period ended
+    // later, so it is found in the buckets after the window and clipped to it: 120 s.
+    let after_window = d.sum(&alice.to_string(), 180, 3600, None);
+    let inside = after_window.activity_until(T0 + 60 * SEC, T0 + 180 * SEC);
+    assert_eq!(inside[&available.to_string()].seconds(), (120, 120, 120, 120));
+    // And one from 4:00 on (after it ended) counts none of it.
+    let after = d.sum(&alice.to_string(), 240, 3600, None);
+    assert!(
+        after
+            .activity_durations(T0 + 240 * SEC)
+            .get(&available.to_string())
+            .is_none_or(|d| d.count == 0)
+    );
     // Her reservations are hers too.
     assert_eq!(
         (

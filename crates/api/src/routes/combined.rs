@@ -15,8 +15,8 @@ use taskyard_engine::{Sid, StatsScope, Workspace, sid::prefix};
 use taskyard_stats::{ALL_WORKERS, WORKSPACE};
 
 use super::cumulative::{
-    Tasks, Window, activities, add_ongoing, cumulative_fields, current_activities, sum,
-    worker_fields,
+    Tasks, Window, activities, add_ongoing, cumulative_fields, current_activities, periods_after,
+    sum, worker_fields,
 };
 use super::statistics::{realtime_embedded, realtime_embedded_queues};
 use super::{Ctx, json as respond};
@@ -264,12 +264,13 @@ pub async fn workers(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiEr
         None => vec![WORKSPACE.to_string(), ALL_WORKERS.to_string()],
         Some(set) => set.iter().map(Sid::to_string).collect(),
     };
+    let later = periods_after(ctx.app.hub.events(), h.sid, scopes.clone(), &w).await?;
     let mut a = sum(ctx.app.hub.events(), h.sid, scopes, &w).await?;
     add_ongoing(&mut a, &current, &w);
     let url = format!("{}/Workers/Statistics", ctx.app.urls.workspace(h.sid));
     let doc = combined(
         ids(h.account_sid, h.sid, &[], Some(url)),
-        worker_fields(&a, &w, &acts),
+        worker_fields(&a, &later, &w, &acts),
         realtime,
     );
     Ok(respond(StatusCode::OK, doc.to_string()))

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use taskyard_engine::{Millis, Sid, Workspace, sid::prefix};
 use taskyard_hub::{EventLog, WorkspaceHandle, now_ms};
+
 use taskyard_stats::{ALL_WORKERS, Agg, WORKSPACE, plan};
 
 use super::Ctx;
@@ -271,21 +273,61 @@ fn split(a: &Agg, thresholds: &[u32]) -> Value {
 
 /// The cumulative fields of worker statistics: reservations and activity durations (every
 /// activity of the workspace, in creation order, zero when unused).
-pub fn worker_fields(a: &Agg, w: &Window, activities: &[(Sid, String)]) -> Map<String, Value> {
+pub fn worker_fields(
+    a: &Agg,
+    later: &BTreeMap<String, taskyard_stats::Durations>,
+    w: &Window,
+    activities: &[(Sid, String)],
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("start_time".into(), iso(w.start_ms).into());
     m.insert("end_time".into(), iso(w.end_ms).into());
     reservations(&mut m, a);
+    // Periods that began before the window count from its first whole minute on.
+    let mut spent =
+        a.activity_durations(w.start_ms - w.start_ms.rem_euclid(taskyard_stats::MINUTE_MS));
+    for (activity, d) in later {
+        spent.entry(activity.clone()).or_default().merge(d);
+    }
     let durations: Vec<Value> = activities
         .iter()
         .map(|(sid, name)| {
-            let d = a.activities.get(&sid.to_string()).copied().unwrap_or_default();
+            let d = spent.get(&sid.to_string()).copied().unwrap_or_default();
             let s = seconds(&d);
             json!({"sid": sid, "friendly_name": name, "avg": s.avg, "min": s.min, "max": s.max, "total": s.total})
         })
         .collect();
     m.insert("activity_durations".into(), durations.into());
     m
+}
+
+/// Activity periods that overlap the window but ended after it (a window that ends in the
+/// past): read from the buckets between the window's end and now, and clipped to the window.
+pub async fn periods_after(
+    log: Arc<dyn EventLog>,
+    workspace: Sid,
+    scopes: Vec<String>,
+    w: &Window,
+) -> Result<BTreeMap<String, taskyard_stats::Durations>, ApiError> {
+    use taskyard_stats::MINUTE_MS;
+    let start = w.start_ms - w.start_ms.rem_euclid(MINUTE_MS);
+    let end = w.end_ms - w.end_ms.rem_euclid(MINUTE_MS) + MINUTE_MS;
+    let now = now_ms();
+    if end > now {
+        return Ok(BTreeMap::new());
+    }
+    let only_workers: Vec<String> = scopes
+        .into_iter()
+        .filter(|s| s == ALL_WORKERS || s.starts_with(prefix::WORKER))
+        .collect();
+    let later = Window {
+        start_ms: end,
+        end_ms: now,
+        channel: None,
+        split: Vec::new(),
+    };
+    let a = sum(log, workspace, only_workers, &later).await?;
+    Ok(a.activity_until(start, end))
 }
 
 /// Each worker's current activity and since when: `workers` (all when `None`).
@@ -436,13 +478,15 @@ pub async fn workers(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiEr
         .read(&h, |ws| (activities(ws), current_activities(ws, None)))
         .await?;
     let scopes = vec![WORKSPACE.to_string(), ALL_WORKERS.to_string()];
+    let later = periods_after(ctx.app.hub.events(), h.sid, scopes.clone(), &w).await?;
     let mut a = sum(ctx.app.hub.events(), h.sid, scopes, &w).await?;
     add_ongoing(&mut a, &current, &w);
     let url = format!(
         "{}/Workers/CumulativeStatistics",
         ctx.app.urls.workspace(h.sid)
     );
-    let doc = document(h.account_sid, h.sid, &[], url, worker_fields(&a, &w, &acts));
+    let fields = worker_fields(&a, &later, &w, &acts);
+    let doc = document(h.account_sid, h.sid, &[], url, fields);
     Ok(respond(StatusCode::OK, doc.to_string()))
 }
 
@@ -463,13 +507,14 @@ pub async fn worker(
         .await?
         .ok_or_else(|| ctx.not_found())?;
     let w = Window::parse(&ctx, &h).await?;
+    let later = periods_after(ctx.app.hub.events(), h.sid, vec![k.to_string()], &w).await?;
     let mut a = sum(ctx.app.hub.events(), h.sid, vec![k.to_string()], &w).await?;
     add_ongoing(&mut a, &current, &w);
     let url = format!("{}/Workers/{k}/Statistics", ctx.app.urls.workspace(h.sid));
     let mut fields = Map::new();
     fields.insert(
         "cumulative".into(),
-        Value::Object(worker_fields(&a, &w, &acts)),
+        Value::Object(worker_fields(&a, &later, &w, &acts)),
     );
     let doc = document(h.account_sid, h.sid, &[("worker_sid", k)], url, fields);
     Ok(respond(StatusCode::OK, doc.to_string()))
