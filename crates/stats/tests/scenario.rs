@@ -232,7 +232,10 @@ fn script(forgetful: bool) -> BTreeMap<Key, String> {
     // later, so it is found in the buckets after the window and clipped to it: 120 s.
     let after_window = d.sum(&alice.to_string(), 180, 3600, None);
     let inside = after_window.activity_until(T0 + 60 * SEC, T0 + 180 * SEC);
-    assert_eq!(inside[&available.to_string()].seconds(), (120, 120, 120, 120));
+    assert_eq!(
+        inside[&available.to_string()].seconds(),
+        (120, 120, 120, 120)
+    );
     // And one from 4:00 on (after it ended) counts none of it.
     let after = d.sum(&alice.to_string(), 240, 3600, None);
     assert!(
