@@ -218,7 +218,7 @@ fn the_stored_json_carries_the_data_as_strings() {
     let e = &available.events[1];
     let v: serde_json::Value = serde_json::from_str(&e.to_json()).expect("json");
     assert_eq!(v["event_type"], "reservation.created");
-    assert_eq!(v["resource_type"], "reservation");
+    assert_eq!(e.event_type.resource_type(), "reservation");
     assert_eq!(v["sid"], e.sid.to_string());
     assert_eq!(v["event_data"]["worker_name"], "Alice");
     assert_eq!(v["event_data"]["workspace_name"], "Events");

@@ -338,7 +338,12 @@ pub fn event_params(json: &str) -> Vec<(String, String)> {
     let mut p = vec![
         ("EventType".to_string(), text("event_type")),
         ("EventDescription".to_string(), text("description")),
-        ("ResourceType".to_string(), text("resource_type")),
+        (
+            "ResourceType".to_string(),
+            taskyard_engine::EventType::parse(&text("event_type"))
+                .map_or("workspace", taskyard_engine::EventType::resource_type)
+                .to_string(),
+        ),
         ("ResourceSid".to_string(), text("resource_sid")),
         ("Sid".to_string(), text("sid")),
         ("Timestamp".to_string(), ms.div_euclid(1000).to_string()),
@@ -491,7 +496,7 @@ mod tests {
     #[test]
     fn event_params_are_the_documented_names() {
         let json = r#"{"sid":"EV1","event_type":"task.created","event_date_ms":1700000000123,
-            "resource_type":"task","resource_sid":"WT1","description":"Task WT1 created",
+            "resource_sid":"WT1","description":"Task WT1 created",
             "event_data":{"task_sid":"WT1","task_queue_sid":"WQ1","workspace_name":"W"}}"#;
         let p = event_params(json);
         let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -501,5 +506,7 @@ mod tests {
         assert_eq!(get("TaskQueueSid"), Some("WQ1"));
         assert_eq!(get("WorkspaceName"), Some("W"));
         assert_eq!(get("Sid"), Some("EV1"));
+        // Not stored; follows from the event type.
+        assert_eq!(get("ResourceType"), Some("task"));
     }
 }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as Sse, KeepAlive};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use taskyard_engine::{Millis, Sid, sid::prefix};
+use taskyard_engine::{EventType, Millis, Sid, sid::prefix};
 use taskyard_hub::{EventLog, EventQuery, LiveEvent, StoredEvent, now_ms};
 use tokio::sync::broadcast;
 
@@ -243,7 +243,8 @@ fn sse(urls: &Urls, ws: Sid, e: &StoredEvent) -> Sse {
         .data(serde_json::to_string(&render(urls, ws, e)).unwrap_or_default())
 }
 
-/// The Event resource: the stored document plus its URLs and ISO date.
+/// The Event resource: the stored document plus what follows from it (URLs, ISO date,
+/// account, workspace, resource type, actor).
 pub fn render(urls: &Urls, ws: Sid, e: &StoredEvent) -> Value {
     let mut v: Value = serde_json::from_str(&e.json).unwrap_or(Value::Null);
     let Some(obj) = v.as_object_mut() else {
@@ -255,7 +256,23 @@ pub fn render(urls: &Urls, ws: Sid, e: &StoredEvent) -> Value {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let resource_url = match obj.get("resource_type").and_then(Value::as_str) {
+    // What the store leaves out because it follows from the rest.
+    let resource_type = obj
+        .get("event_type")
+        .and_then(Value::as_str)
+        .and_then(EventType::parse)
+        .map_or("workspace", EventType::resource_type);
+    let account = obj
+        .get("event_data")
+        .and_then(|d| d.get("account_sid"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    obj.insert("account_sid".into(), account);
+    obj.insert("workspace_sid".into(), Value::String(ws.to_string()));
+    obj.insert("resource_type".into(), Value::String(resource_type.into()));
+    obj.insert("actor_type".into(), Value::String("workspace".into()));
+    obj.insert("actor_sid".into(), Value::String(ws.to_string()));
+    let resource_url = match Some(resource_type) {
         Some("task") => format!("{base}/Tasks/{resource}"),
         Some("reservation") => {
             let task = obj
