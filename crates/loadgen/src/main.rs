@@ -39,20 +39,22 @@
 //! Against a server started by hand: `source taskyard-data/development-account.env` and
 //! `cargo run --release -p taskyard-loadgen -- --url http://127.0.0.1:8700 tasks …`.
 
+mod measure;
+mod server;
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
 
-const SPAWN_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
-const SPAWN_AUTH_TOKEN: &str = "taskyard-load-token";
+use measure::{Receiver, closed_loop, create_task, report, set_up, start_receiver, summarise};
+use server::{
+    Api, SPAWN_ACCOUNT_SID, SPAWN_AUTH_TOKEN, ServerCmd, client, free_listen_addr, wait_healthy,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -137,365 +139,21 @@ enum Load {
     },
 }
 
-/// A server started with --spawn: killed (and reaped) when dropped.
-struct Spawned {
-    child: Child,
-    _data_dir: tempfile::TempDir,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// How to reach the server.
-#[derive(Clone)]
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    sid: String,
-    token: String,
-}
-
-impl Api {
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Value> {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .basic_auth(&self.sid, Some(&self.token))
-            .form(form)
-            .send()
-            .await?;
-        let status = resp.status();
-        let body = resp.bytes().await?;
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {}", String::from_utf8_lossy(&body));
-        }
-        Ok(serde_json::from_slice(&body)?)
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .basic_auth(&self.sid, Some(&self.token))
-            .send()
-            .await?;
-        let status = resp.status();
-        let body = resp.bytes().await?;
-        if !status.is_success() {
-            bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
-        }
-        Ok(serde_json::from_slice(&body)?)
-    }
-}
-
-fn sid_of(v: &Value) -> anyhow::Result<String> {
-    v.get("sid")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .with_context(|| format!("no sid in {v}"))
-}
-
-fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .pool_max_idle_per_host(usize::MAX)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .build()?)
-}
-
-fn spawn_server(cli: &Cli, bin: &PathBuf) -> anyhow::Result<(Spawned, String)> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let listen = format!("127.0.0.1:{port}");
-    let data_dir = tempfile::tempdir()?;
-    let mut cmd = match cli.server_core {
-        Some(core) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(core.to_string()).arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    };
-    cmd.arg("serve")
-        .env("TASKYARD_LISTEN", &listen)
-        .env("TASKYARD_DATA_DIR", data_dir.path())
-        .env("TASKYARD_ACCOUNT_SID", SPAWN_ACCOUNT_SID)
-        .env("TASKYARD_AUTH_TOKEN", SPAWN_AUTH_TOKEN)
-        .env("TASKYARD_DURABILITY", &cli.durability)
-        .env("TASKYARD_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    Ok((
-        Spawned {
-            child,
-            _data_dir: data_dir,
-        },
-        format!("http://{listen}"),
-    ))
-}
-
-async fn wait_healthy(
-    client: &reqwest::Client,
-    base: &str,
-    server: Option<&mut Spawned>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut server = server;
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if let Some(s) = server.as_deref_mut()
-            && let Some(status) = s.child.try_wait()?
-        {
-            bail!("the server exited before it was ready: {status}");
-        }
-        if Instant::now() > deadline {
-            bail!("{base}/healthz did not answer 200 within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Latency samples (microseconds), sorted, summarised.
-struct Summary {
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
-fn summarise(mut us: Vec<u64>) -> Summary {
-    us.sort_unstable();
-    let pick = |q: f64| -> f64 {
-        if us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((us.len() as f64 * q).ceil() as usize).clamp(1, us.len()) - 1;
-        us[i] as f64 / 1000.0
-    };
-    Summary {
-        p50_ms: pick(0.50),
-        p99_ms: pick(0.99),
-        max_ms: pick(1.0),
-    }
-}
-
-/// The local assignment-callback receiver: counts callbacks and, when asked, records the
-/// arrival instant of each TaskSid.
-#[derive(Clone, Default)]
-struct Receiver {
-    count: Arc<AtomicU64>,
-    arrivals: Option<Arc<Mutex<HashMap<String, Instant>>>>,
-}
-
-async fn start_receiver(rx: Receiver) -> anyhow::Result<String> {
-    let app = axum::Router::new()
-        .route("/assign", axum::routing::post(assign))
-        .with_state(rx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr: SocketAddr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("callback receiver: {e}");
-        }
-    });
-    Ok(format!("http://{addr}/assign"))
-}
-
-async fn assign(
-    axum::extract::State(rx): axum::extract::State<Receiver>,
-    body: String,
-) -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    let now = Instant::now();
-    rx.count.fetch_add(1, Ordering::Relaxed);
-    if let Some(arrivals) = &rx.arrivals
-        && let Some(sid) = body.split('&').find_map(|kv| kv.strip_prefix("TaskSid="))
-        && let Ok(mut map) = arrivals.lock()
-    {
-        // A SID is letters and digits: no form decoding needed.
-        map.entry(sid.to_owned()).or_insert(now);
-    }
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        "{}",
-    )
-}
-
-/// The workspace under test: its path prefix and workflow.
-struct Setup {
-    ws_path: String,
-    workflow: String,
-}
-
-async fn set_up(
-    api: &Api,
-    callback_url: Option<&str>,
-    workers: usize,
-    capacity: u32,
-) -> anyhow::Result<Setup> {
-    let ws = api
-        .post("/v1/Workspaces", &[("FriendlyName", "taskyard-load")])
-        .await?;
-    let ws_path = format!("/v1/Workspaces/{}", sid_of(&ws)?);
-    let queue = api
-        .post(
-            &format!("{ws_path}/TaskQueues"),
-            &[("FriendlyName", "everyone"), ("TargetWorkers", "1==1")],
-        )
-        .await?;
-    let config =
-        json!({"task_routing": {"filters": [], "default_filter": {"queue": sid_of(&queue)?}}})
-            .to_string();
-    let mut form = vec![("FriendlyName", "all"), ("Configuration", config.as_str())];
-    if let Some(url) = callback_url {
-        form.push(("AssignmentCallbackUrl", url));
-    }
-    let workflow = sid_of(&api.post(&format!("{ws_path}/Workflows"), &form).await?)?;
-
-    if workers > 0 {
-        let activities = api.get(&format!("{ws_path}/Activities")).await?;
-        let available = activities
-            .get("activities")
-            .and_then(Value::as_array)
-            .and_then(|a| {
-                a.iter()
-                    .find(|x| x.get("available").and_then(Value::as_bool) == Some(true))
-            })
-            .context("no available activity in the new workspace")?;
-        let available = sid_of(available)?;
-        let next = Arc::new(AtomicU64::new(0));
-        let mut handles = Vec::new();
-        for _ in 0..32.min(workers) {
-            let (api, next, ws_path, available) = (
-                api.clone(),
-                next.clone(),
-                ws_path.clone(),
-                available.clone(),
-            );
-            handles.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    if i >= workers {
-                        return anyhow::Ok(());
-                    }
-                    let name = format!("worker-{i}");
-                    let w = api
-                        .post(
-                            &format!("{ws_path}/Workers"),
-                            &[("FriendlyName", &name), ("ActivitySid", &available)],
-                        )
-                        .await?;
-                    if capacity != 1 {
-                        let cap = capacity.to_string();
-                        api.post(
-                            &format!("{ws_path}/Workers/{}/Channels/default", sid_of(&w)?),
-                            &[("Capacity", &cap)],
-                        )
-                        .await?;
-                    }
-                }
-            }));
-        }
-        for h in handles {
-            h.await??;
-        }
-    }
-    Ok(Setup { ws_path, workflow })
-}
-
-/// Runs `connections` closed loops of `one` for `duration`; returns (ok latencies in µs,
-/// errors, elapsed seconds).
-async fn closed_loop<F, Fut>(
-    duration: f64,
-    connections: usize,
-    one: F,
-) -> anyhow::Result<(Vec<u64>, u64, f64)>
-where
-    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(duration);
-    let counter = Arc::new(AtomicU64::new(0));
-    let mut handles = Vec::new();
-    for _ in 0..connections.max(1) {
-        let (one, counter) = (one.clone(), counter.clone());
-        handles.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            while Instant::now() < end {
-                let i = counter.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                match one(i).await {
-                    Ok(()) => lat.push(t.elapsed().as_micros() as u64),
-                    Err(e) => {
-                        if errors == 0 {
-                            eprintln!("error: {e:#}");
-                        }
-                        errors += 1;
-                    }
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        let (lat, e) = h.await?;
-        all.extend(lat);
-        errors += e;
-    }
-    Ok((all, errors, start.elapsed().as_secs_f64()))
-}
-
-fn report(json_out: bool, summary: Value) -> anyhow::Result<()> {
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if let Some(map) = summary.as_object() {
-        for (k, v) in map {
-            match v.as_f64() {
-                Some(f) if v.is_f64() => println!("{k}: {f:.2}"),
-                _ => println!("{k}: {v}"),
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn create_task(
-    api: &Api,
-    tasks_path: &str,
-    workflow: &str,
-    i: u64,
-) -> anyhow::Result<String> {
-    let attrs = format!("{{\"n\":{i}}}");
-    let v = api
-        .post(
-            tasks_path,
-            &[("Attributes", attrs.as_str()), ("WorkflowSid", workflow)],
-        )
-        .await?;
-    sid_of(&v)
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = client()?;
     let mut spawned = None;
+    let data_dir = tempfile::tempdir()?;
     let (base, sid, token) = match &cli.spawn {
         Some(bin) => {
-            let (s, base) = spawn_server(&cli, bin)?;
-            spawned = Some(s);
+            let cmd = ServerCmd {
+                bin: bin.clone(),
+                core: cli.server_core,
+                durability: cli.durability.clone(),
+            };
+            let listen = free_listen_addr()?;
+            spawned = Some(cmd.start(&listen, data_dir.path())?);
             (
-                base,
+                format!("http://{listen}"),
                 SPAWN_ACCOUNT_SID.to_owned(),
                 SPAWN_AUTH_TOKEN.to_owned(),
             )
@@ -506,7 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli.auth_token.clone().unwrap_or_default(),
         ),
     };
-    wait_healthy(&client, &base, spawned.as_mut()).await?;
+    wait_healthy(&client, &base, spawned.as_mut(), Duration::from_secs(30)).await?;
     let api = Api {
         client,
         base,

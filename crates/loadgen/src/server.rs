@@ -1,0 +1,158 @@
+//! Reaching the server under test: starting one (`--spawn`), waiting for it, and the small
+//! authenticated JSON client every measurement uses.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+pub const SPAWN_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+pub const SPAWN_AUTH_TOKEN: &str = "taskyard-load-token";
+
+/// How to start a server: the binary, an optional core to pin it to, and its durability.
+#[derive(Clone, Debug)]
+pub struct ServerCmd {
+    pub bin: PathBuf,
+    pub core: Option<usize>,
+    pub durability: String,
+}
+
+/// A server started by the harness: killed (SIGKILL) and reaped when dropped.
+pub struct Spawned {
+    pub child: Child,
+}
+
+impl Spawned {
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl ServerCmd {
+    /// Starts `taskyard serve` on `listen` (`127.0.0.1:port`) with `data_dir`, with the
+    /// harness's account.
+    pub fn start(&self, listen: &str, data_dir: &Path) -> anyhow::Result<Spawned> {
+        let mut cmd = match self.core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(core.to_string()).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        cmd.arg("serve")
+            .env("TASKYARD_LISTEN", listen)
+            .env("TASKYARD_DATA_DIR", data_dir)
+            .env("TASKYARD_ACCOUNT_SID", SPAWN_ACCOUNT_SID)
+            .env("TASKYARD_AUTH_TOKEN", SPAWN_AUTH_TOKEN)
+            .env("TASKYARD_DURABILITY", &self.durability)
+            .env("TASKYARD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        Ok(Spawned { child })
+    }
+}
+
+/// A free `127.0.0.1:port` to listen on.
+pub fn free_listen_addr() -> anyhow::Result<String> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    Ok(format!("127.0.0.1:{port}"))
+}
+
+/// How to reach the server.
+#[derive(Clone)]
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub sid: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .basic_auth(&self.sid, Some(&self.token))
+            .form(form)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status}: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .basic_auth(&self.sid, Some(&self.token))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(serde_json::from_slice(&body)?)
+    }
+}
+
+pub fn sid_of(v: &Value) -> anyhow::Result<String> {
+    v.get("sid")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("no sid in {v}"))
+}
+
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Polls `GET /healthz` until it answers 200 (or `within` passes, or `server` exits).
+pub async fn wait_healthy(
+    client: &reqwest::Client,
+    base: &str,
+    server: Option<&mut Spawned>,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    let mut server = server;
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if let Some(s) = server.as_deref_mut()
+            && let Some(status) = s.child.try_wait()?
+        {
+            bail!("the server exited before it was ready: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("{base}/healthz did not answer 200 within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
