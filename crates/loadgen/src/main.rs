@@ -26,6 +26,11 @@
 //!   sent and the instant its assignment callback arrived are recorded; it prints p50/p99/max of
 //!   (callback arrival − POST sent) in milliseconds and how many callbacks were still missing
 //!   after `--drain` seconds.
+//! * `scale`: issue 7's targets 3 and 4 — one workspace with `--workers` (100,000) Offline
+//!   workers, `--queues` (10,000) queues and `--tasks` (1,000,000) waiting tasks set up over
+//!   HTTP; the server's VmRSS/VmHWM; reserve latency (worker made available → its assignment
+//!   callback, `--probes` times); restart time after SIGKILL and SIGTERM (healthz 200, routing
+//!   resumed). Needs `--spawn`; details in `scale.rs`.
 //!
 //! Commands (from the workspace root, after `cargo build --release --bin taskyard`):
 //!
@@ -34,12 +39,14 @@
 //! cargo run --release -p taskyard-loadgen -- --spawn target/release/taskyard --server-core 0 tasks --duration 10 --connections 64
 //! cargo run --release -p taskyard-loadgen -- --spawn target/release/taskyard --server-core 0 tasks --duration 10 --connections 64 --callback --workers 1000 --capacity 1000
 //! cargo run --release -p taskyard-loadgen -- --spawn target/release/taskyard --server-core 0 latency --rate 1000 --duration 10
+//! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 scale
 //! ```
 //!
 //! Against a server started by hand: `source taskyard-data/development-account.env` and
 //! `cargo run --release -p taskyard-loadgen -- --url http://127.0.0.1:8700 tasks …`.
 
 mod measure;
+mod scale;
 mod server;
 
 use std::collections::HashMap;
@@ -48,6 +55,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -137,9 +145,22 @@ enum Load {
         #[arg(long, default_value_t = 5.0)]
         drain: f64,
     },
+    /// One workspace at scale (issue 7, targets 3 and 4): memory, reserve latency, restart.
+    /// Needs --spawn; see `scale.rs`.
+    Scale(scale::ScaleArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Load::Scale(args) = cli.command {
+        // Scale starts (and restarts) the server itself, on its own data directory.
+        let bin = cli.spawn.context("scale needs --spawn")?;
+        let cmd = ServerCmd {
+            bin,
+            core: cli.server_core,
+            durability: cli.durability,
+        };
+        return report(cli.json, scale::run(cmd, args).await?);
+    }
     let client = client()?;
     let mut spawned = None;
     let data_dir = tempfile::tempdir()?;
@@ -345,6 +366,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "workers": workers,
             })
         }
+        Load::Scale(_) => unreachable!("handled at the start of run"),
     };
     report(cli.json, summary)?;
     drop(spawned);

@@ -233,3 +233,44 @@ pub async fn create_task(
         .await?;
     sid_of(&v)
 }
+
+/// Arrival instants keyed by the value of one callback form field.
+pub type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// A receiver like [`start_receiver`] that records the first arrival per value of `field`
+/// (e.g. `WorkerSid`: the scale run makes one worker available and waits for *its*
+/// reservation, whichever task that is). Answers `{}` (no instruction).
+pub async fn start_keyed_receiver(field: &'static str, map: Arrivals) -> anyhow::Result<String> {
+    let app = axum::Router::new()
+        .route("/assign", axum::routing::post(keyed_assign))
+        .with_state((field, map));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("callback receiver: {e}");
+        }
+    });
+    Ok(format!("http://{addr}/assign"))
+}
+
+async fn keyed_assign(
+    axum::extract::State((field, map)): axum::extract::State<(&'static str, Arrivals)>,
+    body: String,
+) -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    let now = Instant::now();
+    let value = body.split('&').find_map(|kv| {
+        kv.strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix('='))
+    });
+    if let Some(v) = value
+        && let Ok(mut m) = map.lock()
+    {
+        // SIDs are letters and digits: no form decoding needed.
+        m.entry(v.to_owned()).or_insert(now);
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        "{}",
+    )
+}
