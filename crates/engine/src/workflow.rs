@@ -127,8 +127,10 @@ impl WorkflowConfig {
 /// An index over filters of the shape `key == literal` (or `literal == key`), grouped by
 /// key. For a task, one lookup per group finds every such filter it matches; the rules are
 /// those of `==` (a number equals a string that parses to it; strings compare as text).
+/// Also used for queues' `TargetWorkers` (see `QueueIndex`), where the "filters" are the
+/// queues' expressions and the attributes a worker's.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct FilterIndex {
+pub(crate) struct FilterIndex {
     groups: Vec<Group>,
     /// Filter → its group, for indexed filters.
     group_of: Vec<Option<usize>>,
@@ -139,6 +141,8 @@ struct Group {
     key: Key,
     /// String literal → filters.
     text: HashMap<String, Vec<usize>>,
+    /// Every filter of the group (evaluated when the attribute is a boolean).
+    members: Vec<usize>,
     /// Number literal (bits) → filters.
     numbers: HashMap<u64, Vec<usize>>,
     /// Value of a numeric string literal (bits) → filters (matched by number attributes).
@@ -163,12 +167,18 @@ fn bits(n: f64) -> u64 {
 
 impl FilterIndex {
     fn build(filters: &[Filter]) -> FilterIndex {
+        FilterIndex::build_exprs(filters.iter().map(|f| Some(&f.expression)))
+    }
+
+    /// An index over `exprs` (`None` stands for an expression that matches nothing).
+    pub(crate) fn build_exprs<'a>(exprs: impl Iterator<Item = Option<&'a Expr>>) -> FilterIndex {
+        let exprs: Vec<Option<&Expr>> = exprs.collect();
         let mut index = FilterIndex {
             groups: Vec::new(),
-            group_of: vec![None; filters.len()],
+            group_of: vec![None; exprs.len()],
         };
-        for (i, f) in filters.iter().enumerate() {
-            let Expr::Cmp(c) = &f.expression else {
+        for (i, e) in exprs.iter().enumerate() {
+            let Some(Expr::Cmp(c)) = e else {
                 continue;
             };
             let Some((key, lit)) = key_equals_literal(c) else {
@@ -180,6 +190,7 @@ impl FilterIndex {
                     index.groups.push(Group {
                         key: key.clone(),
                         text: HashMap::new(),
+                        members: Vec::new(),
                         numbers: HashMap::new(),
                         numeric_text: HashMap::new(),
                     });
@@ -187,6 +198,7 @@ impl FilterIndex {
                 }
             };
             let group = &mut index.groups[g];
+            group.members.push(i);
             match lit {
                 Lit::Num(n) => group.numbers.entry(bits(*n)).or_default().push(i),
                 Lit::Str(s) => {
@@ -200,6 +212,32 @@ impl FilterIndex {
             index.group_of[i] = Some(g);
         }
         index
+    }
+
+    /// The indices of every expression that matches `attrs`, ascending: each indexed group
+    /// costs one lookup; `eval(i)` decides the others (and a group whose attribute is a
+    /// boolean). Same answer as evaluating all of them.
+    pub(crate) fn matching_all(&self, attrs: &Value, eval: impl Fn(usize) -> bool) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            match self.group_hits(g, attrs) {
+                Some([a, b]) => {
+                    out.extend_from_slice(a);
+                    out.extend_from_slice(b);
+                }
+                None => out.extend(group.members.iter().copied().filter(|&i| eval(i))),
+            }
+        }
+        out.extend(
+            self.group_of
+                .iter()
+                .enumerate()
+                .filter(|(i, g)| g.is_none() && eval(*i))
+                .map(|(i, _)| i),
+        );
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     fn group_hits<'a>(&'a self, g: usize, attrs: &Value) -> GroupHits<'a> {
@@ -482,6 +520,15 @@ mod tests {
                 .filter(|&i| config.filters[i].expression.eval(&attrs))
                 .collect();
             assert_eq!(fast, slow, "{chosen:?} against {attrs}");
+            // The same index answering for a set of expressions (queues' TargetWorkers).
+            let exprs = || config.filters.iter().map(|f| Some(&f.expression));
+            let all = FilterIndex::build_exprs(exprs().chain([None])).matching_all(&attrs, |i| {
+                config
+                    .filters
+                    .get(i)
+                    .is_some_and(|f| f.expression.eval(&attrs))
+            });
+            assert_eq!(all, slow, "matching_all: {chosen:?} against {attrs}");
         }
     }
 

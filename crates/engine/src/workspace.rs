@@ -323,6 +323,46 @@ pub struct Workspace {
     pub(crate) worker_names: HashMap<String, Sid>,
     /// Tasks, reservations and everything the router derives from them.
     pub(crate) routing: Routing,
+    /// Derived from the queues' `TargetWorkers`; `None` after a queue changed (rebuilt when
+    /// next needed, so creating 10,000 queues does not rebuild it 10,000 times).
+    pub(crate) queue_index: Option<std::sync::Arc<QueueIndex>>,
+}
+
+/// Finds the queues a worker belongs to without evaluating every queue's `TargetWorkers`:
+/// expressions of the shape `key == literal` (the usual "skill" queue) are answered by one
+/// lookup per key, the rest are evaluated. With 10,000 skill queues this turns a worker's
+/// membership from 10,000 evaluations into a few lookups (at restart: 100,000 workers ×
+/// 10,000 queues was 10⁹ evaluations).
+#[derive(Debug)]
+pub(crate) struct QueueIndex {
+    /// Queue SIDs in map order (the index's positions).
+    sids: Vec<Sid>,
+    index: crate::workflow::FilterIndex,
+}
+
+impl QueueIndex {
+    fn build(queues: &BTreeMap<Sid, TaskQueue>) -> QueueIndex {
+        QueueIndex {
+            sids: queues.keys().copied().collect(),
+            index: crate::workflow::FilterIndex::build_exprs(
+                queues.values().map(|q| q.target.as_ref()),
+            ),
+        }
+    }
+
+    /// The queues whose `TargetWorkers` match `attrs`, in SID order.
+    fn queues_of(&self, queues: &BTreeMap<Sid, TaskQueue>, attrs: &Value) -> Vec<Sid> {
+        self.index
+            .matching_all(attrs, |i| {
+                queues
+                    .get(&self.sids[i])
+                    .and_then(|q| q.target.as_ref())
+                    .is_some_and(|e| e.eval(attrs))
+            })
+            .into_iter()
+            .map(|i| self.sids[i])
+            .collect()
+    }
 }
 
 impl Workspace {
@@ -399,6 +439,7 @@ impl Workspace {
             workflows: BTreeMap::new(),
             worker_names: HashMap::new(),
             routing: Routing::default(),
+            queue_index: None,
         };
 
         if p.template == Template::Fifo {
@@ -480,6 +521,7 @@ impl Workspace {
             workflows: BTreeMap::new(),
             worker_names: HashMap::new(),
             routing: Routing::default(),
+            queue_index: None,
         };
         for (kind, body) in rows {
             match kind {
@@ -546,14 +588,14 @@ impl Workspace {
             }
         }
         ws.info = info.ok_or(RestoreError::MissingWorkspace)?;
-        let members: Vec<(Sid, BTreeSet<Sid>)> = ws
-            .task_queues
-            .values()
-            .map(|q| (q.sid, ws.matching_workers(q.target.as_ref())))
-            .collect();
-        for (sid, m) in members {
-            if let Some(q) = ws.task_queues.get_mut(&sid) {
-                q.members = m;
+        // Membership worker by worker through the index: a few lookups per worker instead
+        // of one evaluation per (queue, worker) pair.
+        let index = ws.queue_index();
+        for w in ws.workers.values() {
+            for q in index.queues_of(&ws.task_queues, &w.attrs) {
+                if let Some(q) = ws.task_queues.get_mut(&q) {
+                    q.members.insert(w.sid);
+                }
             }
         }
         ws.rebuild_routing_indexes();
@@ -783,6 +825,7 @@ impl Workspace {
                 let sid = q.sid;
                 let change = put(Kind::TaskQueue, sid, &q);
                 self.task_queues.insert(sid, q);
+                self.queue_index = None;
                 Ok(one(sid, change))
             }
             Command::UpdateTaskQueue { sid, params } => {
@@ -793,6 +836,7 @@ impl Workspace {
                 let q = self.build_task_queue(Some(existing), params, now, ids)?;
                 let change = put(Kind::TaskQueue, sid, &q);
                 self.task_queues.insert(sid, q);
+                self.queue_index = None;
                 Ok(one(sid, change))
             }
             Command::DeleteTaskQueue { sid } => {
@@ -810,6 +854,7 @@ impl Workspace {
                     )));
                 }
                 self.task_queues.remove(&sid);
+                self.queue_index = None;
                 Ok(one(
                     sid,
                     Change::Delete {
@@ -1247,21 +1292,33 @@ impl Workspace {
     /// Re-evaluates one worker's membership in every queue (after its attributes changed,
     /// or it was created). `None` removes it everywhere (deleted).
     fn refresh_membership(&mut self, worker: Sid) {
-        let attrs = self.workers.get(&worker).map(|w| &w.attrs);
-        let mut member_of = Vec::new();
-        for q in self.task_queues.values_mut() {
-            let member = match (attrs, &q.target) {
-                (Some(a), Some(e)) => e.eval(a),
-                _ => false,
-            };
-            if member {
-                q.members.insert(worker);
-                member_of.push(q.sid);
-            } else {
+        let index = self.queue_index();
+        let member_of = match self.workers.get(&worker) {
+            Some(w) => index.queues_of(&self.task_queues, &w.attrs),
+            None => Vec::new(),
+        };
+        // The worker's queues until now (kept current by every command that changes
+        // membership): leave those it no longer matches, join the new ones.
+        for q in self.routing.member_of(worker).to_vec() {
+            if member_of.binary_search(&q).is_err()
+                && let Some(q) = self.task_queues.get_mut(&q)
+            {
                 q.members.remove(&worker);
             }
         }
+        for q in &member_of {
+            if let Some(q) = self.task_queues.get_mut(q) {
+                q.members.insert(worker);
+            }
+        }
         self.routing.set_member_of(worker, member_of);
+    }
+
+    /// The queue index, built now if a queue changed since it was last built.
+    fn queue_index(&mut self) -> std::sync::Arc<QueueIndex> {
+        self.queue_index
+            .get_or_insert_with(|| std::sync::Arc::new(QueueIndex::build(&self.task_queues)))
+            .clone()
     }
 
     /// Builds a workflow from `p`, on top of `existing` for updates. Validates everything,
