@@ -29,8 +29,8 @@ if [[ $what == all || $what == --rust ]]; then
 fi
 
 if [[ $what == all || $what == --compat ]]; then
-    step "build the server (release)"
-    cargo build --release --quiet --bin taskyard
+    step "build the server and the load harness (release)"
+    cargo build --release --quiet --bin taskyard --bin taskyard-load
     venv=target/compat-venv
     if [[ ! -x $venv/bin/python ]]; then
         step "create $venv"
@@ -39,4 +39,8 @@ if [[ $what == all || $what == --compat ]]; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
     step "compatibility suite (official twilio helper library)"
     TASKYARD_BIN="$PWD/target/release/taskyard" "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
+    step "crash safety (short form)"
+    # SIGKILL under load and restart, 3 times; exits non-zero on any lost acknowledged task,
+    # wrong state or double reservation (issue 7, target 5; BENCHMARKS.md "Crash safety").
+    target/release/taskyard-load --spawn target/release/taskyard crash --rounds 3 --max-secs 1.5
 fi

@@ -31,6 +31,15 @@
 //!   HTTP; the server's VmRSS/VmHWM; reserve latency (worker made available → its assignment
 //!   callback, `--probes` times); restart time after SIGKILL and SIGTERM (healthz 200, routing
 //!   resumed). Needs `--spawn`; details in `scale.rs`.
+//! * `crash` (issue 7's target 5; needs `--spawn`): crash safety under load. `--rounds N`
+//!   (default 20) rounds on one data directory: restart the server, verify everything
+//!   acknowledged so far, drive task lifecycles (create, cancel, accept, wrap up, complete) at
+//!   full speed from `--connections` loops for a seeded random `--min-secs`..`--max-secs`
+//!   (0.5–3 s), SIGKILL it mid-load. Checks through the REST API that every acknowledged task
+//!   exists in a state its last acknowledged operation allows, that no task was ever reserved
+//!   or accepted twice (events, callbacks, task reservation lists) and that no worker holds
+//!   more than its capacity; prints restart times (kill → healthz 200) and counts, and exits
+//!   non-zero on any violation. Details in `crash.rs`.
 //!
 //! Commands (from the workspace root, after `cargo build --release --bin taskyard`):
 //!
@@ -40,11 +49,13 @@
 //! cargo run --release -p taskyard-loadgen -- --spawn target/release/taskyard --server-core 0 tasks --duration 10 --connections 64 --callback --workers 1000 --capacity 1000
 //! cargo run --release -p taskyard-loadgen -- --spawn target/release/taskyard --server-core 0 latency --rate 1000 --duration 10
 //! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 scale
+//! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 crash --rounds 20
 //! ```
 //!
 //! Against a server started by hand: `source taskyard-data/development-account.env` and
 //! `cargo run --release -p taskyard-loadgen -- --url http://127.0.0.1:8700 tasks …`.
 
+mod crash;
 mod measure;
 mod scale;
 mod server;
@@ -148,6 +159,9 @@ enum Load {
     /// One workspace at scale (issue 7, targets 3 and 4): memory, reserve latency, restart.
     /// Needs --spawn; see `scale.rs`.
     Scale(scale::ScaleArgs),
+    /// SIGKILL the server during load, restart it, verify what was acknowledged (issue 7,
+    /// target 5). Needs --spawn; see `crash.rs`.
+    Crash(crash::CrashArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -194,6 +208,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     let summary = match cli.command {
+        Load::Crash(args) => {
+            let Some(bin) = cli.spawn.clone() else {
+                anyhow::bail!("crash needs --spawn: it kills and restarts the server itself");
+            };
+            let server = ServerCmd {
+                bin,
+                core: cli.server_core,
+                durability: cli.durability.clone(),
+            };
+            let listen = api.base.trim_start_matches("http://").to_owned();
+            return crash::run(
+                args,
+                &api,
+                &server,
+                &listen,
+                data_dir.path(),
+                spawned,
+                cli.json,
+            )
+            .await;
+        }
         Load::Healthz {
             duration,
             connections,
