@@ -27,6 +27,7 @@
 //! An [`EventLog`] reads alongside the writer rather than through it: a query never waits
 //! for a commit, and it only ever sees committed events.
 
+mod codec;
 pub mod conformance;
 pub mod sqlite;
 

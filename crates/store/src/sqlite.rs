@@ -21,6 +21,7 @@ use rusqlite::{
 use taskyard_engine::sid::prefix;
 use taskyard_engine::{Account, Change, Kind, Sid};
 
+use crate::codec::{Packer, SAMPLES, Unpacker};
 use crate::{
     EventLog, EventQuery, Snapshot, StatBucket, Store, StoreError, StoredEvent, StoredWorkspace,
     Write,
@@ -102,6 +103,11 @@ const MIGRATIONS: &[&str] = &[
         body          TEXT NOT NULL,
         PRIMARY KEY (workspace_sid, scope, span_ms, start_ms, channel)
     ) WITHOUT ROWID;",
+    // 4: the zstd dictionaries of compressed event bodies (see `codec`).
+    "CREATE TABLE event_dicts (
+        id   INTEGER PRIMARY KEY,
+        body BLOB NOT NULL
+    );",
 ];
 
 /// `SELECT`s the columns [`read_event`] expects, `FROM events`, then `$rest`.
@@ -143,6 +149,27 @@ pub struct SqliteStore {
     conn: Connection,
     /// The database file, for [`SqliteStore::event_log`]'s own connections.
     path: PathBuf,
+    /// The event-body compressor (see `codec`).
+    packer: Packer,
+}
+
+/// Runs the migrations `conn` has not had yet.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -153,7 +180,7 @@ impl SqliteStore {
             source,
         })?;
         let path = dir.join("taskyard.db");
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let sync = match durability {
             Durability::Full => "FULL",
@@ -161,28 +188,15 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        let mut store = SqliteStore { conn, path };
-        store.migrate()?;
-        Ok(store)
+        migrate(&mut conn)?;
+        let packer = Packer::open(&conn, SAMPLES)?;
+        Ok(SqliteStore { conn, path, packer })
     }
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let version: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let supported = MIGRATIONS.len() as i64;
-        if version > supported {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                supported,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
+    /// Trains the event-body dictionary after `samples` events instead of [`SAMPLES`]
+    /// (0: never), so that tests reach compressed bodies quickly.
+    pub fn train_after(&mut self, samples: usize) -> Result<(), StoreError> {
+        self.packer = Packer::open(&self.conn, samples)?;
         Ok(())
     }
 
@@ -200,65 +214,20 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn load(&mut self) -> Result<Snapshot, StoreError> {
-        let mut snapshot = Snapshot::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT body FROM accounts ORDER BY sid")?;
-        for body in stmt.query_map([], |r| r.get::<_, String>(0))? {
-            let account: Account = serde_json::from_str(&body?)
-                .map_err(|e| StoreError::Corrupt(format!("account row: {e}")))?;
-            snapshot.accounts.push(account);
-        }
-        let mut stmt = self.conn.prepare(
-            "SELECT workspace_sid, kind, body FROM resources ORDER BY workspace_sid, kind, sid",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let ws: String = row.get(0)?;
-            let kind: String = row.get(1)?;
-            let body: String = row.get(2)?;
-            let ws = parse_sid(&ws, "workspace sid")?;
-            let kind = Kind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown row kind {kind}")))?;
-            match snapshot.workspaces.last_mut() {
-                Some(last) if last.sid == ws => last.rows.push((kind, body)),
-                _ => snapshot.workspaces.push(StoredWorkspace {
-                    sid: ws,
-                    rows: vec![(kind, body)],
-                    event_cursor: None,
-                    newest_event: None,
-                }),
-            }
-        }
-
-        let mut cursors = HashMap::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT workspace_sid, sid FROM event_cursors")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let ws = parse_sid(&row.get::<_, String>(0)?, "cursor workspace sid")?;
-            let sid = parse_sid(&row.get::<_, String>(1)?, "cursor event sid")?;
-            cursors.insert(ws, sid);
-        }
-        // Events of a workspace without rows (there should be none) restore nothing, so
-        // they are left out; retention deletes them in time.
-        let mut newest = self.conn.prepare(NEWEST_SQL)?;
-        for ws in &mut snapshot.workspaces {
-            ws.event_cursor = cursors.remove(&ws.sid);
-            ws.newest_event = newest
-                .query_row([ws.sid.to_string()], |r| r.get::<_, String>(0))
-                .optional()?
-                .map(|s| parse_sid(&s, "event sid"))
-                .transpose()?;
-        }
-        Ok(snapshot)
-    }
-
-    fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+impl SqliteStore {
+    /// [`Store::commit`]'s one transaction.
+    fn write_all(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        self.packer.observe(
+            &tx,
+            writes
+                .iter()
+                .flat_map(|w| match w {
+                    Write::Workspace { events, .. } => events.as_slice(),
+                    _ => &[],
+                })
+                .map(|e| e.json.as_str()),
+        )?;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO resources (workspace_sid, kind, sid, body) VALUES (?1, ?2, ?3, ?4)
@@ -321,7 +290,7 @@ impl Store for SqliteStore {
                                 e.workflow_sid.map(|s| s.to_string()),
                                 e.task_channel_sid.map(|s| s.to_string()),
                                 e.callback,
-                                e.json,
+                                self.packer.pack(&e.json)?,
                             ])?;
                         }
                     }
@@ -367,6 +336,73 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let mut snapshot = Snapshot::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT body FROM accounts ORDER BY sid")?;
+        for body in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            let account: Account = serde_json::from_str(&body?)
+                .map_err(|e| StoreError::Corrupt(format!("account row: {e}")))?;
+            snapshot.accounts.push(account);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT workspace_sid, kind, body FROM resources ORDER BY workspace_sid, kind, sid",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let ws: String = row.get(0)?;
+            let kind: String = row.get(1)?;
+            let body: String = row.get(2)?;
+            let ws = parse_sid(&ws, "workspace sid")?;
+            let kind = Kind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown row kind {kind}")))?;
+            match snapshot.workspaces.last_mut() {
+                Some(last) if last.sid == ws => last.rows.push((kind, body)),
+                _ => snapshot.workspaces.push(StoredWorkspace {
+                    sid: ws,
+                    rows: vec![(kind, body)],
+                    event_cursor: None,
+                    newest_event: None,
+                }),
+            }
+        }
+
+        let mut cursors = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT workspace_sid, sid FROM event_cursors")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let ws = parse_sid(&row.get::<_, String>(0)?, "cursor workspace sid")?;
+            let sid = parse_sid(&row.get::<_, String>(1)?, "cursor event sid")?;
+            cursors.insert(ws, sid);
+        }
+        // Events of a workspace without rows (there should be none) restore nothing, so
+        // they are left out; retention deletes them in time.
+        let mut newest = self.conn.prepare(NEWEST_SQL)?;
+        for ws in &mut snapshot.workspaces {
+            ws.event_cursor = cursors.remove(&ws.sid);
+            ws.newest_event = newest
+                .query_row([ws.sid.to_string()], |r| r.get::<_, String>(0))
+                .optional()?
+                .map(|s| parse_sid(&s, "event sid"))
+                .transpose()?;
+        }
+        Ok(snapshot)
+    }
+
+    fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        let result = self.write_all(writes);
+        match result {
+            Ok(()) => self.packer.committed(),
+            Err(_) => self.packer.rolled_back(),
+        }
+        result
     }
 
     fn stat_bucket(
@@ -470,7 +506,8 @@ impl SqliteStore {
 /// against one committed snapshot.
 pub struct SqliteEventLog {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    /// Each idle connection keeps the dictionaries it has loaded.
+    idle: Mutex<Vec<(Connection, Unpacker)>>,
 }
 
 /// Idle connections beyond this are closed: a burst of queries should not pin memory (each
@@ -483,6 +520,14 @@ impl SqliteEventLog {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.with_unpacker(|conn, _| f(conn))
+    }
+
+    /// [`Self::with_connection`], with the connection's body decoder.
+    fn with_unpacker<T>(
+        &self,
+        f: impl FnOnce(&Connection, &mut Unpacker) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // The pool is only ever pushed to and popped from, so a panic elsewhere cannot
         // leave it inconsistent: a poisoned lock is safe to use.
         let idle = self
@@ -490,16 +535,16 @@ impl SqliteEventLog {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.connect()?,
+        let (conn, mut unpacker) = match idle {
+            Some(idle) => idle,
+            None => (self.connect()?, Unpacker::default()),
         };
-        let out = f(&conn);
+        let out = f(&conn, &mut unpacker);
         // A connection that just failed is not trusted with the next query.
         if out.is_ok() {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
+                idle.push((conn, unpacker));
             }
         }
         out
@@ -526,12 +571,12 @@ impl SqliteEventLog {
         sql: &str,
         params: impl rusqlite::Params,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.with_connection(|conn| {
+        self.with_unpacker(|conn, unpacker| {
             let mut stmt = conn.prepare_cached(sql)?;
             let mut rows = stmt.query(params)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
-                out.push(read_event(row)?);
+                out.push(read_event(row, conn, unpacker)?);
             }
             Ok(out)
         })
@@ -712,7 +757,11 @@ fn optional_sid(row: &Row<'_>, i: usize, what: &str) -> Result<Option<Sid>, Stor
 }
 
 /// One row selected with `select_events!`.
-fn read_event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
+fn read_event(
+    row: &Row<'_>,
+    conn: &Connection,
+    unpacker: &mut Unpacker,
+) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         sid: parse_sid(&row.get::<_, String>(0)?, "event sid")?,
         event_type: row.get(1)?,
@@ -724,7 +773,7 @@ fn read_event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
         workflow_sid: optional_sid(row, 7, "workflow sid")?,
         task_channel_sid: optional_sid(row, 8, "task channel sid")?,
         callback: row.get(9)?,
-        json: row.get(10)?,
+        json: unpacker.unpack(conn, row.get_ref(10)?)?,
     })
 }
 
@@ -866,6 +915,134 @@ mod tests {
                 "{name} should not scan the table:\n{plan}"
             );
         }
+    }
+
+    /// An event body shaped like the engine's: the same keys and workspace-wide SIDs every
+    /// time, task SIDs and attributes that vary.
+    fn realistic(i: u128) -> StoredEvent {
+        let mut e = ev(1_000 + i as i64, i);
+        e.json = format!(
+            concat!(
+                r#"{{"sid":"{}","event_type":"reservation.created","event_date_ms":{},"#,
+                r#""description":"Reservation WR{:032x} for Task WT{:032x} created","#,
+                r#""event_data":{{"workspace_sid":"WS0123456789abcdef0123456789abcdef","#,
+                r#""task_sid":"WT{:032x}","task_attributes":"{{\"n\":{},\"lang\":\"{}\"}}","#,
+                r#""task_queue_sid":"WQ0123456789abcdef0123456789abcdef","task_queue_name":"support","#,
+                r#""worker_sid":"WK{:032x}","worker_name":"agent-{}","task_priority":"{}"}}}}"#
+            ),
+            e.sid,
+            e.date_ms,
+            i * 7919,
+            i * 104729,
+            i * 104729,
+            i,
+            ["en", "fr", "de"][i as usize % 3],
+            i % 50,
+            i % 50,
+            i % 5,
+        );
+        e
+    }
+
+    fn write_events(store: &mut SqliteStore, ws: Sid, events: &[StoredEvent]) {
+        for chunk in events.chunks(50) {
+            store
+                .commit(&[Write::Workspace {
+                    workspace: ws,
+                    changes: Vec::new(),
+                    events: chunk.to_vec(),
+                }])
+                .expect("commit");
+        }
+    }
+
+    fn read_all(log: &SqliteEventLog, ws: Sid) -> Vec<StoredEvent> {
+        let mut q = EventQuery::new(ws);
+        q.limit = 100_000;
+        log.query(&q).expect("query")
+    }
+
+    #[test]
+    fn event_bodies_are_compressed_once_a_dictionary_is_trained_and_read_back_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        let events: Vec<StoredEvent> = (1..=600).map(realistic).collect();
+        let count = |sql: &str| -> i64 {
+            let c = Connection::open(dir.path().join("taskyard.db")).expect("raw open");
+            c.query_row(sql, [], |r| r.get(0)).expect("count")
+        };
+        {
+            let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+            store.train_after(200).expect("train_after");
+            write_events(&mut store, ws, &events[..400]);
+            // Batches of 50: the fourth completed the 200 samples, so the dictionary was
+            // trained in its transaction and packed it already.
+            assert_eq!(count("SELECT count(*) FROM event_dicts"), 1);
+            assert_eq!(
+                count("SELECT count(*) FROM events WHERE typeof(body) = 'text'"),
+                150
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM events WHERE typeof(body) = 'blob'"),
+                250
+            );
+            let packed: i64 =
+                count("SELECT sum(length(body)) FROM events WHERE typeof(body) = 'blob'");
+            let plain: usize = events[150..400].iter().map(|e| e.json.len()).sum();
+            assert!(
+                (packed as usize) * 3 < plain,
+                "{packed} bytes packed vs {plain} plain"
+            );
+            assert_eq!(
+                read_all(&store.event_log().expect("log"), ws),
+                events[..400]
+            );
+        }
+        // Reopened, the store packs with the stored dictionary from the first event, and a
+        // new dictionary that is no better is not stored.
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("reopen");
+        store.train_after(100).expect("train_after");
+        write_events(&mut store, ws, &events[400..]);
+        assert_eq!(
+            count("SELECT count(*) FROM events WHERE typeof(body) = 'blob'"),
+            450
+        );
+        assert_eq!(count("SELECT count(*) FROM event_dicts"), 1);
+        let log = store.event_log().expect("log");
+        assert_eq!(read_all(&log, ws), events);
+        assert_eq!(
+            log.fetch(ws, events[599].sid).expect("fetch"),
+            Some(events[599].clone())
+        );
+        assert_eq!(
+            log.to_deliver(ws, Some(events[397].sid), 2)
+                .expect("outbox"),
+            events[398..400]
+        );
+    }
+
+    #[test]
+    fn a_body_whose_dictionary_is_missing_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        let events: Vec<StoredEvent> = (1..=300).map(realistic).collect();
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        store.train_after(100).expect("train_after");
+        write_events(&mut store, ws, &events);
+        Connection::open(dir.path().join("taskyard.db"))
+            .expect("raw open")
+            .execute("DELETE FROM event_dicts", [])
+            .expect("delete");
+        let log = store.event_log().expect("log");
+        assert!(matches!(
+            log.fetch(ws, events[299].sid),
+            Err(StoreError::Corrupt(_))
+        ));
+        // Text bodies stay readable.
+        assert_eq!(
+            log.fetch(ws, events[0].sid).expect("fetch"),
+            Some(events[0].clone())
+        );
     }
 
     #[test]
