@@ -176,7 +176,7 @@ struct Callbacks {
 struct Shared {
     acked: Mutex<HashMap<String, Acked>>,
     callbacks: Mutex<Callbacks>,
-    violations: Mutex<Vec<String>>,
+    violations: Mutex<Vec<(&'static str, String)>>,
     next_n: AtomicU64,
     /// Requests that failed without an HTTP answer (the kill).
     transport_errors: AtomicU64,
@@ -192,16 +192,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn violation(&self, msg: String) {
+    fn violation(&self, kind: &'static str, msg: String) {
         let mut v = lock(&self.violations);
         if v.len() < 50 {
-            eprintln!("VIOLATION: {msg}");
+            eprintln!("VIOLATION ({kind}): {msg}");
         }
-        v.push(msg);
+        v.push((kind, msg));
     }
 
     fn violations(&self) -> usize {
         lock(&self.violations).len()
+    }
+
+    /// Violations counted by kind.
+    fn violation_kinds(&self) -> HashMap<&'static str, usize> {
+        let mut kinds = HashMap::new();
+        for (k, _) in lock(&self.violations).iter() {
+            *kinds.entry(*k).or_default() += 1;
+        }
+        kinds
     }
 }
 
@@ -329,9 +338,10 @@ async fn assign(
         form_value(&body, "TaskSid"),
         form_value(&body, "ReservationSid"),
     ) else {
-        shared.violation(format!(
-            "an assignment callback without TaskSid/ReservationSid: {body}"
-        ));
+        shared.violation(
+            "bad callback",
+            format!("an assignment callback without TaskSid/ReservationSid: {body}"),
+        );
         return (json_type, "{}");
     };
     let n = form_value(&body, "TaskAttributes")
@@ -352,9 +362,10 @@ async fn assign(
         Some(n) if Class::of(n).callback_accepts() => (json_type, r#"{"instruction":"accept"}"#),
         Some(_) => (json_type, "{}"),
         None => {
-            shared.violation(format!(
-                "callback for {task} without our attributes: {body}"
-            ));
+            shared.violation(
+                "bad callback",
+                format!("callback for {task} without our attributes: {body}"),
+            );
             (json_type, "{}")
         }
     }
@@ -425,10 +436,10 @@ async fn step(
     if a.ok() {
         Ok(Some(a))
     } else {
-        ctx.shared.violation(format!(
-            "POST {path} {form:?} refused: {} {}",
-            a.status, a.body
-        ));
+        ctx.shared.violation(
+            "legal request refused",
+            format!("POST {path} {form:?} refused: {} {}", a.status, a.body),
+        );
         Ok(None)
     }
 }
@@ -436,9 +447,12 @@ async fn step(
 /// Records an acknowledged step, and checks the answer showed what was asked for.
 fn ack(ctx: &Ctx, task: &str, step: Step, shown: &str, wanted: &[&str]) {
     if !wanted.contains(&shown) {
-        ctx.shared.violation(format!(
-            "{task}: {step:?} acknowledged with status {shown:?}, expected one of {wanted:?}"
-        ));
+        ctx.shared.violation(
+            "answer showed another status",
+            format!(
+                "{task}: {step:?} acknowledged with status {shown:?}, expected one of {wanted:?}"
+            ),
+        );
     }
     if let Some(a) = lock(&ctx.shared.acked).get_mut(task) {
         a.step = step;
@@ -591,8 +605,10 @@ async fn one_task(ctx: &Ctx, n: u64, stop: &mut watch::Receiver<bool>) -> anyhow
                     return Ok(());
                 }
                 if a.status != 400 {
-                    ctx.shared
-                        .violation(format!("completing {sid} refused: {} {}", a.status, a.body));
+                    ctx.shared.violation(
+                        "legal request refused",
+                        format!("completing {sid} refused: {} {}", a.status, a.body),
+                    );
                     return Ok(());
                 }
                 if *stop.borrow() {
@@ -724,7 +740,7 @@ impl Verifier {
                     {
                         out.removed_after_finishing += 1;
                     }
-                    None => sh.violation(format!(
+                    None => sh.violation("acknowledged task missing", format!(
                         "acknowledged task {sid} (n={}, {:?}, last acknowledged {:?}) is missing",
                         a.n,
                         Class::of(a.n),
@@ -735,13 +751,13 @@ impl Verifier {
                         // Lists show attributes only with TASKYARD_LIST_ATTRIBUTES; the sample
                         // below fetches them one by one otherwise.
                         if n.is_some() && *n != Some(a.n) {
-                            sh.violation(format!(
+                            sh.violation("attributes changed", format!(
                                 "{sid}: attributes n={n:?}, created with {}",
                                 a.n
                             ));
                         }
                         if !ok.contains(&s.as_str()) {
-                            sh.violation(format!(
+                            sh.violation("status not allowed by last acknowledged operation", format!(
                                 "{sid} ({:?}): status {s:?} after acknowledged {:?}; allowed {ok:?}",
                                 Class::of(a.n),
                                 a.step
@@ -752,7 +768,7 @@ impl Verifier {
                 if let Some(r) = &a.accepted {
                     let acc = self.book.accepted.get(sid);
                     if acc.is_none_or(|v| !v.contains(r)) {
-                        sh.violation(format!(
+                        sh.violation("REST-accepted reservation not accepted", format!(
                             "{sid}: reservation {r} accepted (acknowledged) but reservation.accepted events show {acc:?}"
                         ));
                     }
@@ -764,17 +780,23 @@ impl Verifier {
         // No task reserved or accepted twice; accepted is the one created.
         for (task, res) in &self.book.created {
             if res.len() > 1 {
-                sh.violation(format!("{task} reserved more than once: {res:?}"));
+                sh.violation(
+                    "task reserved twice",
+                    format!("{task} reserved more than once: {res:?}"),
+                );
             }
         }
         for (task, acc) in &self.book.accepted {
             if acc.len() > 1 {
-                sh.violation(format!("{task} accepted more than once: {acc:?}"));
+                sh.violation(
+                    "task accepted twice",
+                    format!("{task} accepted more than once: {acc:?}"),
+                );
             }
             let created = self.book.created.get(task);
             for r in acc {
                 if created.is_none_or(|c| !c.contains(r)) {
-                    sh.violation(format!(
+                    sh.violation("accepted reservation never created", format!(
                         "{task}: reservation {r} accepted but its reservation.created is missing"
                     ));
                 }
@@ -782,12 +804,15 @@ impl Verifier {
         }
         for (task, res) in &callbacks {
             if res.len() > 1 {
-                sh.violation(format!("{task}: assignment callbacks for {res:?}"));
+                sh.violation(
+                    "callbacks for two reservations",
+                    format!("{task}: assignment callbacks for {res:?}"),
+                );
             }
             let created = self.book.created.get(task);
             for r in res {
                 if created.is_none_or(|c| !c.contains(r)) {
-                    sh.violation(format!(
+                    sh.violation("reservation of a callback not stored", format!(
                         "{task}: reservation {r} had its assignment callback, but no reservation.created event is stored"
                     ));
                 }
@@ -806,7 +831,7 @@ impl Verifier {
                 _ => false,
             };
             if !fits {
-                sh.violation(format!(
+                sh.violation("status disagrees with events", format!(
                     "{task}: status {s} with {c} reservation.created and {a} reservation.accepted events"
                 ));
             }
@@ -849,7 +874,10 @@ impl Verifier {
                 if let Some(a) = lock(&sh.acked).get(&task)
                     && n != Some(a.n)
                 {
-                    sh.violation(format!("{task}: attributes n={n:?}, created with {}", a.n));
+                    sh.violation(
+                        "attributes changed",
+                        format!("{task}: attributes n={n:?}, created with {}", a.n),
+                    );
                 }
                 let (s, _) = &status[&task];
                 let created = self.book.created.get(&task).cloned().unwrap_or_default();
@@ -866,11 +894,14 @@ impl Verifier {
                 if list.len() > 1
                     || (list.is_empty() && !matches!(s.as_str(), "pending" | "canceled"))
                 {
-                    sh.violation(format!(
-                        "{task} ({s}) has {} reservations: {:?}",
-                        list.len(),
-                        list.iter().map(|r| r.get("sid")).collect::<Vec<_>>()
-                    ));
+                    sh.violation(
+                        "task reservation list wrong",
+                        format!(
+                            "{task} ({s}) has {} reservations: {:?}",
+                            list.len(),
+                            list.iter().map(|r| r.get("sid")).collect::<Vec<_>>()
+                        ),
+                    );
                 }
                 for r in &list {
                     let rs = r
@@ -879,12 +910,16 @@ impl Verifier {
                         .unwrap_or("");
                     let rsid = sid_of(r)?;
                     if !want.contains(&rs) {
-                        sh.violation(format!("{task} ({s}): reservation {rsid} is {rs}"));
+                        sh.violation(
+                            "task reservation list wrong",
+                            format!("{task} ({s}): reservation {rsid} is {rs}"),
+                        );
                     }
                     if !created.contains(&rsid) {
-                        sh.violation(format!(
-                            "{task}: reservation {rsid} has no reservation.created event"
-                        ));
+                        sh.violation(
+                            "reservation without event",
+                            format!("{task}: reservation {rsid} has no reservation.created event"),
+                        );
                     }
                 }
             }
@@ -921,13 +956,13 @@ impl Verifier {
                         let held = pending + accepted + wrapping;
                         let assigned = ch.get("assigned_tasks").and_then(Value::as_u64);
                         problem = if held > capacity {
-                            Some(format!(
+                            Some(("worker over capacity", format!(
                                 "{w} holds {held} reservations ({pending} pending, {accepted} accepted, {wrapping} wrapping), capacity {capacity}"
-                            ))
+                            )))
                         } else if assigned != Some((accepted + wrapping) as u64) {
-                            Some(format!(
+                            Some(("channel count disagrees with reservations", format!(
                                 "{w}: channel assigned_tasks {assigned:?}, but {accepted} accepted + {wrapping} wrapping reservations"
-                            ))
+                            )))
                         } else {
                             None
                         };
@@ -940,8 +975,8 @@ impl Verifier {
             }
             while let Some(r) = set.join_next().await {
                 out.workers += 1;
-                if let Some(p) = r?? {
-                    sh.violation(p);
+                if let Some((kind, msg)) = r?? {
+                    sh.violation(kind, msg);
                 }
             }
         }
@@ -1135,9 +1170,10 @@ pub async fn run(
         .filter(|e| !verifier.book.seen.contains(*e))
         .collect();
     for e in &lost {
-        shared.violation(format!(
-            "event {e} was read before a crash and is missing now"
-        ));
+        shared.violation(
+            "event lost",
+            format!("event {e} was read before a crash and is missing now"),
+        );
     }
     eprintln!(
         "final verification (every event read again) in {:.1} s",
@@ -1180,12 +1216,13 @@ pub async fn run(
         "task_reservation_lists_checked": final_check.task_reservation_lists,
         "workers_checked": final_check.workers,
         "assignment_callbacks": lock(&shared.callbacks).total,
-        "requests_cut_by_kill": shared.transport_errors.load(Ordering::Relaxed),
+        "requests_without_answer": shared.transport_errors.load(Ordering::Relaxed),
         "completions_given_up": shared.gave_up.load(Ordering::Relaxed),
         "restart_p50_ms": restart.p50_ms,
         "restart_max_ms": restart.max_ms,
         "verify_mean_s": verify_secs.iter().sum::<f64>() / verify_secs.len().max(1) as f64,
         "violations": violations,
+        "violations_by_kind": shared.violation_kinds(),
     });
     drop(acked);
     report(json_out, summary)?;
