@@ -1813,6 +1813,17 @@ impl Workspace {
 
     /// The best pending task `worker` can take now, across the queues it belongs to.
     fn best_task_for(&self, worker: &Worker) -> Option<Sid> {
+        // A task fits only where the worker has room on its channel: a worker with room on
+        // no channel (unavailable, or full after the reservation it just got) would walk
+        // every waiting task of its queues for nothing — a tree lookup each, among a
+        // million tasks.
+        if !worker
+            .channels
+            .iter()
+            .any(|c| self.has_room(worker, c.task_channel_sid))
+        {
+            return None;
+        }
         let prefer_lifo = self.info.prioritize_queue_order == QueueOrder::Lifo;
         let mut best: Option<(bool, QueueKey)> = None;
         // Only the worker's own queues: walking every queue with waiting tasks costs
