@@ -188,6 +188,9 @@ pub async fn run(cmd: ServerCmd, a: ScaleArgs) -> anyhow::Result<Value> {
                 )
                 .await?;
             }
+            // At start the server resends the callbacks of reservations left pending by the
+            // last run, to that run's (gone) receiver: let them fail before measuring.
+            tokio::time::sleep(Duration::from_secs(5)).await;
             m
         }
         None => {
