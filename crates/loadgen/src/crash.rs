@@ -1094,7 +1094,11 @@ pub async fn run(
         book: EventBook::default(),
     };
 
+    // Restart: the new process started → healthz 200. Kill to healthy adds the moments the
+    // harness spends between the two (joining its loops).
     let mut restarts_us = Vec::new();
+    let mut kill_to_healthy_us = Vec::new();
+    let mut killed: Option<Instant> = None;
     let mut per_round = Vec::new();
     let mut load_secs = 0.0;
     let mut since = ws_created.clone();
@@ -1103,7 +1107,7 @@ pub async fn run(
         if round > 1 {
             // Restart on the same data directory and verify what the previous rounds were
             // told.
-            let killed = Instant::now();
+            let started = Instant::now();
             spawned = server.start(listen, data_dir)?;
             wait_healthy(
                 &api.client,
@@ -1112,7 +1116,10 @@ pub async fn run(
                 Duration::from_secs(120),
             )
             .await?;
-            restarts_us.push(killed.elapsed().as_micros() as u64);
+            restarts_us.push(started.elapsed().as_micros() as u64);
+            if let Some(k) = killed {
+                kill_to_healthy_us.push(k.elapsed().as_micros() as u64);
+            }
             // The restarted server resends the callbacks of pending reservations, and the
             // answers (accept) change state. Let that settle before reading the state, so
             // that the reads agree with each other.
@@ -1144,6 +1151,7 @@ pub async fn run(
             .map(|_| tokio::spawn(client_loop(ctx.clone(), stop_rx.clone())))
             .collect();
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        killed = Some(Instant::now());
         spawned.kill();
         let _ = stop_tx.send(true);
         for l in loops {
@@ -1194,6 +1202,7 @@ pub async fn run(
         *steps.entry(k).or_default() += 1;
     }
     let restart = summarise(restarts_us.clone());
+    let kill_to_healthy = summarise(kill_to_healthy_us);
     let violations = shared.violations();
     let accepted_events: usize = verifier.book.accepted.values().map(Vec::len).sum();
     let summary = json!({
@@ -1220,6 +1229,8 @@ pub async fn run(
         "completions_given_up": shared.gave_up.load(Ordering::Relaxed),
         "restart_p50_ms": restart.p50_ms,
         "restart_max_ms": restart.max_ms,
+        "kill_to_healthy_p50_ms": kill_to_healthy.p50_ms,
+        "kill_to_healthy_max_ms": kill_to_healthy.max_ms,
         "verify_mean_s": verify_secs.iter().sum::<f64>() / verify_secs.len().max(1) as f64,
         "violations": violations,
         "violations_by_kind": shared.violation_kinds(),
