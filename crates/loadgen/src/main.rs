@@ -40,6 +40,10 @@
 //!   or accepted twice (events, callbacks, task reservation lists) and that no worker holds
 //!   more than its capacity; prints restart times (kill → healthz 200) and counts, and exits
 //!   non-zero on any violation. Details in `crash.rs`.
+//! * `sustain` (issue 7's target 1): `healthz` for `--healthz-secs` (10), then `tasks` with
+//!   callbacks (1,000 workers × capacity 1,000) for `--duration` (60) seconds in the same
+//!   run; the task and callback rates (mean and worst second), their ratio to the healthz
+//!   rate, and whether 10,000/s and 25% were met. Details in `sustain.rs`.
 //!
 //! Commands (from the workspace root, after `cargo build --release --bin taskyard`):
 //!
@@ -50,6 +54,7 @@
 //! cargo run --release -p taskyard-loadgen -- --spawn target/release/taskyard --server-core 0 latency --rate 1000 --duration 10
 //! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 scale
 //! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 crash --rounds 20
+//! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 sustain
 //! ```
 //!
 //! Against a server started by hand: `source taskyard-data/development-account.env` and
@@ -59,6 +64,7 @@ mod crash;
 mod measure;
 mod scale;
 mod server;
+mod sustain;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -162,6 +168,9 @@ enum Load {
     /// SIGKILL the server during load, restart it, verify what was acknowledged (issue 7,
     /// target 5). Needs --spawn; see `crash.rs`.
     Crash(crash::CrashArgs),
+    /// Issue 7, target 1: healthz, then task creation with assignment callbacks sustained
+    /// (60 s by default), in one run; see `sustain.rs`.
+    Sustain(sustain::SustainArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -229,6 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await;
         }
+        Load::Sustain(args) => sustain::run(&api, args).await?,
         Load::Healthz {
             duration,
             connections,

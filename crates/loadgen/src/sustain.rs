@@ -1,0 +1,142 @@
+//! `sustain`: issue 7's first target in one run — task creation with routing and assignment
+//! callbacks, sustained, compared with the same server's `GET /healthz` rate measured by the
+//! same harness a moment before.
+//!
+//! 1. `GET /healthz` closed loop for `--healthz-secs` (the ceiling for any HTTP request on
+//!    this machine, with this harness).
+//! 2. A workspace whose workflow routes every task to a queue of `--workers` available workers
+//!    (capacity `--capacity` each), with the assignment callback pointing at the harness's
+//!    receiver, which answers `{}` (the reservation stays pending, as most apps leave it
+//!    until an agent answers).
+//! 3. `POST …/Tasks` closed loop for `--duration` seconds, counting acknowledged tasks and
+//!    arriving callbacks every second, then waiting up to `--drain` seconds for the callbacks
+//!    still owed.
+//!
+//! It reports the mean and the worst whole second of tasks and callbacks, the ratio of the
+//! task rate to the healthz rate, and whether both targets (10,000/s; 25%) were met.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::measure::{Receiver, closed_loop, create_task, set_up, start_receiver, summarise};
+use crate::server::Api;
+
+#[derive(Debug, clap::Args)]
+pub struct SustainArgs {
+    /// Seconds of task creation.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Seconds of `GET /healthz` before it.
+    #[arg(long, default_value_t = 10.0)]
+    healthz_secs: f64,
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Available workers.
+    #[arg(long, default_value_t = 1000)]
+    workers: usize,
+    /// Capacity of each worker's `default` channel: enough that every task is reserved.
+    #[arg(long, default_value_t = 1000)]
+    capacity: u32,
+    /// Seconds to wait for callbacks still owed after the last POST.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
+}
+
+pub async fn run(api: &Api, args: SustainArgs) -> anyhow::Result<Value> {
+    let api2 = api.clone();
+    let (lat, _, secs) = closed_loop(args.healthz_secs, args.connections, move |_| {
+        let api = api2.clone();
+        async move {
+            let r = api
+                .client
+                .get(format!("{}/healthz", api.base))
+                .send()
+                .await?;
+            let status = r.status();
+            r.bytes().await?;
+            anyhow::ensure!(status.is_success(), "GET /healthz: {status}");
+            Ok(())
+        }
+    })
+    .await?;
+    let healthz_per_s = lat.len() as f64 / secs;
+
+    let rx = Receiver::default();
+    let url = start_receiver(rx.clone()).await?;
+    let setup = set_up(api, Some(&url), args.workers, args.capacity).await?;
+    let tasks_path = Arc::new(format!("{}/Tasks", setup.ws_path));
+    let workflow = Arc::new(setup.workflow);
+    let acked = Arc::new(AtomicU64::new(0));
+    let callbacks_before = rx.count.load(Ordering::Relaxed);
+
+    // One sample per second of (tasks acknowledged, callbacks received) so far.
+    let sampler = {
+        let (acked, count) = (acked.clone(), rx.count.clone());
+        let seconds = args.duration.floor() as usize;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut samples = Vec::with_capacity(seconds + 1);
+            for _ in 0..=seconds {
+                tick.tick().await;
+                samples.push((acked.load(Ordering::Relaxed), count.load(Ordering::Relaxed)));
+            }
+            samples
+        })
+    };
+    let (api2, acked2) = (api.clone(), acked.clone());
+    let (lat, errors, secs) = closed_loop(args.duration, args.connections, move |i| {
+        let (api, tasks_path, workflow, acked) = (
+            api2.clone(),
+            tasks_path.clone(),
+            workflow.clone(),
+            acked2.clone(),
+        );
+        async move {
+            create_task(&api, &tasks_path, &workflow, i).await?;
+            acked.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    })
+    .await?;
+    let samples = sampler.await?;
+    let tasks = lat.len() as u64;
+    let callbacks_in_run = rx.count.load(Ordering::Relaxed) - callbacks_before;
+    let drain_end = Instant::now() + Duration::from_secs_f64(args.drain.max(0.0));
+    while rx.count.load(Ordering::Relaxed) - callbacks_before < tasks && Instant::now() < drain_end
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let callbacks = rx.count.load(Ordering::Relaxed) - callbacks_before;
+
+    let per_second = |pick: fn(&(u64, u64)) -> u64| -> Vec<u64> {
+        samples
+            .windows(2)
+            .map(|w| pick(&w[1]).saturating_sub(pick(&w[0])))
+            .collect()
+    };
+    let task_seconds = per_second(|s| s.0);
+    let callback_seconds = per_second(|s| s.1);
+    let tasks_per_s = tasks as f64 / secs;
+    let worst_task_second = task_seconds.iter().copied().min().unwrap_or(0);
+    let ratio = tasks_per_s / healthz_per_s;
+    let s = summarise(lat);
+    Ok(json!({
+        "healthz_per_s": healthz_per_s,
+        "tasks": tasks,
+        "tasks_per_s": tasks_per_s,
+        "tasks_worst_second": worst_task_second,
+        "callbacks_during_run_per_s": callbacks_in_run as f64 / secs,
+        "callbacks_worst_second": callback_seconds.iter().copied().min().unwrap_or(0),
+        "callbacks_missing_after_drain": tasks.saturating_sub(callbacks),
+        "task_p50_ms": s.p50_ms,
+        "task_p99_ms": s.p99_ms,
+        "errors": errors,
+        "ratio_to_healthz": ratio,
+        "meets_10k_per_s": worst_task_second >= 10_000,
+        "meets_25_percent": ratio >= 0.25,
+        "tasks_per_second": task_seconds,
+    }))
+}
