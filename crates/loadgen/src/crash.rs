@@ -39,6 +39,13 @@
 //! Canceled and completed tasks are removed five minutes after they finish (as on Twilio); a
 //! missing task is excused only if it could have finished and was last touched over 290 s ago,
 //! and such tasks are counted separately.
+//!
+//! A restarted server resends the assignment callbacks of pending reservations, and the answers
+//! change state; verification starts once no callback has arrived for 300 ms, and the checks
+//! that compare reads made at different moments allow only forward progress in between.
+//!
+//! The seed fixes the round lengths and the samples; the interleaving of requests, and so the
+//! exact moment each kill lands, is not reproducible.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
