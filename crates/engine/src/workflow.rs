@@ -134,6 +134,10 @@ pub(crate) struct FilterIndex {
     groups: Vec<Group>,
     /// Filter → its group, for indexed filters.
     group_of: Vec<Option<usize>>,
+    /// The filters in no group (evaluated one by one), so that `matching_all` need not walk
+    /// `group_of`: 10,000 skill queues × 100,000 workers at restart made that walk most of
+    /// the restore.
+    ungrouped: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +180,7 @@ impl FilterIndex {
         let mut index = FilterIndex {
             groups: Vec::new(),
             group_of: vec![None; exprs.len()],
+            ungrouped: Vec::new(),
         };
         for (i, e) in exprs.iter().enumerate() {
             let Some(Expr::Cmp(c)) = e else {
@@ -211,6 +216,9 @@ impl FilterIndex {
             }
             index.group_of[i] = Some(g);
         }
+        index.ungrouped = (0..exprs.len())
+            .filter(|&i| index.group_of[i].is_none())
+            .collect();
         index
     }
 
@@ -228,13 +236,7 @@ impl FilterIndex {
                 None => out.extend(group.members.iter().copied().filter(|&i| eval(i))),
             }
         }
-        out.extend(
-            self.group_of
-                .iter()
-                .enumerate()
-                .filter(|(i, g)| g.is_none() && eval(*i))
-                .map(|(i, _)| i),
-        );
+        out.extend(self.ungrouped.iter().copied().filter(|&i| eval(i)));
         out.sort_unstable();
         out.dedup();
         out
