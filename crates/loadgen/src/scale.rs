@@ -64,6 +64,9 @@ pub struct ScaleArgs {
     /// Skip the restart measurements.
     #[arg(long)]
     no_restart: bool,
+    /// Seconds to wait between set-up and the probes (lets the writer settle).
+    #[arg(long, default_value_t = 0.0)]
+    pause: f64,
 }
 
 /// What a later run over a kept data directory needs to know.
@@ -210,6 +213,17 @@ pub async fn run(cmd: ServerCmd, a: ScaleArgs) -> anyhow::Result<Value> {
     );
     out.insert("rss_gib".into(), json!(gib(rss)));
     out.insert("hwm_gib".into(), json!(gib(hwm)));
+
+    // The SQLite write-ahead log at this point (a long one makes commits slower).
+    let wal = |dir: &Path| {
+        std::fs::metadata(dir.join("taskyard.db-wal")).map_or(0.0, |m| m.len() as f64 / 1048576.0)
+    };
+    out.insert("wal_mib_before_probes".into(), json!(wal(&data_dir)));
+    if a.pause > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(a.pause)).await;
+        out.insert("wal_mib_after_pause".into(), json!(wal(&data_dir)));
+    }
+    eprintln!("WAL before the probes: {:.0} MiB", wal(&data_dir));
 
     // Reserve latency.
     let probes = a
