@@ -105,8 +105,12 @@ pub(crate) struct Routing {
     pub(crate) reservations: BTreeMap<Sid, Reservation>,
     /// Queue → its pending tasks in dispatch order.
     pending: HashMap<Sid, BTreeSet<QueueKey>>,
-    /// Task → where it is in `pending`.
-    pending_at: HashMap<Sid, (Sid, QueueKey)>,
+    /// Task → where it is in `pending` (queue, key) and the channel it was counted on.
+    pending_at: HashMap<Sid, (Sid, QueueKey, Sid)>,
+    /// Queue → how many of its pending tasks are on each channel, so that a worker with
+    /// no room on any of them skips the queue instead of looking at each task (a worker
+    /// has room on several channels; its queue may hold a hundred tasks on another).
+    pending_channels: HashMap<Sid, Vec<(Sid, u32)>>,
     /// Worker → what it holds: active (pending, accepted, wrapping) reservations and counts
     /// per channel, so capacity checks cost no lookups.
     by_worker: HashMap<Sid, Load>,
@@ -326,6 +330,22 @@ pub enum CallbackInstruction {
 }
 
 impl Routing {
+    /// Counts a pending task of `queue` on `channel` in or out of `pending_channels`.
+    fn count_channel(&mut self, queue: Sid, channel: Sid, up: bool) {
+        let counts = self.pending_channels.entry(queue).or_default();
+        match counts.iter().position(|c| c.0 == channel) {
+            Some(i) if up => counts[i].1 += 1,
+            Some(i) => {
+                counts[i].1 = counts[i].1.saturating_sub(1);
+                if counts[i].1 == 0 {
+                    counts.swap_remove(i);
+                }
+            }
+            None if up => counts.push((channel, 1)),
+            None => {}
+        }
+    }
+
     /// The queues `worker` is a member of.
     pub(crate) fn member_of(&self, worker: Sid) -> &[Sid] {
         self.member_of.get(&worker).map_or(&[], Vec::as_slice)
@@ -827,7 +847,7 @@ impl Workspace {
             self.place(sid, now, ids);
         } else if pending && (p.priority.is_some() || vst.is_some() || channel.is_some()) {
             // Same queue, new place in its order (or new channel): retry.
-            if let Some((queue, _)) = self.routing.pending_at.get(&sid).copied() {
+            if let Some((queue, _, _)) = self.routing.pending_at.get(&sid).copied() {
                 self.unqueue(sid);
                 self.enqueue(sid, queue);
             }
@@ -1518,16 +1538,20 @@ impl Workspace {
         let Some(t) = self.routing.tasks.get(&sid) else {
             return;
         };
-        let key = self.queue_key(t, queue);
+        let (key, channel) = (self.queue_key(t, queue), t.task_channel_sid);
         self.routing.pending.entry(queue).or_default().insert(key);
-        self.routing.pending_at.insert(sid, (queue, key));
+        if let Some((q, _, c)) = self.routing.pending_at.insert(sid, (queue, key, channel)) {
+            self.routing.count_channel(q, c, false);
+        }
+        self.routing.count_channel(queue, channel, true);
     }
 
     fn unqueue(&mut self, sid: Sid) {
-        if let Some((queue, key)) = self.routing.pending_at.remove(&sid)
-            && let Some(set) = self.routing.pending.get_mut(&queue)
-        {
-            set.remove(&key);
+        if let Some((queue, key, channel)) = self.routing.pending_at.remove(&sid) {
+            if let Some(set) = self.routing.pending.get_mut(&queue) {
+                set.remove(&key);
+            }
+            self.routing.count_channel(queue, channel, false);
         }
     }
 
@@ -1835,6 +1859,14 @@ impl Workspace {
             if set.is_empty() {
                 continue;
             }
+            let room_for_one = self
+                .routing
+                .pending_channels
+                .get(qsid)
+                .is_some_and(|counts| counts.iter().any(|&(c, _)| self.has_room(worker, c)));
+            if !room_for_one {
+                continue;
+            }
             let Some(q) = self.task_queues.get(qsid) else {
                 continue;
             };
@@ -2024,6 +2056,7 @@ impl Workspace {
         let r = &mut self.routing;
         r.pending.clear();
         r.pending_at.clear();
+        r.pending_channels.clear();
         r.by_worker.clear();
         r.by_task.clear();
         r.timers.clear();
