@@ -945,3 +945,68 @@ fn lifo_serves_the_later_created_of_tasks_with_the_same_start_time() {
     assert_eq!(w.status(tasks[2]), TaskStatus::Reserved);
     assert_eq!(w.status(tasks[0]), TaskStatus::Pending);
 }
+
+/// A worker made available takes a task on every channel it has room on, even when the
+/// channel's task waits behind others in its queue; a worker whose attributes change moves
+/// between skill queues (found through the queues' expression index) and takes what waits
+/// there.
+#[test]
+fn a_freed_worker_takes_a_task_per_channel_and_follows_its_skill_between_queues() {
+    let mut w = World::new();
+    let qx = w.queue("X", "skill == \"x\"");
+    let qy = w.queue("Y", "skill == 'y' OR 1 == 2");
+    let flow = json!({"task_routing": {"filters": [
+        {"expression": "skill == \"x\"", "targets": [{"queue": qx.to_string()}]},
+        {"expression": "skill == \"y\"", "targets": [{"queue": qy.to_string()}]},
+    ]}});
+    w.workflow(flow, 120);
+    let worker = w.worker("W", json!({"skill": "x"}), false);
+    let defaults: Vec<Sid> = (0..3).map(|_| w.task(json!({"skill": "x"}))).collect();
+    let chat = w.task_with(json!({"skill": "x"}), |p| {
+        p.task_channel = Some("chat".into())
+    });
+    let in_y = w.task(json!({"skill": "y"}));
+    assert!(w.ws.task_queues()[&qx].members.contains(&worker));
+    assert!(!w.ws.task_queues()[&qy].members.contains(&worker));
+
+    w.set_activity(worker, "Available");
+    assert_eq!(
+        w.status(defaults[0]),
+        TaskStatus::Reserved,
+        "the oldest default task"
+    );
+    assert_eq!(
+        w.status(defaults[1]),
+        TaskStatus::Pending,
+        "default capacity is 1"
+    );
+    assert_eq!(
+        w.status(chat),
+        TaskStatus::Reserved,
+        "chat has room: behind the others"
+    );
+    assert_eq!(w.status(in_y), TaskStatus::Pending);
+
+    // Now a member of Y only; with both channels full it takes nothing there yet.
+    w.run(Command::UpdateWorker(UpdateWorker {
+        sid: worker,
+        if_match: None,
+        activity_sid: None,
+        attributes: Some(json!({"skill": "y"}).to_string()),
+        friendly_name: None,
+        reject_pending_reservations: None,
+    }));
+    assert!(!w.ws.task_queues()[&qx].members.contains(&worker));
+    assert!(w.ws.task_queues()[&qy].members.contains(&worker));
+    assert_eq!(w.status(in_y), TaskStatus::Pending);
+    // Its default reservation ends: the default slot frees and Y's task is taken.
+    let r = w.pending_reservation(defaults[0]);
+    w.set_reservation(r, ReservationStatus::Rejected, None)
+        .expect("reject");
+    assert_eq!(w.status(in_y), TaskStatus::Reserved);
+    assert_eq!(
+        w.status(defaults[1]),
+        TaskStatus::Pending,
+        "no longer its queue"
+    );
+}
