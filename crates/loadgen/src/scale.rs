@@ -64,6 +64,10 @@ pub struct ScaleArgs {
     /// Skip the restart measurements.
     #[arg(long)]
     no_restart: bool,
+    /// Also restart once more after SIGKILL with the data directory's files dropped from
+    /// the page cache first (`dd iflag=nocache`), as after a reboot.
+    #[arg(long)]
+    cold: bool,
     /// Seconds to wait between set-up and the probes (lets the writer settle).
     #[arg(long, default_value_t = 0.0)]
     pause: f64,
@@ -265,7 +269,11 @@ pub async fn run(cmd: ServerCmd, a: ScaleArgs) -> anyhow::Result<Value> {
     out.insert("reserve_post_p99_ms".into(), json!(p.p99_ms));
 
     if !a.no_restart {
-        for (name, graceful) in [("sigkill", false), ("sigterm", true)] {
+        let mut rounds = vec![("sigkill", false, false), ("sigterm", true, false)];
+        if a.cold {
+            rounds.push(("sigkill_cold", false, true));
+        }
+        for (name, graceful, cold) in rounds {
             if m.next_worker >= a.workers {
                 break;
             }
@@ -273,6 +281,9 @@ pub async fn run(cmd: ServerCmd, a: ScaleArgs) -> anyhow::Result<Value> {
                 terminate(&mut server)?;
             } else {
                 server.kill();
+            }
+            if cold {
+                drop_cache(&data_dir)?;
             }
             let t = Instant::now();
             server = cmd.start(&listen, &data_dir)?;
@@ -341,6 +352,23 @@ async fn probe(
         // The receiver records the arrival instant itself: polling adds nothing to it.
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// Asks the kernel to drop the cached pages of every file in `dir` (GNU `dd` with
+/// `iflag=nocache count=0` advises POSIX_FADV_DONTNEED for the whole file): only this data
+/// set's pages, not the machine's whole cache.
+fn drop_cache(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            let status = std::process::Command::new("dd")
+                .arg(format!("if={}", path.display()))
+                .args(["iflag=nocache", "count=0", "status=none"])
+                .status()?;
+            anyhow::ensure!(status.success(), "dd on {}: {status}", path.display());
+        }
+    }
+    Ok(())
 }
 
 /// SIGTERM (via `kill`, to stay free of `unsafe`), then wait for the exit.
