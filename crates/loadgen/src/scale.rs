@@ -17,7 +17,8 @@
 //!    the POST's own response time; p50/p99/max.
 //! 4. Restart: SIGKILL the server, start it on the same data directory, and time until
 //!    `GET /healthz` answers 200, then until routing has resumed (another `Offline` worker
-//!    made available gets its assignment callback). Then the same after a SIGTERM.
+//!    made available gets its assignment callback). Then the same after a SIGTERM, and with
+//!    `--cold` once more after a SIGKILL with the data set dropped from the page cache.
 //!
 //! Requires `--spawn` (the harness reads the server's `/proc` and restarts it). With
 //! `--keep DIR` the data directory is DIR and a manifest (`scale-manifest.json`) is written
