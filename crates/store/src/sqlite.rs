@@ -345,8 +345,45 @@ impl SqliteStore {
     }
 }
 
+/// Reads the database file front to back on its own thread while `load()` runs, so that
+/// the page cache holds it ahead of the scan. The resource rows' pages lie scattered between
+/// event pages; after a reboot SQLite fetched them one by one (≈ 45 MiB/s here: 19 s for
+/// 1.1 M rows, most of a cold start) where a sequential read runs at ≈ 600 MiB/s. Stopped
+/// when dropped, so a long event history costs at most the load's own duration.
+struct PageCacheWarmer(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl PageCacheWarmer {
+    fn start(path: &Path) -> PageCacheWarmer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, path) = (stop.clone(), path.to_owned());
+        // Best effort: without the thread the load is only slower.
+        let _ = std::thread::Builder::new()
+            .name("taskyard-warm".into())
+            .spawn(move || {
+                let Ok(mut f) = std::fs::File::open(&path) else {
+                    return;
+                };
+                let mut buf = vec![0u8; 1 << 20];
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    match std::io::Read::read(&mut f, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            });
+        PageCacheWarmer(stop)
+    }
+}
+
+impl Drop for PageCacheWarmer {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Store for SqliteStore {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let _warm = PageCacheWarmer::start(&self.path);
         let mut snapshot = Snapshot::default();
         let mut stmt = self
             .conn
