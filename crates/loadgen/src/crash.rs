@@ -1017,23 +1017,9 @@ async fn quiesce(shared: &Shared) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (Howard Hinnant's civil-from-days).
+/// Unix seconds as the ISO 8601 date Twilio's `StartDate` takes.
 fn iso(unix_secs: i64) -> String {
-    let (days, secs) = (unix_secs.div_euclid(86_400), unix_secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    taskyard_engine::events::iso8601(unix_secs.saturating_mul(1000))
 }
 
 fn unix_now() -> i64 {

@@ -76,7 +76,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use measure::{Receiver, closed_loop, create_task, report, set_up, start_receiver, summarise};
+use measure::{
+    Receiver, closed_loop, create_task, healthz_loop, report, set_up, start_receiver, summarise,
+};
 use server::{
     Api, SPAWN_ACCOUNT_SID, SPAWN_AUTH_TOKEN, ServerCmd, client, free_listen_addr, wait_healthy,
 };
@@ -243,22 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             connections,
         } => {
-            let api2 = api.clone();
-            let (lat, errors, secs) = closed_loop(duration, connections, move |_| {
-                let api = api2.clone();
-                async move {
-                    let r = api
-                        .client
-                        .get(format!("{}/healthz", api.base))
-                        .send()
-                        .await?;
-                    let status = r.status();
-                    r.bytes().await?;
-                    anyhow::ensure!(status.is_success(), "GET /healthz: {status}");
-                    Ok(())
-                }
-            })
-            .await?;
+            let (lat, errors, secs) = healthz_loop(&api, duration, connections).await?;
             let n = lat.len();
             let s = summarise(lat);
             json!({

@@ -204,6 +204,30 @@ where
     Ok((all, errors, start.elapsed().as_secs_f64()))
 }
 
+/// `connections` closed loops of `GET /healthz` for `duration` seconds (see [`closed_loop`]).
+pub async fn healthz_loop(
+    api: &Api,
+    duration: f64,
+    connections: usize,
+) -> anyhow::Result<(Vec<u64>, u64, f64)> {
+    let api = api.clone();
+    closed_loop(duration, connections, move |_| {
+        let api = api.clone();
+        async move {
+            let r = api
+                .client
+                .get(format!("{}/healthz", api.base))
+                .send()
+                .await?;
+            let status = r.status();
+            r.bytes().await?;
+            anyhow::ensure!(status.is_success(), "GET /healthz: {status}");
+            Ok(())
+        }
+    })
+    .await
+}
+
 pub fn report(json_out: bool, summary: Value) -> anyhow::Result<()> {
     if json_out {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::measure::{Arrivals, start_keyed_receiver, summarise};
@@ -473,23 +473,6 @@ where
     Ok((all.into_iter().map(|(_, t)| t).collect(), rate))
 }
 
-/// POSTs a form and checks the status without parsing the answer (set-up at full speed).
-async fn post_ok(api: &Api, path: &str, form: &[(&str, &str)]) -> anyhow::Result<()> {
-    let resp = api
-        .client
-        .post(format!("{}{path}", api.base))
-        .basic_auth(&api.sid, Some(&api.token))
-        .form(form)
-        .send()
-        .await?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        bail!("POST {path}: {status}: {}", String::from_utf8_lossy(&body));
-    }
-    Ok(())
-}
-
 async fn set_up(
     api: &Api,
     a: &ScaleArgs,
@@ -607,8 +590,7 @@ async fn set_up(
             async move {
                 let q = i % nq;
                 let attrs = format!("{{\"skill\":\"s{q}\"}}");
-                post_ok(
-                    &api,
+                api.post_bytes(
                     &tasks_path,
                     &[
                         ("Attributes", attrs.as_str()),
@@ -616,6 +598,7 @@ async fn set_up(
                     ],
                 )
                 .await
+                .map(drop)
             }
         }
     })

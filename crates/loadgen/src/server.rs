@@ -83,35 +83,44 @@ pub struct Api {
 }
 
 impl Api {
+    /// POSTs a form; the answer's JSON.
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Value> {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .basic_auth(&self.sid, Some(&self.token))
-            .form(form)
-            .send()
-            .await?;
-        let status = resp.status();
-        let body = resp.bytes().await?;
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {}", String::from_utf8_lossy(&body));
-        }
-        Ok(serde_json::from_slice(&body)?)
+        Ok(serde_json::from_slice(&self.post_bytes(path, form).await?)?)
+    }
+
+    /// POSTs a form and checks the status; the answer's bytes, unparsed (for set-up at full
+    /// speed).
+    pub async fn post_bytes(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
+        let request = self.client.post(format!("{}{path}", self.base)).form(form);
+        self.send(request, "POST", path).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
+        let request = self.client.get(format!("{}{path}", self.base));
+        Ok(serde_json::from_slice(
+            &self.send(request, "GET", path).await?,
+        )?)
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+    ) -> anyhow::Result<Vec<u8>> {
+        let resp = request
             .basic_auth(&self.sid, Some(&self.token))
             .send()
             .await?;
         let status = resp.status();
         let body = resp.bytes().await?;
         if !status.is_success() {
-            bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "{method} {path}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
-        Ok(serde_json::from_slice(&body)?)
+        Ok(body.to_vec())
     }
 }
 

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::measure::{Receiver, closed_loop, create_task, set_up, start_receiver, summarise};
+use crate::measure::{
+    Receiver, closed_loop, create_task, healthz_loop, set_up, start_receiver, summarise,
+};
 use crate::server::Api;
 
 #[derive(Debug, clap::Args)]
@@ -46,22 +48,7 @@ pub struct SustainArgs {
 }
 
 pub async fn run(api: &Api, args: SustainArgs) -> anyhow::Result<Value> {
-    let api2 = api.clone();
-    let (lat, _, secs) = closed_loop(args.healthz_secs, args.connections, move |_| {
-        let api = api2.clone();
-        async move {
-            let r = api
-                .client
-                .get(format!("{}/healthz", api.base))
-                .send()
-                .await?;
-            let status = r.status();
-            r.bytes().await?;
-            anyhow::ensure!(status.is_success(), "GET /healthz: {status}");
-            Ok(())
-        }
-    })
-    .await?;
+    let (lat, _, secs) = healthz_loop(api, args.healthz_secs, args.connections).await?;
     let healthz_per_s = lat.len() as f64 / secs;
 
     let rx = Receiver::default();
