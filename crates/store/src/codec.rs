@@ -109,11 +109,24 @@ pub struct Packer {
     trainings: u32,
     /// Trained in the current transaction, installed once it commits.
     staged: Option<Dict>,
+    /// Train on a thread of its own (training takes 50–200 ms, a stall for every request
+    /// waiting for a commit if the writer did it); tests train in the foreground to know
+    /// exactly which events are packed.
+    background: bool,
+    /// A training under way in the background.
+    training: Option<Training>,
+}
+
+/// A dictionary being trained on another thread, and the samples set aside to judge it.
+struct Training {
+    judge: Vec<String>,
+    result: std::sync::mpsc::Receiver<Option<Vec<u8>>>,
 }
 
 impl Packer {
-    /// Loads the newest dictionary of the database; trains after `samples` events (0: never).
-    pub fn open(conn: &Connection, samples: usize) -> Result<Packer, StoreError> {
+    /// Loads the newest dictionary of the database; trains after `samples` events (0: never),
+    /// on a thread of its own if `background`.
+    pub fn open(conn: &Connection, samples: usize, background: bool) -> Result<Packer, StoreError> {
         let newest: Option<(u32, Vec<u8>)> = conn
             .query_row(
                 "SELECT id, body FROM event_dicts ORDER BY id DESC LIMIT 1",
@@ -128,6 +141,8 @@ impl Packer {
             seen: 0,
             train_at: (samples > 0).then_some(samples),
             trainings: 0,
+            background,
+            training: None,
             staged: None,
         })
     }
@@ -139,6 +154,21 @@ impl Packer {
         tx: &Transaction<'_>,
         bodies: impl Iterator<Item = &'a str>,
     ) -> Result<(), StoreError> {
+        // A dictionary trained in the background since the last commit: judge it now.
+        if let Some(t) = &self.training {
+            match t.result.try_recv() {
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Ok(trained) => {
+                    let t = self.training.take();
+                    if let (Some(bytes), Some(t)) = (trained, t) {
+                        self.adopt(tx, &bytes, &t.judge)?;
+                    }
+                }
+                // Too few or too uniform samples (no dictionary), or the thread died: the
+                // dictionary in use (or plain JSON) stays.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.training = None,
+            }
+        }
         let Some(train_at) = self.train_at else {
             return Ok(());
         };
@@ -156,26 +186,50 @@ impl Packer {
             }
             self.seen += 1;
         }
-        if self.seen < train_at {
+        if self.seen < train_at || self.training.is_some() {
             return Ok(());
         }
-        let samples = std::mem::take(&mut self.samples);
+        let mut samples = std::mem::take(&mut self.samples);
         self.trainings += 1;
         self.train_at = (self.trainings < TRAININGS).then(|| train_at.saturating_mul(10));
         self.seen = 0;
         self.stride = 1;
         // Train on four fifths, judge on the rest.
-        let (train, judge) = samples.split_at(samples.len() * 4 / 5);
-        let Ok(bytes) = zstd::dict::from_samples(train, DICT_BYTES) else {
-            // Too few or too uniform samples: plain JSON (or the old dictionary) is fine.
-            return Ok(());
-        };
+        let judge = samples.split_off(samples.len() * 4 / 5);
+        if self.background {
+            let (done, result) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("taskyard-dict".into())
+                .spawn(move || {
+                    let _ = done.send(zstd::dict::from_samples(&samples, DICT_BYTES).ok());
+                });
+            // Without a thread there is no new dictionary this time; nothing is lost.
+            if spawned.is_ok() {
+                self.training = Some(Training { judge, result });
+            }
+            Ok(())
+        } else {
+            match zstd::dict::from_samples(&samples, DICT_BYTES) {
+                Ok(bytes) => self.adopt(tx, &bytes, &judge),
+                Err(_) => Ok(()),
+            }
+        }
+    }
+
+    /// Stores `bytes` as the next dictionary (in `tx`) and packs with it from now on, if it
+    /// beats the one in use on `judge` by a fifth.
+    fn adopt(
+        &mut self,
+        tx: &Transaction<'_>,
+        bytes: &[u8],
+        judge: &[String],
+    ) -> Result<(), StoreError> {
         let id: u32 = tx.query_row(
             "SELECT coalesce(max(id), 0) + 1 FROM event_dicts",
             [],
             |r| r.get(0),
         )?;
-        let mut trained = Dict::new(id, &bytes)?;
+        let mut trained = Dict::new(id, bytes)?;
         let new_size = trained.size_of(judge);
         let old_size = match &mut self.dict {
             Some(old) => old.size_of(judge),

@@ -146,11 +146,74 @@ const WORKSPACES_WITH_EVENTS_SQL: &str = "WITH RECURSIVE ws(sid) AS (
 const PURGE_SQL: &str = "DELETE FROM events WHERE workspace_sid = ?1 AND sid < ?2 AND date_ms < ?3";
 
 pub struct SqliteStore {
+    /// First, so that it is dropped first: its connection closes before the writer's, and
+    /// the writer's, closing last, checkpoints and removes the WAL.
+    _checkpointer: Checkpointer,
     conn: Connection,
     /// The database file, for [`SqliteStore::event_log`]'s own connections.
     path: PathBuf,
     /// The event-body compressor (see `codec`).
     packer: Packer,
+}
+
+/// How often the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL pages (4 KiB) at which the writer checkpoints itself and the WAL starts over.
+const WRITER_CHECKPOINT_PAGES: i64 = 8192;
+/// A WAL that grew past this under a burst is cut back to it once it starts over.
+const WAL_KEEP_BYTES: i64 = 64 << 20;
+
+/// The thread that checkpoints the WAL beside the writer, on a connection of its own.
+///
+/// It runs PASSIVE checkpoints, which never wait for the writer nor make it wait: they copy
+/// what is committed while commits go on. Under a steady stream of commits such a checkpoint
+/// never catches up with the WAL's end, and only a checkpoint that does lets the WAL start
+/// over; that last, short step is the writer's own (see `WRITER_CHECKPOINT_PAGES`).
+struct Checkpointer {
+    /// Dropping it ends the thread.
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Checkpointer {
+    fn start(path: &Path, sync: &str) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("taskyard-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    // A failed checkpoint loses nothing (the WAL keeps every commit); the
+                    // next round tries again.
+                    let _ = checkpoint(&conn);
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// One round of [`Checkpointer`].
+fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
+    // `wal_checkpoint` answers (busy, frames in the WAL, frames copied).
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    Ok(())
 }
 
 /// Runs the migrations `conn` has not had yet.
@@ -187,22 +250,32 @@ impl SqliteStore {
             Durability::Normal => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", sync)?;
-        // Checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: a page that many commits
-        // touch (per-worker statistics buckets and index leaves are spread over the file) is
-        // then copied into the database once per checkpoint rather than once every few
-        // commits. About a fifth fewer bytes written per task under load; recovery reads at
-        // most that much WAL at start-up.
-        conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
+        // Checkpoints (copying the WAL's pages into the database file and syncing it) are
+        // mostly done by the `Checkpointer` thread beside the writer: one on the writer took
+        // 15–40 ms, a stall for every request waiting for a commit. But only a checkpoint
+        // that no commit overtakes lets the WAL start over from its beginning, so the writer
+        // still checkpoints once the WAL holds `WRITER_CHECKPOINT_PAGES`; by then the thread
+        // has copied all but the last moment's pages, and the writer's share is short.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        // A WAL that grew under a long burst is cut back to this size once it restarts.
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut conn)?;
-        let packer = Packer::open(&conn, SAMPLES)?;
-        Ok(SqliteStore { conn, path, packer })
+        let packer = Packer::open(&conn, SAMPLES, true)?;
+        let checkpointer = Checkpointer::start(&path, sync)?;
+        Ok(SqliteStore {
+            conn,
+            path,
+            packer,
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Trains the event-body dictionary after `samples` events instead of [`SAMPLES`]
-    /// (0: never), so that tests reach compressed bodies quickly.
-    pub fn train_after(&mut self, samples: usize) -> Result<(), StoreError> {
-        self.packer = Packer::open(&self.conn, samples)?;
+    /// (0: never), so that tests reach compressed bodies quickly; in the foreground unless
+    /// `background`, so that they know which events are packed.
+    pub fn train_after(&mut self, samples: usize, background: bool) -> Result<(), StoreError> {
+        self.packer = Packer::open(&self.conn, samples, background)?;
         Ok(())
     }
 
@@ -1016,7 +1089,7 @@ mod tests {
         };
         {
             let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
-            store.train_after(200).expect("train_after");
+            store.train_after(200, false).expect("train_after");
             write_events(&mut store, ws, &events[..400]);
             // Batches of 50: the fourth completed the 200 samples, so the dictionary was
             // trained in its transaction and packed it already.
@@ -1044,7 +1117,7 @@ mod tests {
         // Reopened, the store packs with the stored dictionary from the first event, and a
         // new dictionary that is no better is not stored.
         let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("reopen");
-        store.train_after(100).expect("train_after");
+        store.train_after(100, false).expect("train_after");
         write_events(&mut store, ws, &events[400..]);
         assert_eq!(
             count("SELECT count(*) FROM events WHERE typeof(body) = 'blob'"),
@@ -1065,12 +1138,70 @@ mod tests {
     }
 
     #[test]
+    fn a_dictionary_trained_in_the_background_is_adopted_by_a_later_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        store.train_after(200, true).expect("train_after");
+        let mut events: Vec<StoredEvent> = (1..=200).map(realistic).collect();
+        write_events(&mut store, ws, &events);
+        // Training runs on its own thread; each later commit looks for its result.
+        let blobs = || -> i64 {
+            Connection::open(dir.path().join("taskyard.db"))
+                .expect("raw open")
+                .query_row(
+                    "SELECT count(*) FROM events WHERE typeof(body) = 'blob'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("count")
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut n = 200;
+        while blobs() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no dictionary adopted"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            n += 1;
+            let e = realistic(n);
+            write_events(&mut store, ws, std::slice::from_ref(&e));
+            events.push(e);
+        }
+        assert_eq!(read_all(&store.event_log().expect("log"), ws), events);
+    }
+
+    #[test]
+    fn the_checkpoint_thread_copies_the_wal_into_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        store.train_after(0, false).expect("no training");
+        let db = dir.path().join("taskyard.db");
+        let before = std::fs::metadata(&db).expect("db").len();
+        // About 2.5 MB of events: the writer itself never checkpoints, so without the
+        // thread all of it would stay in the WAL.
+        let events: Vec<StoredEvent> = (1..=3000).map(realistic).collect();
+        write_events(&mut store, ws, &events);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&db).expect("db").len() < before + 1_000_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file did not grow: nothing was checkpointed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(read_all(&store.event_log().expect("log"), ws), events);
+    }
+
+    #[test]
     fn a_body_whose_dictionary_is_missing_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ws = Sid::new("WS", 1);
         let events: Vec<StoredEvent> = (1..=300).map(realistic).collect();
         let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
-        store.train_after(100).expect("train_after");
+        store.train_after(100, false).expect("train_after");
         write_events(&mut store, ws, &events);
         Connection::open(dir.path().join("taskyard.db"))
             .expect("raw open")
