@@ -19,7 +19,8 @@
 //! (about [`SAMPLES`] of them; every other one is dropped whenever the sample doubles) and
 //! tries the new dictionary against the one in use on a fifth of that sample it did not train
 //! on. The new one is stored — in the same transaction as the first events it compresses —
-//! only if it beats the old one by a fifth. So a steady database keeps one dictionary, and one
+//! only if it beats the old one by a fifth. Training (50–200 ms) runs on a thread of its own;
+//! the writer judges and stores the result in the first commit after it is ready. So a steady database keeps one dictionary, and one
 //! whose traffic changes shape gets a better one.
 
 use std::collections::HashMap;
