@@ -44,9 +44,16 @@ pub struct Receiver {
 }
 
 pub async fn start_receiver(rx: Receiver) -> anyhow::Result<String> {
-    let app = axum::Router::new()
-        .route("/assign", axum::routing::post(assign))
-        .with_state(rx);
+    serve_receiver(
+        axum::Router::new()
+            .route("/assign", axum::routing::post(assign))
+            .with_state(rx),
+    )
+    .await
+}
+
+/// Serves `app` on a free port of 127.0.0.1 in the background; its `/assign` URL.
+async fn serve_receiver(app: axum::Router) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -265,17 +272,12 @@ pub type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 /// (e.g. `WorkerSid`: the scale run makes one worker available and waits for *its*
 /// reservation, whichever task that is). Answers `{}` (no instruction).
 pub async fn start_keyed_receiver(field: &'static str, map: Arrivals) -> anyhow::Result<String> {
-    let app = axum::Router::new()
-        .route("/assign", axum::routing::post(keyed_assign))
-        .with_state((field, map));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr: SocketAddr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("callback receiver: {e}");
-        }
-    });
-    Ok(format!("http://{addr}/assign"))
+    serve_receiver(
+        axum::Router::new()
+            .route("/assign", axum::routing::post(keyed_assign))
+            .with_state((field, map)),
+    )
+    .await
 }
 
 async fn keyed_assign(
