@@ -14,6 +14,8 @@
 //!
 //! Each figure is run five times on a fresh workspace; the best and the median are printed.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -42,31 +44,7 @@ fn setup() -> (Workspace, CountingSids, Millis) {
         .find(|a| a.available)
         .expect("available")
         .sid;
-    let mut queues = Vec::new();
-    for q in 0..QUEUES {
-        let cmd = Command::CreateTaskQueue(TaskQueueParams {
-            friendly_name: Some(format!("Skill {q}")),
-            target_workers: Some(format!("skill == {q}")),
-            ..Default::default()
-        });
-        queues.push(ws.apply(cmd, now, &mut ids).expect("queue").sid);
-    }
-    let filters: Vec<_> = queues
-        .iter()
-        .enumerate()
-        .map(|(q, sid)| json!({"expression": format!("skill == {q}"), "targets": [{"queue": sid.to_string()}]}))
-        .collect();
-    let config = json!({"task_routing": {"filters": filters}});
-    ws.apply(
-        Command::CreateWorkflow(WorkflowParams {
-            friendly_name: Some("By skill".into()),
-            configuration: Some(config.to_string()),
-            ..Default::default()
-        }),
-        now,
-        &mut ids,
-    )
-    .expect("workflow");
+    common::skill_queues_and_workflow(&mut ws, QUEUES, now, &mut ids);
     for w in 0..WORKERS {
         let cmd = Command::CreateWorker(CreateWorker {
             friendly_name: format!("worker {w}"),

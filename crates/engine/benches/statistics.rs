@@ -11,6 +11,8 @@
 //! Each figure is the time of one call (what one HTTP request costs the workspace's actor
 //! before rendering), measured 41 times; the best and the median are printed.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -44,31 +46,7 @@ fn setup() -> (Workspace, Millis) {
         });
         ws.apply(cmd, now, &mut ids).expect("worker");
     }
-    let mut queues = Vec::new();
-    for q in 0..QUEUES {
-        let cmd = Command::CreateTaskQueue(TaskQueueParams {
-            friendly_name: Some(format!("Skill {q}")),
-            target_workers: Some(format!("skill == {q}")),
-            ..Default::default()
-        });
-        queues.push(ws.apply(cmd, now, &mut ids).expect("queue").sid);
-    }
-    let filters: Vec<_> = queues
-        .iter()
-        .enumerate()
-        .map(|(q, sid)| json!({"expression": format!("skill == {q}"), "targets": [{"queue": sid.to_string()}]}))
-        .collect();
-    let config = json!({"task_routing": {"filters": filters}});
-    ws.apply(
-        Command::CreateWorkflow(WorkflowParams {
-            friendly_name: Some("By skill".into()),
-            configuration: Some(config.to_string()),
-            ..Default::default()
-        }),
-        now,
-        &mut ids,
-    )
-    .expect("workflow");
+    common::skill_queues_and_workflow(&mut ws, QUEUES, now, &mut ids);
     // Tasks until 100,000 wait (the available workers take the first ones they fit).
     let mut waiting = 0;
     let mut i = 0;
