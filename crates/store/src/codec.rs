@@ -45,6 +45,10 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("event body: {what}"))
 }
 
+fn compress_error(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Compress(what.to_string())
+}
+
 /// A dictionary and the compressor loaded with it.
 struct Dict {
     id: u32,
@@ -54,18 +58,23 @@ struct Dict {
 impl Dict {
     fn new(id: u32, bytes: &[u8]) -> Result<Dict, StoreError> {
         let mut compressor =
-            zstd::bulk::Compressor::with_dictionary(LEVEL, bytes).map_err(corrupt)?;
+            zstd::bulk::Compressor::with_dictionary(LEVEL, bytes).map_err(compress_error)?;
         // The header already names the dictionary and the length; a checksum would only
         // repeat what SQLite's own page handling guarantees.
-        compressor.include_dictid(false).map_err(corrupt)?;
-        compressor.include_contentsize(false).map_err(corrupt)?;
-        compressor.include_checksum(false).map_err(corrupt)?;
+        compressor.include_dictid(false).map_err(compress_error)?;
+        compressor
+            .include_contentsize(false)
+            .map_err(compress_error)?;
+        compressor.include_checksum(false).map_err(compress_error)?;
         Ok(Dict { id, compressor })
     }
 
     fn pack(&mut self, json: &str) -> Result<Vec<u8>, StoreError> {
-        let len = u32::try_from(json.len()).map_err(|_| corrupt("larger than 4 GiB"))?;
-        let frame = self.compressor.compress(json.as_bytes()).map_err(corrupt)?;
+        let len = u32::try_from(json.len()).map_err(|_| compress_error("larger than 4 GiB"))?;
+        let frame = self
+            .compressor
+            .compress(json.as_bytes())
+            .map_err(compress_error)?;
         let mut out = Vec::with_capacity(HEADER + frame.len());
         out.extend_from_slice(&self.id.to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
@@ -283,12 +292,10 @@ impl Unpacker {
             ValueRef::Blob(b) => b,
             other => return Err(corrupt(format!("unexpected {:?}", other.data_type()))),
         };
-        let (header, frame) = blob
-            .split_first_chunk::<HEADER>()
-            .ok_or_else(|| corrupt("short blob"))?;
-        let (id, len) = header.split_at(4);
-        let id = u32::from_le_bytes(id.try_into().map_err(corrupt)?);
-        let len = u32::from_le_bytes(len.try_into().map_err(corrupt)?) as usize;
+        let short = || corrupt("short blob");
+        let (id, rest) = blob.split_first_chunk::<4>().ok_or_else(short)?;
+        let (len, frame) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+        let (id, len) = (u32::from_le_bytes(*id), u32::from_le_bytes(*len) as usize);
         let decompressor = match self.dicts.entry(id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {

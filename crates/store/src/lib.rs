@@ -218,6 +218,13 @@ pub enum StoreError {
         "the database schema version {found} is newer than this build understands ({supported})"
     )]
     SchemaTooNew { found: i64, supported: i64 },
+    #[error("cannot compress an event body: {0}")]
+    Compress(String),
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        name: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// A durable home for accounts, workspace rows and events.

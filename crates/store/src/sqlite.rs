@@ -201,7 +201,10 @@ impl Checkpointer {
                     let _ = checkpoint(&conn);
                 }
             })
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|source| StoreError::Thread {
+                name: "checkpoint",
+                source,
+            })?;
         Ok(Checkpointer {
             stop: Some(stop),
             thread: Some(thread),
@@ -209,9 +212,8 @@ impl Checkpointer {
     }
 }
 
-/// One round of [`Checkpointer`].
+/// One round of [`Checkpointer`] (the pragma's answer, frame counts, is not needed).
 fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
-    // `wal_checkpoint` answers (busy, frames in the WAL, frames copied).
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
     Ok(())
 }
