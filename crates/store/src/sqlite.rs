@@ -108,7 +108,42 @@ const MIGRATIONS: &[&str] = &[
         id   INTEGER PRIMARY KEY,
         body BLOB NOT NULL
     );",
+    // 5: the worker filter's index, written in sorted batches.
+    //
+    // Task and reservation SIDs sort by creation time, so their index entries land near the
+    // right edge of their indexes. Worker SIDs do not: with a thousand busy workers, nearly
+    // every worker event dirtied an index page of its own (40 of the ~126 pages a commit of
+    // ~33 tasks wrote). So a worker event's entry is first appended to `event_workers_new`
+    // (rows in arrival order: an append), and once that holds `MERGE_WORKERS_AT` entries
+    // the writer moves them into `event_workers` in key order, in the same transaction as a
+    // commit, where they fill a page or two per worker instead of a page per entry. Reads
+    // consult both tables in one snapshot, so an entry is always found in exactly one.
+    "DROP INDEX events_by_worker;
+    CREATE TABLE event_workers (
+        workspace_sid TEXT NOT NULL,
+        worker_sid    TEXT NOT NULL,
+        sid           TEXT NOT NULL,
+        PRIMARY KEY (workspace_sid, worker_sid, sid)
+    ) WITHOUT ROWID;
+    CREATE TABLE event_workers_new (
+        workspace_sid TEXT NOT NULL,
+        worker_sid    TEXT NOT NULL,
+        sid           TEXT NOT NULL
+    );
+    INSERT INTO event_workers (workspace_sid, worker_sid, sid)
+        SELECT workspace_sid, worker_sid, sid FROM events WHERE worker_sid IS NOT NULL
+        ORDER BY 1, 2, 3;",
 ];
+
+/// Staged worker index entries (migration 5) at which a commit merges them into
+/// `event_workers`. Larger batches touch fewer pages per entry; the staged rows are scanned
+/// by every worker-filtered read, and merging them lengthens one commit (≈ 10 ms for 16k).
+const MERGE_WORKERS_AT: usize = 16_384;
+
+/// Moves the staged worker index entries into place, in key order.
+const MERGE_WORKERS_SQL: &str = "INSERT INTO event_workers (workspace_sid, worker_sid, sid)
+        SELECT workspace_sid, worker_sid, sid FROM event_workers_new ORDER BY 1, 2, 3;
+    DELETE FROM event_workers_new;";
 
 /// `SELECT`s the columns [`read_event`] expects, `FROM events`, then `$rest`.
 macro_rules! select_events {
@@ -145,6 +180,14 @@ const WORKSPACES_WITH_EVENTS_SQL: &str = "WITH RECURSIVE ws(sid) AS (
 /// `?2` is the smallest SID of `before_ms`, `?3` is `before_ms`.
 const PURGE_SQL: &str = "DELETE FROM events WHERE workspace_sid = ?1 AND sid < ?2 AND date_ms < ?3";
 
+/// The first worker after `?2` in a workspace's worker index.
+const NEXT_WORKER_SQL: &str = "SELECT worker_sid FROM event_workers
+    WHERE workspace_sid = ?1 AND worker_sid > ?2 ORDER BY worker_sid LIMIT 1";
+
+/// One worker's index entries below the SID `?3`.
+const PURGE_WORKER_SQL: &str =
+    "DELETE FROM event_workers WHERE workspace_sid = ?1 AND worker_sid = ?2 AND sid < ?3";
+
 pub struct SqliteStore {
     /// First, so that it is dropped first: its connection closes before the writer's, and
     /// the writer's, closing last, checkpoints and removes the WAL.
@@ -154,6 +197,12 @@ pub struct SqliteStore {
     path: PathBuf,
     /// The event-body compressor (see `codec`).
     packer: Packer,
+    /// Rows in `event_workers_new` as of the last commit, and as the running commit leaves
+    /// them (see migration 5).
+    staged_workers: usize,
+    staging_workers: usize,
+    /// [`MERGE_WORKERS_AT`], lower in tests.
+    merge_workers_at: usize,
 }
 
 /// How often the checkpoint thread copies the WAL into the database.
@@ -265,10 +314,16 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let packer = Packer::open(&conn, SAMPLES, true)?;
         let checkpointer = Checkpointer::start(&path, sync)?;
+        let staged: i64 =
+            conn.query_row("SELECT count(*) FROM event_workers_new", [], |r| r.get(0))?;
+        let staged = usize::try_from(staged).unwrap_or_default();
         Ok(SqliteStore {
             conn,
             path,
             packer,
+            staged_workers: staged,
+            staging_workers: staged,
+            merge_workers_at: MERGE_WORKERS_AT,
             _checkpointer: checkpointer,
         })
     }
@@ -329,6 +384,11 @@ impl SqliteStore {
                      task_channel_sid, callback, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
+            let mut stage_worker = tx.prepare_cached(
+                "INSERT INTO event_workers_new (workspace_sid, worker_sid, sid)
+                 VALUES (?1, ?2, ?3)",
+            )?;
+            self.staging_workers = self.staged_workers;
             for write in writes {
                 match write {
                     Write::Account(a) => {
@@ -359,9 +419,14 @@ impl SqliteStore {
                             }
                         }
                         for e in events {
+                            let sid = e.sid.to_string();
+                            if let Some(worker) = e.worker_sid {
+                                stage_worker.execute(params![ws, worker.to_string(), sid])?;
+                                self.staging_workers += 1;
+                            }
                             insert_event.execute(params![
                                 ws,
-                                e.sid.to_string(),
+                                sid,
                                 e.event_type,
                                 e.date_ms,
                                 e.task_sid.map(|s| s.to_string()),
@@ -414,6 +479,10 @@ impl SqliteStore {
                     }
                 }
             }
+        }
+        if self.staging_workers >= self.merge_workers_at {
+            tx.execute_batch(MERGE_WORKERS_SQL)?;
+            self.staging_workers = 0;
         }
         tx.commit()?;
         Ok(())
@@ -517,7 +586,10 @@ impl Store for SqliteStore {
     fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         let result = self.write_all(writes);
         match result {
-            Ok(()) => self.packer.committed(),
+            Ok(()) => {
+                self.packer.committed();
+                self.staged_workers = self.staging_workers;
+            }
             Err(_) => self.packer.rolled_back(),
         }
         result
@@ -562,6 +634,8 @@ fn drop_workspace(tx: &Transaction<'_>, ws: &str) -> Result<(), StoreError> {
     for sql in [
         "DELETE FROM resources WHERE workspace_sid = ?1",
         "DELETE FROM events WHERE workspace_sid = ?1",
+        "DELETE FROM event_workers WHERE workspace_sid = ?1",
+        "DELETE FROM event_workers_new WHERE workspace_sid = ?1",
         "DELETE FROM event_cursors WHERE workspace_sid = ?1",
         "DELETE FROM stat_buckets WHERE workspace_sid = ?1",
     ] {
@@ -583,9 +657,24 @@ fn purge_events(tx: &Transaction<'_>, before_ms: i64) -> Result<(), StoreError> 
         .collect::<Result<Vec<_>, _>>()?;
     let bound = sid_bound(before_ms, '0');
     let mut delete = tx.prepare_cached(PURGE_SQL)?;
+    let mut next_worker = tx.prepare_cached(NEXT_WORKER_SQL)?;
+    let mut delete_worker = tx.prepare_cached(PURGE_WORKER_SQL)?;
     for ws in workspaces {
         delete.execute(params![ws, bound, before_ms])?;
+        // The worker index, one worker's range at a time (its key starts with the worker).
+        // An event whose SID is below the bound is always purged: its SID was made no
+        // earlier than its date, so its date is before `before_ms` too.
+        let mut worker = String::new();
+        while let Some(w) = next_worker
+            .query_row(params![ws, worker], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            delete_worker.execute(params![ws, w, bound])?;
+            worker = w;
+        }
     }
+    tx.prepare_cached("DELETE FROM event_workers_new WHERE sid < ?1")?
+        .execute([bound])?;
     Ok(())
 }
 
@@ -785,9 +874,10 @@ impl EventLog for SqliteEventLog {
 fn query_sql(q: &EventQuery) -> (String, Vec<Value>) {
     let mut sql = String::from(select_events!("WHERE workspace_sid = ?1"));
     let mut values = vec![Value::Text(q.workspace.to_string())];
-    let mut and = |sql: &mut String, condition: &str, value: Value| {
+    // Binds `value` and returns its placeholder.
+    let mut bind = |value: Value| {
         values.push(value);
-        sql.push_str(&format!(" AND {condition} ?{}", values.len()));
+        format!("?{}", values.len())
     };
 
     // The SID range: the tighter of the time window and the page bound on each side, as one
@@ -807,30 +897,30 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Value>) {
     .into_iter()
     .flatten()
     .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    // Kept apart, because the worker index is bounded by the same range.
+    let mut range = String::new();
     if let Some((sid, inclusive)) = lower {
-        and(
-            &mut sql,
-            if inclusive { "sid >=" } else { "sid >" },
-            Value::Text(sid),
-        );
+        let op = if inclusive { ">=" } else { ">" };
+        range.push_str(&format!(" AND sid {op} {}", bind(Value::Text(sid))));
     }
     if let Some((sid, inclusive)) = upper {
-        and(
-            &mut sql,
-            if inclusive { "sid <=" } else { "sid <" },
-            Value::Text(sid),
-        );
+        let op = if inclusive { "<=" } else { "<" };
+        range.push_str(&format!(" AND sid {op} {}", bind(Value::Text(sid))));
     }
+    sql.push_str(&range);
     // The SID range is the fast part; the dates themselves decide.
     if let Some(ms) = q.start_ms {
-        and(&mut sql, "date_ms >=", Value::Integer(ms));
+        sql.push_str(&format!(" AND date_ms >= {}", bind(Value::Integer(ms))));
     }
     if let Some(ms) = q.end_ms {
-        and(&mut sql, "date_ms <=", Value::Integer(ms));
+        sql.push_str(&format!(" AND date_ms <= {}", bind(Value::Integer(ms))));
     }
 
     if let Some(t) = &q.event_type {
-        and(&mut sql, "event_type =", Value::Text(t.clone()));
+        sql.push_str(&format!(
+            " AND event_type = {}",
+            bind(Value::Text(t.clone()))
+        ));
     }
     for (column, sid) in [
         ("sid", q.sid),
@@ -842,12 +932,22 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Value>) {
         ("task_channel_sid", q.task_channel_sid),
     ] {
         if let Some(sid) = sid {
-            and(
-                &mut sql,
-                &format!("{column} ="),
-                Value::Text(sid.to_string()),
-            );
+            sql.push_str(&format!(
+                " AND {column} = {}",
+                bind(Value::Text(sid.to_string()))
+            ));
         }
+    }
+    // The worker's events are found through its index (merged and staged entries, see
+    // migration 5); the rows are then read by SID, in order.
+    if let Some(worker) = q.worker_sid {
+        let w = bind(Value::Text(worker.to_string()));
+        sql.push_str(&format!(
+            " AND sid IN (SELECT sid FROM event_workers \
+                 WHERE workspace_sid = ?1 AND worker_sid = {w}{range} \
+             UNION ALL SELECT sid FROM event_workers_new \
+                 WHERE workspace_sid = ?1 AND worker_sid = {w}{range})"
+        ));
     }
 
     let order = if q.before.is_some() { "DESC" } else { "ASC" };
@@ -969,11 +1069,7 @@ mod tests {
                 }),
                 "events_by_task",
             ),
-            (
-                "worker",
-                query(&|q| q.worker_sid = some),
-                "events_by_worker",
-            ),
+            ("worker", query(&|q| q.worker_sid = some), "event_workers"),
             (
                 "reservation, paging forward",
                 query(&|q| {
@@ -1365,6 +1461,155 @@ mod tests {
                 events: vec![ev(1000, 1)],
             }])
             .expect("events in an upgraded database");
+    }
+
+    /// Rows in `table`, read on a connection of the test's own.
+    fn count(dir: &Path, table: &str) -> i64 {
+        let c = Connection::open(dir.join("taskyard.db")).expect("raw open");
+        c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn worker_filters_find_events_whether_their_index_entries_are_staged_or_merged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        store.merge_workers_at = 10;
+        let log = store.event_log().expect("log");
+        let worker = |n: u128| Sid::new("WK", n);
+        // Event i is worker (i % 3)'s, but every fourth has none: 32 worker events, so the
+        // last two entries stay staged.
+        let events: Vec<StoredEvent> = (1..=42u128)
+            .map(|i| {
+                let mut e = ev(1_000 * i as i64, i);
+                e.worker_sid = (i % 4 != 0).then(|| worker(i % 3));
+                e
+            })
+            .collect();
+        let expect = |upto: usize, w: u128, start_ms: Option<i64>| -> Vec<Sid> {
+            events[..upto]
+                .iter()
+                .filter(|e| e.worker_sid == Some(worker(w)))
+                .filter(|e| start_ms.is_none_or(|ms| e.date_ms >= ms))
+                .map(|e| e.sid)
+                .collect()
+        };
+        let found = |w: u128, start_ms: Option<i64>, before: Option<Sid>| -> Vec<Sid> {
+            let mut q = EventQuery::new(ws);
+            q.worker_sid = Some(worker(w));
+            q.start_ms = start_ms;
+            q.before = before;
+            q.limit = 1_000;
+            log.query(&q)
+                .expect("query")
+                .iter()
+                .map(|e| e.sid)
+                .collect()
+        };
+        let mut merged_once = false;
+        for (upto, chunk) in (1..=events.len()).zip(events.chunks(1)) {
+            store
+                .commit(&[Write::Workspace {
+                    workspace: ws,
+                    changes: Vec::new(),
+                    events: chunk.to_vec(),
+                }])
+                .expect("commit");
+            let staged = count(dir.path(), "event_workers_new");
+            assert!(staged < 10, "merged at the threshold, {staged} staged");
+            merged_once |= count(dir.path(), "event_workers") > 0;
+            for w in 0..3 {
+                assert_eq!(found(w, None, None), expect(upto, w, None), "worker {w}");
+            }
+        }
+        assert!(merged_once && count(dir.path(), "event_workers_new") > 0);
+        // A window and a page back are bounded on both tables alike.
+        assert_eq!(found(1, Some(20_000), None), expect(42, 1, Some(20_000)));
+        let last = *expect(42, 1, None).last().expect("worker 1 has events");
+        let mut before = expect(42, 1, None);
+        before.pop();
+        assert_eq!(found(1, None, Some(last)), before);
+
+        // A restart counts the staged entries again, and purging reaches both tables.
+        drop(store);
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("reopen");
+        assert_eq!(
+            store.staged_workers as i64,
+            count(dir.path(), "event_workers_new")
+        );
+        store
+            .commit(&[Write::PurgeEvents { before_ms: 30_500 }])
+            .expect("purge");
+        for w in 0..3 {
+            assert_eq!(
+                found(w, None, None),
+                expect(42, w, Some(30_500)),
+                "worker {w}"
+            );
+        }
+        let left = count(dir.path(), "event_workers") + count(dir.path(), "event_workers_new");
+        let with_worker = events[30..]
+            .iter()
+            .filter(|e| e.worker_sid.is_some())
+            .count();
+        assert_eq!(
+            left, with_worker as i64,
+            "the purged events' index entries are gone"
+        );
+
+        // Dropping the workspace takes its index with it.
+        store
+            .commit(&[Write::Workspace {
+                workspace: ws,
+                changes: vec![Change::DropWorkspace],
+                events: Vec::new(),
+            }])
+            .expect("drop");
+        assert_eq!(count(dir.path(), "event_workers"), 0);
+        assert_eq!(count(dir.path(), "event_workers_new"), 0);
+    }
+
+    #[test]
+    fn upgrading_to_version_5_indexes_the_workers_of_existing_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        {
+            let conn = Connection::open(dir.path().join("taskyard.db")).expect("raw open");
+            for m in &MIGRATIONS[..4] {
+                conn.execute_batch(m).expect("versions 1 to 4");
+            }
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
+            for (n, worker) in [
+                (1, Some("WK1")),
+                (2, None),
+                (3, Some("WK1")),
+                (4, Some("WK2")),
+            ] {
+                conn.execute(
+                    "INSERT INTO events (workspace_sid, sid, event_type, date_ms, worker_sid,
+                         callback, body)
+                     VALUES (?1, ?2, 'task.created', 1000, ?3, 0, '{}')",
+                    params![ws.to_string(), format!("EV{n}"), worker],
+                )
+                .expect("event");
+            }
+        }
+        SqliteStore::open(dir.path(), Durability::Normal).expect("upgrade");
+        let c = Connection::open(dir.path().join("taskyard.db")).expect("raw open");
+        let entries = c
+            .prepare("SELECT worker_sid, sid FROM event_workers ORDER BY 1, 2")
+            .expect("select")
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .expect("rows")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("entries");
+        let pair = |w: &str, e: &str| (w.to_string(), e.to_string());
+        assert_eq!(
+            entries,
+            vec![pair("WK1", "EV1"), pair("WK1", "EV3"), pair("WK2", "EV4")]
+        );
     }
 
     #[test]
