@@ -197,10 +197,9 @@ pub struct SqliteStore {
     path: PathBuf,
     /// The event-body compressor (see `codec`).
     packer: Packer,
-    /// Rows in `event_workers_new` as of the last commit, and as the running commit leaves
-    /// them (see migration 5).
+    /// Rows in `event_workers_new` as of the last commit (see migration 5); an upper bound
+    /// after a purge or a dropped workspace, which only makes the next merge come early.
     staged_workers: usize,
-    staging_workers: usize,
     /// [`MERGE_WORKERS_AT`], lower in tests.
     merge_workers_at: usize,
 }
@@ -325,7 +324,6 @@ impl SqliteStore {
             path,
             packer,
             staged_workers: staged,
-            staging_workers: staged,
             merge_workers_at: MERGE_WORKERS_AT,
             _checkpointer: checkpointer,
         })
@@ -354,8 +352,8 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// [`Store::commit`]'s one transaction.
-    fn write_all(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+    /// [`Store::commit`]'s one transaction; the rows it leaves in `event_workers_new`.
+    fn write_all(&mut self, writes: &[Write]) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         self.packer.observe(
             &tx,
@@ -367,6 +365,7 @@ impl SqliteStore {
                 })
                 .map(|e| e.json.as_str()),
         )?;
+        let mut staged = self.staged_workers;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO resources (workspace_sid, kind, sid, body) VALUES (?1, ?2, ?3, ?4)
@@ -391,7 +390,6 @@ impl SqliteStore {
                 "INSERT INTO event_workers_new (workspace_sid, worker_sid, sid)
                  VALUES (?1, ?2, ?3)",
             )?;
-            self.staging_workers = self.staged_workers;
             for write in writes {
                 match write {
                     Write::Account(a) => {
@@ -425,7 +423,7 @@ impl SqliteStore {
                             let sid = e.sid.to_string();
                             if let Some(worker) = e.worker_sid {
                                 stage_worker.execute(params![ws, worker.to_string(), sid])?;
-                                self.staging_workers += 1;
+                                staged += 1;
                             }
                             insert_event.execute(params![
                                 ws,
@@ -483,12 +481,12 @@ impl SqliteStore {
                 }
             }
         }
-        if self.staging_workers >= self.merge_workers_at {
+        if staged >= self.merge_workers_at {
             tx.execute_batch(MERGE_WORKERS_SQL)?;
-            self.staging_workers = 0;
+            staged = 0;
         }
         tx.commit()?;
-        Ok(())
+        Ok(staged)
     }
 }
 
@@ -587,15 +585,17 @@ impl Store for SqliteStore {
     }
 
     fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError> {
-        let result = self.write_all(writes);
-        match result {
-            Ok(()) => {
+        match self.write_all(writes) {
+            Ok(staged) => {
                 self.packer.committed();
-                self.staged_workers = self.staging_workers;
+                self.staged_workers = staged;
+                Ok(())
             }
-            Err(_) => self.packer.rolled_back(),
+            Err(e) => {
+                self.packer.rolled_back();
+                Err(e)
+            }
         }
-        result
     }
 
     fn stat_bucket(
@@ -1119,6 +1119,20 @@ mod tests {
                 "purge",
                 plan(conn, PURGE_SQL, vec![Value::Null, Value::Null, Value::Null]),
                 "events_by_sid",
+            ),
+            (
+                "next worker to purge",
+                plan(conn, NEXT_WORKER_SQL, vec![Value::Null, Value::Null]),
+                "PRIMARY KEY (workspace_sid=? AND worker_sid>?)",
+            ),
+            (
+                "purge one worker",
+                plan(
+                    conn,
+                    PURGE_WORKER_SQL,
+                    vec![Value::Null, Value::Null, Value::Null],
+                ),
+                "PRIMARY KEY (workspace_sid=? AND worker_sid=? AND sid<?)",
             ),
         ];
         for (name, plan, index) in cases {
