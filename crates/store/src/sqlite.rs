@@ -1525,14 +1525,8 @@ mod tests {
                 .collect()
         };
         let mut merged_once = false;
-        for (upto, chunk) in (1..=events.len()).zip(events.chunks(1)) {
-            store
-                .commit(&[Write::Workspace {
-                    workspace: ws,
-                    changes: Vec::new(),
-                    events: chunk.to_vec(),
-                }])
-                .expect("commit");
+        for (upto, one) in (1..=events.len()).zip(events.chunks(1)) {
+            write_events(&mut store, ws, one);
             let staged = count(dir.path(), "event_workers_new");
             assert!(staged < 10, "merged at the threshold, {staged} staged");
             merged_once |= count(dir.path(), "event_workers") > 0;
