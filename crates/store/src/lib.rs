@@ -29,6 +29,7 @@
 
 mod codec;
 pub mod conformance;
+mod group;
 pub mod sqlite;
 
 use taskyard_engine::{Account, Change, Kind, Sid};

@@ -22,6 +22,7 @@ use taskyard_engine::sid::prefix;
 use taskyard_engine::{Account, Change, Kind, Sid};
 
 use crate::codec::{Packer, SAMPLES, Unpacker};
+use crate::group;
 use crate::{
     EventLog, EventQuery, Snapshot, StatBucket, Store, StoreError, StoredEvent, StoredWorkspace,
     Write,
@@ -133,6 +134,11 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO event_workers (workspace_sid, worker_sid, sid)
         SELECT workspace_sid, worker_sid, sid FROM events WHERE worker_sid IS NOT NULL
         ORDER BY 1, 2, 3;",
+    // 6: event groups (see `group`): a row whose `last_sid` is set holds the events of one
+    // command from its `sid` to its `last_sid` in its body; its task, worker and reservation
+    // columns are those of all its events, its other filter columns are its first event's
+    // and are not used. Rows without `last_sid` are one event each, as before.
+    "ALTER TABLE events ADD COLUMN last_sid TEXT;",
 ];
 
 /// Staged worker index entries (migration 5) at which a commit merges them into
@@ -150,22 +156,44 @@ macro_rules! select_events {
     ($rest:literal) => {
         concat!(
             "SELECT sid, event_type, date_ms, task_sid, worker_sid, reservation_sid, ",
-            "task_queue_sid, workflow_sid, task_channel_sid, callback, body FROM events ",
+            "task_queue_sid, workflow_sid, task_channel_sid, callback, body, last_sid ",
+            "FROM events ",
             $rest
         )
     };
 }
 
-const FETCH_SQL: &str = select_events!("WHERE workspace_sid = ?1 AND sid = ?2");
+/// The row holding event `?2`: the last row that starts at or before it.
+const FETCH_SQL: &str =
+    select_events!("WHERE workspace_sid = ?1 AND sid <= ?2 ORDER BY sid DESC LIMIT 1");
+
+/// The first SID of the row holding `$sid` (a placeholder) or, if no row starts at or
+/// before it, `$sid` itself: where a scan must start to see every event from `$sid` on,
+/// since a group that starts before it may hold events after it.
+macro_rules! row_start {
+    ($sid:literal) => {
+        concat!(
+            "coalesce((SELECT sid FROM events WHERE workspace_sid = ?1 AND sid <= ",
+            $sid,
+            " ORDER BY sid DESC LIMIT 1), ",
+            $sid,
+            ")"
+        )
+    };
+}
 
 /// `callback = 1` is spelled exactly as in `events_outbox`, so that the partial index
-/// applies. `?2` is the cursor, or '' (every SID is greater).
-const OUTBOX_SQL: &str =
-    select_events!("WHERE workspace_sid = ?1 AND callback = 1 AND sid > ?2 ORDER BY sid LIMIT ?3");
+/// applies. `?2` is the cursor, or '' (every SID is greater). Rows are read until enough
+/// events after the cursor are found.
+const OUTBOX_SQL: &str = concat!(
+    select_events!("WHERE workspace_sid = ?1 AND callback = 1 AND sid >= "),
+    row_start!("?2"),
+    " ORDER BY sid"
+);
 
 /// One index probe per workspace; a GROUP BY over the events would read them all.
 const NEWEST_SQL: &str =
-    "SELECT sid FROM events WHERE workspace_sid = ?1 ORDER BY sid DESC LIMIT 1";
+    "SELECT coalesce(last_sid, sid) FROM events WHERE workspace_sid = ?1 ORDER BY sid DESC LIMIT 1";
 
 /// The workspaces that have events, by skipping through `events_by_sid` one workspace at a
 /// time: SELECT DISTINCT would read every entry.
@@ -177,8 +205,13 @@ const WORKSPACES_WITH_EVENTS_SQL: &str = "WITH RECURSIVE ws(sid) AS (
     )
     SELECT sid FROM ws WHERE sid IS NOT NULL";
 
-/// `?2` is the smallest SID of `before_ms`, `?3` is `before_ms`.
-const PURGE_SQL: &str = "DELETE FROM events WHERE workspace_sid = ?1 AND sid < ?2 AND date_ms < ?3";
+/// `?2` is the smallest SID of `before_ms`, `?3` is `before_ms`. A group goes once all its
+/// events are past.
+const PURGE_SQL: &str = "DELETE FROM events
+    WHERE workspace_sid = ?1 AND sid < ?2 AND coalesce(last_sid, sid) < ?2 AND date_ms < ?3";
+
+/// The first SID of a workspace's oldest row left.
+const OLDEST_SQL: &str = "SELECT sid FROM events WHERE workspace_sid = ?1 ORDER BY sid LIMIT 1";
 
 /// The first worker after `?2` in a workspace's worker index.
 const NEXT_WORKER_SQL: &str = "SELECT worker_sid FROM event_workers
@@ -383,8 +416,8 @@ impl SqliteStore {
             let mut insert_event = tx.prepare_cached(
                 "INSERT INTO events (workspace_sid, sid, event_type, date_ms, task_sid,
                      worker_sid, reservation_sid, task_queue_sid, workflow_sid,
-                     task_channel_sid, callback, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     task_channel_sid, callback, body, last_sid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             let mut stage_worker = tx.prepare_cached(
                 "INSERT INTO event_workers_new (workspace_sid, worker_sid, sid)
@@ -419,25 +452,35 @@ impl SqliteStore {
                                 Change::DropWorkspace => drop_workspace(&tx, &ws)?,
                             }
                         }
-                        for e in events {
+                        for events in group::split(events) {
+                            let (e, last) = match events {
+                                [one] => (one, None),
+                                [first, .., last] => (first, Some(last)),
+                                [] => continue,
+                            };
                             let sid = e.sid.to_string();
-                            if let Some(worker) = e.worker_sid {
+                            let text = |s: Option<Sid>| s.map(|s| s.to_string());
+                            let [task, worker, reservation] = group::about(events);
+                            if let Some(worker) = worker {
                                 stage_worker.execute(params![ws, worker.to_string(), sid])?;
                                 staged += 1;
                             }
+                            let body = last.map(|_| group::encode(events));
+                            // A group's own filter columns are its first event's, unused.
                             insert_event.execute(params![
                                 ws,
                                 sid,
                                 e.event_type,
                                 e.date_ms,
-                                e.task_sid.map(|s| s.to_string()),
-                                e.worker_sid.map(|s| s.to_string()),
-                                e.reservation_sid.map(|s| s.to_string()),
-                                e.task_queue_sid.map(|s| s.to_string()),
-                                e.workflow_sid.map(|s| s.to_string()),
-                                e.task_channel_sid.map(|s| s.to_string()),
-                                e.callback,
-                                self.packer.pack(&e.json)?,
+                                text(task),
+                                text(worker),
+                                text(reservation),
+                                text(e.task_queue_sid),
+                                text(e.workflow_sid),
+                                text(e.task_channel_sid),
+                                events.iter().any(|e| e.callback),
+                                self.packer.pack(body.as_deref().unwrap_or(&e.json))?,
+                                last.map(|l| l.sid.to_string()),
                             ])?;
                         }
                     }
@@ -662,22 +705,28 @@ fn purge_events(tx: &Transaction<'_>, before_ms: i64) -> Result<(), StoreError> 
     let mut delete = tx.prepare_cached(PURGE_SQL)?;
     let mut next_worker = tx.prepare_cached(NEXT_WORKER_SQL)?;
     let mut delete_worker = tx.prepare_cached(PURGE_WORKER_SQL)?;
+    let mut oldest = tx.prepare_cached(OLDEST_SQL)?;
+    let mut delete_staged =
+        tx.prepare_cached("DELETE FROM event_workers_new WHERE workspace_sid = ?1 AND sid < ?2")?;
     for ws in workspaces {
         delete.execute(params![ws, bound, before_ms])?;
-        // The worker index, one worker's range at a time (its key starts with the worker).
-        // An event whose SID is below the bound is always purged: its SID was made no
-        // earlier than its date, so its date is before `before_ms` too.
+        // The worker index, one worker's range at a time (its key starts with the worker),
+        // below the oldest row left: a group that started before the bound but ends after
+        // it stays, and so does its entry.
+        let left = oldest
+            .query_row([&ws], |r| r.get::<_, String>(0))
+            .optional()?;
+        let below = left.map_or(bound.clone(), |l| l.min(bound.clone()));
         let mut worker = String::new();
         while let Some(w) = next_worker
             .query_row(params![ws, worker], |r| r.get::<_, String>(0))
             .optional()?
         {
-            delete_worker.execute(params![ws, w, bound])?;
+            delete_worker.execute(params![ws, w, below])?;
             worker = w;
         }
+        delete_staged.execute(params![ws, below])?;
     }
-    tx.prepare_cached("DELETE FROM event_workers_new WHERE sid < ?1")?
-        .execute([bound])?;
     Ok(())
 }
 
@@ -776,17 +825,29 @@ impl SqliteEventLog {
         Ok(conn)
     }
 
+    /// Reads the rows `sql` selects, in its order, until `limit` of their events are ones to
+    /// `keep` (a group's events in reverse when `backwards`, the order of a descending scan).
     fn select(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
+        limit: usize,
+        backwards: bool,
+        keep: impl Fn(&StoredEvent) -> bool,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.with_unpacker(|conn, unpacker| {
             let mut stmt = conn.prepare_cached(sql)?;
             let mut rows = stmt.query(params)?;
             let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(read_event(row, conn, unpacker)?);
+            while out.len() < limit
+                && let Some(row) = rows.next()?
+            {
+                let mut events = read_events(row, conn, unpacker)?;
+                if backwards {
+                    events.reverse();
+                }
+                let room = limit - out.len();
+                out.extend(events.into_iter().filter(|e| keep(e)).take(room));
             }
             Ok(out)
         })
@@ -841,7 +902,10 @@ impl EventLog for SqliteEventLog {
             return Ok(Vec::new());
         }
         let (sql, values) = query_sql(q);
-        let mut events = self.select(&sql, params_from_iter(values))?;
+        let backwards = q.before.is_some();
+        let mut events = self.select(&sql, params_from_iter(values), q.limit, backwards, |e| {
+            group::matches(q, e)
+        })?;
         if q.before.is_some() {
             // Read backwards from `before` to find the page; it is returned in order.
             events.reverse();
@@ -851,7 +915,13 @@ impl EventLog for SqliteEventLog {
 
     fn fetch(&self, workspace: Sid, sid: Sid) -> Result<Option<StoredEvent>, StoreError> {
         Ok(self
-            .select(FETCH_SQL, params![workspace.to_string(), sid.to_string()])?
+            .select(
+                FETCH_SQL,
+                params![workspace.to_string(), sid.to_string()],
+                1,
+                false,
+                |e| e.sid == sid,
+            )?
             .pop())
     }
 
@@ -866,14 +936,19 @@ impl EventLog for SqliteEventLog {
             params![
                 workspace.to_string(),
                 after.map(|s| s.to_string()).unwrap_or_default(),
-                sql_limit(limit)
             ],
+            limit,
+            false,
+            |e| e.callback && after.is_none_or(|a| e.sid > a),
         )
     }
 }
 
 /// The statement and parameters for `q` (whose `limit` is not 0). Only the filters that are
-/// set appear in the statement, so that SQLite can pick the index that fits them.
+/// set appear in the statement, so that SQLite can pick the index that fits them. The rows
+/// it selects are a superset: a group row passes every test on the columns of single events,
+/// and every event is then held to `q` exactly ([`group::matches`]); the caller stops
+/// reading once it has `q.limit` events.
 fn query_sql(q: &EventQuery) -> (String, Vec<Value>) {
     let mut sql = String::from(select_events!("WHERE workspace_sid = ?1"));
     let mut values = vec![Value::Text(q.workspace.to_string())];
@@ -883,56 +958,69 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Value>) {
         format!("?{}", values.len())
     };
 
-    // The SID range: the tighter of the time window and the page bound on each side, as one
-    // range SQLite can seek to (given separately, it might seek on the looser one).
+    // The SID range: the tighter of the time window, the page bound and the one SID asked
+    // for on each side, as one range SQLite can seek to (given separately, it might seek on
+    // the looser one). Rows are keyed by their first event, so the range starts at the row
+    // that holds its lower end.
     let lower = [
-        q.start_ms.map(|ms| (sid_bound(ms, '0'), true)),
-        q.after.map(|s| (s.to_string(), false)),
+        q.start_ms.map(|ms| sid_bound(ms, '0')),
+        q.after.map(|s| s.to_string()),
+        q.sid.map(|s| s.to_string()),
     ]
     .into_iter()
     .flatten()
-    // Exclusive beats inclusive on the same SID.
-    .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    .max();
     let upper = [
-        q.end_ms.map(|ms| (sid_bound(ms, 'f'), true)),
-        q.before.map(|s| (s.to_string(), false)),
+        q.end_ms.map(|ms| sid_bound(ms, 'f')),
+        q.before.map(|s| s.to_string()),
+        q.sid.map(|s| s.to_string()),
     ]
     .into_iter()
     .flatten()
-    .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    .min();
     // Kept apart, because the worker index is bounded by the same range.
     let mut range = String::new();
-    if let Some((sid, inclusive)) = lower {
-        let op = if inclusive { ">=" } else { ">" };
-        range.push_str(&format!(" AND sid {op} {}", bind(Value::Text(sid))));
-    }
-    if let Some((sid, inclusive)) = upper {
-        let op = if inclusive { "<=" } else { "<" };
-        range.push_str(&format!(" AND sid {op} {}", bind(Value::Text(sid))));
-    }
-    sql.push_str(&range);
-    // The SID range is the fast part; the dates themselves decide.
-    if let Some(ms) = q.start_ms {
-        sql.push_str(&format!(" AND date_ms >= {}", bind(Value::Integer(ms))));
-    }
-    if let Some(ms) = q.end_ms {
-        sql.push_str(&format!(" AND date_ms <= {}", bind(Value::Integer(ms))));
-    }
-
-    if let Some(t) = &q.event_type {
-        sql.push_str(&format!(
-            " AND event_type = {}",
-            bind(Value::Text(t.clone()))
+    if let Some(sid) = lower {
+        let start = bind(Value::Text(sid));
+        range.push_str(&format!(
+            " AND sid >= coalesce((SELECT sid FROM events WHERE workspace_sid = ?1 \
+             AND sid <= {start} ORDER BY sid DESC LIMIT 1), {start})"
         ));
     }
+    if let Some(sid) = upper {
+        range.push_str(&format!(" AND sid <= {}", bind(Value::Text(sid))));
+    }
+    sql.push_str(&range);
+    // Tests on single events' own columns (a group's are checked per event).
+    let mut single = |sql: &mut String, column: &str, value: Value| {
+        sql.push_str(&format!(
+            " AND (last_sid IS NOT NULL OR {column} {})",
+            bind(value)
+        ));
+    };
+    if let Some(ms) = q.start_ms {
+        single(&mut sql, "date_ms >=", Value::Integer(ms));
+    }
+    if let Some(ms) = q.end_ms {
+        single(&mut sql, "date_ms <=", Value::Integer(ms));
+    }
+    if let Some(t) = &q.event_type {
+        single(&mut sql, "event_type =", Value::Text(t.clone()));
+    }
     for (column, sid) in [
-        ("sid", q.sid),
+        ("task_queue_sid =", q.task_queue_sid),
+        ("workflow_sid =", q.workflow_sid),
+        ("task_channel_sid =", q.task_channel_sid),
+    ] {
+        if let Some(sid) = sid {
+            single(&mut sql, column, Value::Text(sid.to_string()));
+        }
+    }
+    // A group's task, worker and reservation are those of all its events.
+    for (column, sid) in [
         ("task_sid", q.task_sid),
         ("worker_sid", q.worker_sid),
         ("reservation_sid", q.reservation_sid),
-        ("task_queue_sid", q.task_queue_sid),
-        ("workflow_sid", q.workflow_sid),
-        ("task_channel_sid", q.task_channel_sid),
     ] {
         if let Some(sid) = sid {
             sql.push_str(&format!(
@@ -954,16 +1042,8 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Value>) {
     }
 
     let order = if q.before.is_some() { "DESC" } else { "ASC" };
-    sql.push_str(&format!(
-        " ORDER BY sid {order} LIMIT {}",
-        sql_limit(q.limit)
-    ));
+    sql.push_str(&format!(" ORDER BY sid {order}"));
     (sql, values)
-}
-
-/// `limit` as SQLite takes it (a limit beyond `i64` is no limit anyway).
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 fn parse_sid(s: &str, what: &str) -> Result<Sid, StoreError> {
@@ -977,13 +1057,17 @@ fn optional_sid(row: &Row<'_>, i: usize, what: &str) -> Result<Option<Sid>, Stor
         .transpose()
 }
 
-/// One row selected with `select_events!`.
-fn read_event(
+/// The events of one row selected with `select_events!`: itself, or its group's.
+fn read_events(
     row: &Row<'_>,
     conn: &Connection,
     unpacker: &mut Unpacker,
-) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let json = unpacker.unpack(conn, row.get_ref(10)?)?;
+    if row.get::<_, Option<String>>(11)?.is_some() {
+        return group::decode(&json);
+    }
+    Ok(vec![StoredEvent {
         sid: parse_sid(&row.get::<_, String>(0)?, "event sid")?,
         event_type: row.get(1)?,
         date_ms: row.get(2)?,
@@ -994,8 +1078,8 @@ fn read_event(
         workflow_sid: optional_sid(row, 7, "workflow sid")?,
         task_channel_sid: optional_sid(row, 8, "task channel sid")?,
         callback: row.get(9)?,
-        json: unpacker.unpack(conn, row.get_ref(10)?)?,
-    })
+        json,
+    }])
 }
 
 #[cfg(test)]
@@ -1098,11 +1182,7 @@ mod tests {
             ),
             (
                 "outbox",
-                plan(
-                    conn,
-                    OUTBOX_SQL,
-                    vec![Value::Null, Value::Null, Value::Integer(9)],
-                ),
+                plan(conn, OUTBOX_SQL, vec![Value::Null, Value::Null]),
                 "events_outbox",
             ),
             (
@@ -1579,6 +1659,152 @@ mod tests {
             .expect("drop");
         assert_eq!(count(dir.path(), "event_workers"), 0);
         assert_eq!(count(dir.path(), "event_workers_new"), 0);
+    }
+
+    /// Commands that record several events at one moment are stored as groups; every read
+    /// sees exactly the events it would see if each were a row of its own: every filter,
+    /// pages of every size in both directions, fetch, the outbox and retention.
+    #[test]
+    fn grouped_events_read_as_if_each_were_its_own_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+        store.merge_workers_at = 7;
+        let log = store.event_log().expect("log");
+        // Command c (at second c) records the events of a task's creation and reservation,
+        // then one about its worker alone.
+        let mut events = Vec::new();
+        let mut n = 0u128;
+        for c in 1..=6i64 {
+            let ms = c * 1_000;
+            let mut commit = Vec::new();
+            for (kind, task, worker, reservation) in [
+                ("workflow.entered", true, false, false),
+                ("task-queue.entered", true, false, false),
+                ("task.created", true, false, false),
+                ("reservation.created", true, true, true),
+                ("worker.activity.update", false, true, false),
+            ] {
+                n += 1;
+                let mut e = ev(ms, n);
+                e.event_type = kind.into();
+                e.task_sid = task.then(|| Sid::new("WT", c as u128));
+                e.worker_sid = worker.then(|| Sid::new("WK", (c % 2) as u128));
+                e.reservation_sid = reservation.then(|| Sid::new("WR", c as u128));
+                e.task_queue_sid = (kind != "workflow.entered").then(|| Sid::new("WQ", 1));
+                e.callback = !n.is_multiple_of(3);
+                e.json = format!("{{\"n\":{n},\"type\":\"{kind}\"}}");
+                commit.push(e);
+            }
+            events.extend(commit.clone());
+            store
+                .commit(&[Write::Workspace {
+                    workspace: ws,
+                    changes: Vec::new(),
+                    events: commit,
+                }])
+                .expect("commit");
+        }
+        let rows = count(dir.path(), "events");
+        assert!(
+            rows < events.len() as i64,
+            "{rows} rows for {} events",
+            events.len()
+        );
+
+        // The page `q` should give, worked out from the list.
+        let expected = |q: &EventQuery| -> Vec<Sid> {
+            let wanted = |e: &&StoredEvent| {
+                let is = |want: Option<Sid>, have: Option<Sid>| want.is_none() || want == have;
+                q.start_ms.is_none_or(|ms| e.date_ms >= ms)
+                    && q.end_ms.is_none_or(|ms| e.date_ms <= ms)
+                    && q.after.is_none_or(|s| e.sid > s)
+                    && q.before.is_none_or(|s| e.sid < s)
+                    && is(q.sid, Some(e.sid))
+                    && q.event_type.as_ref().is_none_or(|t| *t == e.event_type)
+                    && is(q.task_sid, e.task_sid)
+                    && is(q.worker_sid, e.worker_sid)
+                    && is(q.reservation_sid, e.reservation_sid)
+                    && is(q.task_queue_sid, e.task_queue_sid)
+            };
+            let all: Vec<Sid> = events.iter().filter(wanted).map(|e| e.sid).collect();
+            if q.before.is_some() {
+                all[all.len().saturating_sub(q.limit)..].to_vec()
+            } else {
+                all.into_iter().take(q.limit).collect()
+            }
+        };
+        let check = |q: &EventQuery| {
+            let got: Vec<Sid> = log.query(q).expect("query").iter().map(|e| e.sid).collect();
+            assert_eq!(got, expected(q), "{q:?}");
+        };
+        let filters: [&dyn Fn(&mut EventQuery); 8] = [
+            &|_| {},
+            &|q| q.task_sid = Some(Sid::new("WT", 3)),
+            &|q| q.worker_sid = Some(Sid::new("WK", 1)),
+            &|q| q.reservation_sid = Some(Sid::new("WR", 4)),
+            &|q| q.task_queue_sid = Some(Sid::new("WQ", 1)),
+            &|q| q.event_type = Some("task.created".into()),
+            &|q| q.sid = Some(events[7].sid),
+            &|q| {
+                q.start_ms = Some(2_000);
+                q.end_ms = Some(4_000);
+                q.worker_sid = Some(Sid::new("WK", 0));
+            },
+        ];
+        for filter in filters {
+            for limit in [1, 2, 3, 7, 100] {
+                let mut q = EventQuery::new(ws);
+                filter(&mut q);
+                q.limit = limit;
+                check(&q);
+                // Paging from inside a group, both ways.
+                for cut in [2, 8, 13, 21] {
+                    let mut forward = q.clone();
+                    forward.after = Some(events[cut].sid);
+                    check(&forward);
+                    let mut back = q.clone();
+                    back.before = Some(events[cut].sid);
+                    check(&back);
+                }
+            }
+        }
+        for e in &events {
+            assert_eq!(log.fetch(ws, e.sid).expect("fetch").as_ref(), Some(e));
+        }
+        for cut in [None, Some(events[1].sid), Some(events[12].sid)] {
+            let due: Vec<&StoredEvent> = events
+                .iter()
+                .filter(|e| e.callback && cut.is_none_or(|c| e.sid > c))
+                .take(4)
+                .collect();
+            let got = log.to_deliver(ws, cut, 4).expect("outbox");
+            assert_eq!(got.iter().collect::<Vec<_>>(), due);
+        }
+
+        store
+            .commit(&[Write::PurgeEvents { before_ms: 3_500 }])
+            .expect("purge");
+        let mut q = EventQuery::new(ws);
+        q.limit = 100;
+        let left: Vec<Sid> = log
+            .query(&q)
+            .expect("query")
+            .iter()
+            .map(|e| e.sid)
+            .collect();
+        let kept: Vec<Sid> = events
+            .iter()
+            .filter(|e| e.date_ms >= 3_500)
+            .map(|e| e.sid)
+            .collect();
+        assert_eq!(left, kept);
+        q.worker_sid = Some(Sid::new("WK", 0));
+        let kept_of_worker = events
+            .iter()
+            .filter(|e| e.date_ms >= 3_500 && e.worker_sid == q.worker_sid)
+            .count();
+        assert_eq!(log.query(&q).expect("query").len(), kept_of_worker);
     }
 
     #[test]
