@@ -2,8 +2,8 @@
 //!
 //! Creating a task records five events (workflow entered, queue entered, task created,
 //! target matched, reservation created) that repeat the same task's facts. One row for the
-//! five, with one compressed body, is one row and one index entry instead of five: measured
-//! as the largest single part of what a task costs the store writer (BENCHMARKS.md).
+//! five, with one compressed body, is one row and one entry per index instead of five;
+//! events are the largest part of what a task costs the store writer (BENCHMARKS.md).
 //!
 //! A group only joins events of the same moment (a command's events share its time, so
 //! retention, which goes by date, keeps or deletes a group whole) that agree on the task,

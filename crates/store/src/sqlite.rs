@@ -465,7 +465,7 @@ impl SqliteStore {
                                 stage_worker.execute(params![ws, worker.to_string(), sid])?;
                                 staged += 1;
                             }
-                            let body = last.map(|_| group::encode(events));
+                            let body = last.is_some().then(|| group::encode(events));
                             // A group's own filter columns are its first event's, unused.
                             insert_event.execute(params![
                                 ws,
