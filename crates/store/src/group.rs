@@ -38,20 +38,20 @@ pub fn split(events: &[StoredEvent]) -> Vec<&[StoredEvent]> {
             .iter()
             .zip(&about)
             .all(|(mine, theirs)| mine.is_none() || theirs.is_none() || mine == theirs);
-        let joins = agrees && e.date_ms == events[start].date_ms;
-        if i > start && (!joins || i - start == MAX_EVENTS || !framable(e)) {
+        // An event whose type cannot go in a header line stays alone (a plain row).
+        let head = &events[start];
+        let joins = agrees
+            && e.date_ms == head.date_ms
+            && i - start < MAX_EVENTS
+            && framable(e)
+            && framable(head);
+        if i > start && !joins {
             groups.push(&events[start..i]);
             start = i;
             about = [None; 3];
         }
         for (slot, mine) in about.iter_mut().zip(own) {
             *slot = slot.or(mine);
-        }
-        // An event whose type cannot go in a header line stays alone (a plain row).
-        if !framable(e) {
-            groups.push(&events[start..=i]);
-            start = i + 1;
-            about = [None; 3];
         }
     }
     if start < events.len() {
