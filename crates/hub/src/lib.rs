@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -89,6 +90,10 @@ pub struct ActorState {
     writer: Writer,
     /// Set once the workspace is deleted: the actor stops after the current job.
     closed: bool,
+    /// Writes this actor has submitted, and how many of them are known to be committed
+    /// (see [`WorkspaceHandle::read`]).
+    submitted: u64,
+    durable: Arc<AtomicU64>,
 }
 
 impl ActorState {
@@ -97,6 +102,7 @@ impl ActorState {
     fn tick(&mut self) {
         let (changes, events) = self.ws.tick(now_ms(), &mut self.sids);
         if !changes.is_empty() || !events.is_empty() {
+            self.submitted += 1;
             drop(self.writer.submit_with_events(
                 Write::Workspace {
                     workspace: self.ws.sid(),
@@ -149,6 +155,8 @@ impl WorkspaceHandle {
             sids,
             writer,
             closed: false,
+            submitted: 0,
+            durable: Arc::new(AtomicU64::new(0)),
         };
         tokio::spawn(async move {
             loop {
@@ -189,12 +197,36 @@ impl WorkspaceHandle {
         rx.await.map_err(|_| HubError::WorkspaceNotFound)
     }
 
-    /// Runs `f` on the workspace's current state.
+    /// Runs `f` on the workspace's current state, and answers once that state is durable.
+    ///
+    /// The actor goes on while its writes commit, and a timer's changes (a reservation
+    /// timing out) have no request waiting for them; a read could otherwise show a change
+    /// that a crash would take back, or one whose events the Events list does not have yet.
+    /// So when writes of this actor are not yet known to be committed, the read waits for an
+    /// empty write queued behind them (the writer commits in order).
     pub async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Workspace) -> R + Send + 'static,
     ) -> Result<R, HubError> {
-        self.run(move |st| f(&st.ws)).await
+        let (out, barrier) = self
+            .run(move |st| {
+                let behind = st.durable.load(Ordering::Acquire) < st.submitted;
+                let barrier = behind.then(|| {
+                    let done = st.writer.submit(Write::Workspace {
+                        workspace: st.ws.sid(),
+                        changes: Vec::new(),
+                        events: Vec::new(),
+                    });
+                    (done, st.submitted, st.durable.clone())
+                });
+                (f(&st.ws), barrier)
+            })
+            .await?;
+        if let Some((done, upto, durable)) = barrier {
+            done.await.map_err(HubError::Store)?;
+            durable.fetch_max(upto, Ordering::AcqRel);
+        }
+        Ok(out)
     }
 
     /// Applies `cmd`; on success renders the response with `render` (in the actor, right
@@ -205,10 +237,11 @@ impl WorkspaceHandle {
         render: impl FnOnce(&Workspace, &Applied) -> R + Send + 'static,
     ) -> Result<R, HubError> {
         let closes = matches!(cmd, Command::DeleteWorkspace);
-        let (out, committed) = self
+        let (out, committed, seq, durable) = self
             .run(move |st| {
                 let applied = st.ws.apply(cmd, now_ms(), &mut st.sids)?;
                 let out = render(&st.ws, &applied);
+                st.submitted += 1;
                 let committed = st.writer.submit_with_events(
                     Write::Workspace {
                         workspace: st.ws.sid(),
@@ -218,10 +251,11 @@ impl WorkspaceHandle {
                     applied.events,
                 );
                 st.closed = closes;
-                Ok::<_, EngineError>((out, committed))
+                Ok::<_, EngineError>((out, committed, st.submitted, st.durable.clone()))
             })
             .await??;
         committed.await.map_err(HubError::Store)?;
+        durable.fetch_max(seq, Ordering::AcqRel);
         Ok(out)
     }
 }
