@@ -240,7 +240,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await;
         }
-        Load::Sustain(args) => sustain::run(&api, args).await?,
+        Load::Sustain(args) => {
+            let server = spawned.as_ref().map(|s| s.child.id());
+            sustain::run(&api, args, server).await?
+        }
         Load::Healthz {
             duration,
             connections,

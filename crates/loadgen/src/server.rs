@@ -67,6 +67,25 @@ impl ServerCmd {
     }
 }
 
+/// The CPU time process `pid` has used so far, user and system, all its threads (ended ones
+/// too), from `/proc/<pid>/stat`; `None` where that cannot be read (not Linux, or gone).
+///
+/// Unlike a rate, CPU time per request hardly moves when other tenants of a shared machine
+/// slow it down, which makes it the steadier figure for comparing two builds.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: the command may hold spaces, so count from the last ')'.
+    // utime and stime are the 14th and 15th fields, in USER_HZ ticks (100 a second on
+    // Linux, whatever the kernel's own tick).
+    let mut after = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let mut ticks = || after.next()?.parse::<u64>().ok();
+    let (user, system) = (ticks()?, ticks()?);
+    Some(Duration::from_millis((user + system) * 10))
+}
+
 /// A free `127.0.0.1:port` to listen on.
 pub fn free_listen_addr() -> anyhow::Result<String> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

@@ -14,6 +14,11 @@
 //!
 //! It reports the mean and the worst whole second of tasks and callbacks, the ratio of the
 //! task rate to the healthz rate, and whether both targets (10,000/s; 25%) were met.
+//!
+//! With `--spawn` it also reports the server's CPU time per healthz request and per task in
+//! each phase, and how busy the server was (1.0: one core's worth): the cost of a task in
+//! healthz requests, a figure that a noisy neighbour on a shared machine moves far less
+//! than the rates.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +29,7 @@ use serde_json::{Value, json};
 use crate::measure::{
     Receiver, closed_loop, create_task, healthz_loop, set_up, start_receiver, summarise,
 };
-use crate::server::Api;
+use crate::server::{Api, cpu_time};
 
 #[derive(Debug, clap::Args)]
 pub struct SustainArgs {
@@ -47,9 +52,12 @@ pub struct SustainArgs {
     drain: f64,
 }
 
-pub async fn run(api: &Api, args: SustainArgs) -> anyhow::Result<Value> {
+pub async fn run(api: &Api, args: SustainArgs, server: Option<u32>) -> anyhow::Result<Value> {
+    let cpu = || server.and_then(cpu_time);
+    let cpu_before = cpu();
     let (lat, _, secs) = healthz_loop(api, args.healthz_secs, args.connections).await?;
     let healthz_per_s = lat.len() as f64 / secs;
+    let healthz_cpu = cpu_per(cpu_before, cpu(), lat.len(), secs);
 
     let rx = Receiver::default();
     let url = start_receiver(rx.clone()).await?;
@@ -74,6 +82,7 @@ pub async fn run(api: &Api, args: SustainArgs) -> anyhow::Result<Value> {
         })
     };
     let (api2, acked2) = (api.clone(), acked.clone());
+    let cpu_before = cpu();
     let (lat, errors, secs) = closed_loop(args.duration, args.connections, move |i| {
         let (api, tasks_path, workflow, acked) = (
             api2.clone(),
@@ -88,6 +97,7 @@ pub async fn run(api: &Api, args: SustainArgs) -> anyhow::Result<Value> {
         }
     })
     .await?;
+    let task_cpu = cpu_per(cpu_before, cpu(), lat.len(), secs);
     let samples = sampler.await?;
     let tasks = lat.len() as u64;
     let callbacks_in_run = rx.count.load(Ordering::Relaxed) - callbacks_before;
@@ -122,8 +132,25 @@ pub async fn run(api: &Api, args: SustainArgs) -> anyhow::Result<Value> {
         "task_p99_ms": s.p99_ms,
         "errors": errors,
         "ratio_to_healthz": ratio,
+        "server_cpu_us_per_healthz": healthz_cpu.map(|c| c.0),
+        "server_busy_during_healthz": healthz_cpu.map(|c| c.1),
+        "server_cpu_us_per_task": task_cpu.map(|c| c.0),
+        "server_busy_during_tasks": task_cpu.map(|c| c.1),
+        "task_cost_in_healthz_requests": healthz_cpu.zip(task_cpu).map(|(h, t)| t.0 / h.0),
         "meets_10k_per_s": worst_task_second >= 10_000,
         "meets_25_percent": ratio >= 0.25,
         "tasks_per_second": task_seconds,
     }))
+}
+
+/// The server's CPU time per request (µs) and its busy share (cores) over a phase of
+/// `requests` requests lasting `secs`, from CPU times read before and after it.
+fn cpu_per(
+    before: Option<Duration>,
+    after: Option<Duration>,
+    requests: usize,
+    secs: f64,
+) -> Option<(f64, f64)> {
+    let used = after?.checked_sub(before?)?.as_secs_f64();
+    (requests > 0 && secs > 0.0).then(|| (used * 1e6 / requests as f64, used / secs))
 }
