@@ -136,3 +136,202 @@ async fn a_refused_command_changes_nothing_and_a_deleted_workspace_is_gone() {
     let hub = open(dir.path());
     assert!(hub.workspaces(a.sid).is_empty(), "deletion is durable");
 }
+
+/// A store whose commits wait while its gate is shut, so that a test can look at the hub
+/// between a change and its commit. It notes the statistics buckets each commit writes.
+struct Gated {
+    inner: SqliteStore,
+    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    buckets: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+type Gate = Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>;
+
+/// A hub over a [`Gated`] store: its gate and the buckets of each commit.
+fn gated(dir: &std::path::Path) -> (Hub, Gate, Arc<Mutex<Vec<Vec<String>>>>) {
+    let gate: Gate = Arc::default();
+    *gate.0.lock().expect("gate") = true;
+    let buckets = Arc::new(Mutex::new(Vec::new()));
+    let store = Gated {
+        inner: SqliteStore::open(dir, Durability::Normal).expect("open store"),
+        open: gate.clone(),
+        buckets: buckets.clone(),
+    };
+    (
+        Hub::start(Box::new(store)).expect("start hub"),
+        gate,
+        buckets,
+    )
+}
+
+fn set_gate(gate: &Gate, open: bool) {
+    *gate.0.lock().expect("gate") = open;
+    gate.1.notify_all();
+}
+
+impl Store for Gated {
+    fn load(&mut self) -> Result<taskyard_store::Snapshot, StoreError> {
+        self.inner.load()
+    }
+
+    fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        let (open, changed) = &*self.open;
+        let mut open = open.lock().expect("gate");
+        while !*open {
+            open = changed.wait(open).expect("gate");
+        }
+        drop(open);
+        let written = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Stats { workspace, buckets } => Some((workspace, buckets)),
+                _ => None,
+            })
+            .flat_map(|(ws, buckets)| {
+                buckets.iter().map(move |b| {
+                    format!(
+                        "{ws} {} {} {} {:?}",
+                        b.scope, b.span_ms, b.start_ms, b.channel
+                    )
+                })
+            })
+            .collect();
+        self.buckets.lock().expect("buckets").push(written);
+        self.inner.commit(writes)
+    }
+
+    fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {
+        Store::event_log(&self.inner)
+    }
+
+    fn stat_bucket(
+        &mut self,
+        workspace: Sid,
+        scope: &str,
+        span_ms: i64,
+        start_ms: i64,
+        channel: Option<Sid>,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner
+            .stat_bucket(workspace, scope, span_ms, start_ms, channel)
+    }
+}
+
+#[tokio::test]
+async fn a_read_answers_only_once_what_it_shows_is_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub, gate, _) = gated(dir.path());
+    let shut = |open: bool| set_gate(&gate, open);
+    let account = hub.create_account("A".into(), None).await.expect("a");
+    let ws = hub
+        .create_workspace(account.sid, new_ws("W"), |ws| ws.sid())
+        .await
+        .expect("ws");
+    let handle = hub.workspace(account.sid, ws).expect("handle");
+
+    shut(false);
+    let mut create = Box::pin(handle.apply(
+        Command::CreateWorker(CreateWorker {
+            friendly_name: "held back".into(),
+            activity_sid: None,
+            attributes: None,
+        }),
+        |_, a| a.sid,
+    ));
+    // Polled, the command reaches the actor, which applies it; its commit is held back.
+    let wait = std::time::Duration::from_millis(200);
+    assert!(tokio::time::timeout(wait, &mut create).await.is_err());
+    let mut read = Box::pin(handle.read(|ws| ws.workers().len()));
+    assert!(
+        tokio::time::timeout(wait, &mut read).await.is_err(),
+        "a read must not show a worker whose creation is not committed yet"
+    );
+
+    shut(true);
+    assert_eq!(read.await.expect("read"), 1);
+    create.await.expect("created");
+}
+
+#[tokio::test]
+async fn a_commit_writes_each_statistics_bucket_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub, gate, buckets) = gated(dir.path());
+    let account = hub.create_account("A".into(), None).await.expect("a");
+    let ws = hub
+        .create_workspace(account.sid, new_ws("W"), |ws| ws.sid())
+        .await
+        .expect("ws");
+    let handle = hub.workspace(account.sid, ws).expect("handle");
+    let mut workers = Vec::new();
+    for name in ["a", "b"] {
+        let cmd = Command::CreateWorker(CreateWorker {
+            friendly_name: name.into(),
+            activity_sid: None,
+            attributes: None,
+        });
+        workers.push(handle.apply(cmd, |_, a| a.sid).await.expect("worker"));
+    }
+    let activities: Vec<Sid> = handle
+        .read(|ws| ws.activities().keys().copied().collect())
+        .await
+        .expect("activities");
+    let update = |worker: Sid, activity: Sid| {
+        Box::pin(handle.apply(
+            Command::UpdateWorker(taskyard_engine::UpdateWorker {
+                sid: worker,
+                if_match: None,
+                activity_sid: Some(activity),
+                attributes: None,
+                friendly_name: None,
+                reject_pending_reservations: None,
+            }),
+            |_, _| (),
+        ))
+    };
+
+    // The writer takes the first change and is held in its commit; the four behind it,
+    // each ending an activity period of a worker, queue up and are committed together.
+    set_gate(&gate, false);
+    let wait = std::time::Duration::from_millis(100);
+    let mut first = update(workers[0], activities[1]);
+    assert!(tokio::time::timeout(wait, &mut first).await.is_err());
+    let mut rest = Vec::new();
+    for (i, activity) in [
+        (0, activities[2]),
+        (1, activities[1]),
+        (0, activities[0]),
+        (1, activities[2]),
+    ] {
+        let mut u = update(workers[i], activity);
+        assert!(tokio::time::timeout(wait, &mut u).await.is_err());
+        rest.push(u);
+    }
+    buckets.lock().expect("buckets").clear();
+    set_gate(&gate, true);
+    first.await.expect("first");
+    for u in rest {
+        u.await.expect("update");
+    }
+
+    let commits = buckets.lock().expect("buckets").clone();
+    let batch = commits
+        .iter()
+        .find(|c| {
+            workers
+                .iter()
+                .all(|w| c.iter().any(|b| b.contains(&w.to_string())))
+        })
+        .expect("the four changes were committed together");
+    for c in &commits {
+        let mut once = c.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(
+            once.len(),
+            c.len(),
+            "a bucket written twice in one commit: {c:?}"
+        );
+    }
+    // All workers' activity durations: one bucket per span, shared by the four changes.
+    assert_eq!(batch.iter().filter(|b| b.contains(" workers ")).count(), 2);
+}

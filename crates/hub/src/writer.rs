@@ -13,16 +13,20 @@
 //!
 //! The same events are added up into the statistics buckets of `taskyard-stats` here too,
 //! and the buckets they changed are written in the same transaction, so cumulative
-//! statistics always agree with the events.
+//! statistics always agree with the events. A bucket is written once per transaction,
+//! however many of its requests touched it: a new task changes eight buckets (its worker,
+//! queue, workflow and workspace, by minute and by hour), and the three it shares with the
+//! other tasks of a commit would otherwise be rewritten for each of them.
 //!
 //! If a commit fails, memory and disk no longer agree. Rather than keep serving state that
 //! might vanish, the writer fails the waiting requests and stops the process (fail-stop); a
 //! restart reloads exactly what was committed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use taskyard_engine::{Event, Sid};
-use taskyard_stats::{Agg, Rollup};
+use taskyard_stats::{Agg, Key, Rollup};
 use taskyard_store::{StatBucket, Store, StoreError, StoredEvent, Write};
 use tokio::sync::{mpsc, oneshot};
 
@@ -111,7 +115,7 @@ impl Writer {
                     let mut writes = Vec::with_capacity(batch.len());
                     let mut waiting = Vec::with_capacity(batch.len());
                     let mut events = Vec::new();
-                    let mut stats: Vec<Write> = Vec::new();
+                    let mut touched: BTreeMap<Sid, Vec<Key>> = BTreeMap::new();
                     let mut unreadable: Option<StoreError> = None;
                     for r in batch.drain(..) {
                         let mut write = r.write;
@@ -124,6 +128,7 @@ impl Writer {
                                 .any(|c| matches!(c, taskyard_engine::Change::DropWorkspace));
                             if dropped {
                                 rollup.forget(*workspace);
+                                touched.remove(workspace);
                             } else {
                                 *rows = r.events.iter().map(stored).collect();
                                 let ws = *workspace;
@@ -137,19 +142,7 @@ impl Writer {
                                     }
                                 });
                                 if !buckets.is_empty() {
-                                    stats.push(Write::Stats {
-                                        workspace: ws,
-                                        buckets: buckets
-                                            .into_iter()
-                                            .map(|(k, body)| StatBucket {
-                                                scope: k.scope.text(),
-                                                span_ms: k.span_ms,
-                                                start_ms: k.start_ms,
-                                                channel: k.channel,
-                                                body,
-                                            })
-                                            .collect(),
-                                    });
+                                    touched.entry(ws).or_default().extend(buckets);
                                 }
                                 events.push((writes.len(), *workspace, r.events));
                             }
@@ -158,7 +151,24 @@ impl Writer {
                         waiting.push(r.done);
                     }
                     let stats_at = writes.len();
-                    writes.extend(stats);
+                    for (ws, mut keys) in touched {
+                        keys.sort();
+                        keys.dedup();
+                        let buckets = keys
+                            .iter()
+                            .map(|k| StatBucket {
+                                scope: k.scope.text(),
+                                span_ms: k.span_ms,
+                                start_ms: k.start_ms,
+                                channel: k.channel,
+                                body: rollup.body(ws, k),
+                            })
+                            .collect();
+                        writes.push(Write::Stats {
+                            workspace: ws,
+                            buckets,
+                        });
+                    }
                     // A bucket that could not be read back would be overwritten with only the
                     // new counts: fail the batch instead (and stop, as for any failed commit).
                     let result = match unreadable {

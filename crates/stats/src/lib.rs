@@ -486,13 +486,14 @@ pub struct Rollup {
 }
 
 impl Rollup {
-    /// Adds `events` of `workspace`; returns the buckets changed, with their new content.
+    /// Adds `events` of `workspace`; returns the buckets changed, in key order, once each
+    /// ([`Rollup::body`] renders their new content).
     pub fn add(
         &mut self,
         workspace: Sid,
         events: &[Event],
         mut load: impl FnMut(&Key) -> Option<Agg>,
-    ) -> Vec<(Key, String)> {
+    ) -> Vec<Key> {
         let mut touched: Vec<Key> = Vec::new();
         for e in events {
             if let Some((p, scopes)) = period(e) {
@@ -533,16 +534,14 @@ impl Rollup {
         touched.sort();
         touched.dedup();
         touched
-            .into_iter()
-            .map(|k| {
-                let json = self
-                    .buckets
-                    .get(&(workspace, k))
-                    .map(Agg::to_json)
-                    .unwrap_or_default();
-                (k, json)
-            })
-            .collect()
+    }
+
+    /// The content of one bucket of `workspace`, as stored (empty if it holds nothing).
+    pub fn body(&self, workspace: Sid, key: &Key) -> String {
+        self.buckets
+            .get(&(workspace, *key))
+            .map(Agg::to_json)
+            .unwrap_or_default()
     }
 
     /// Forgets buckets that ended more than two of their spans before `now` (events are

@@ -51,8 +51,8 @@ impl Day {
         let changed = self
             .rollup
             .add(ws, events, |k| stored.get(k).map(|b| Agg::from_json(b)));
-        for (k, body) in changed {
-            self.stored.insert(k, body);
+        for k in changed {
+            self.stored.insert(k, self.rollup.body(ws, &k));
         }
     }
 
