@@ -16,8 +16,6 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::Millis;
 use crate::model::{Reservation, ReservationStatus, Task, TaskStatus, Worker};
 use crate::sid::{Sid, SidSource, prefix};
@@ -245,8 +243,10 @@ pub struct WorkerFacts {
 }
 
 /// The stored form of an event (everything but the URLs, which depend on the server's
-/// public address).
-#[derive(Serialize)]
+/// public address), as `serde_json` would write it: the reference
+/// [`Event::to_json_with`] is checked against.
+#[cfg(test)]
+#[derive(serde::Serialize)]
 ///
 /// Only what cannot be derived is stored (the account and workspace are in `event_data`,
 /// the resource type follows from the event type, the actor is the workspace): events are
@@ -261,9 +261,11 @@ struct Stored {
     event_data: Data,
 }
 
+#[cfg(test)]
 struct Data(Vec<(&'static str, Field)>);
 
-impl Serialize for Data {
+#[cfg(test)]
+impl serde::Serialize for Data {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(self.0.len()))?;
@@ -280,6 +282,18 @@ impl Serialize for Data {
 impl Event {
     /// Every `event_data` field: the workspace's, the event's own, the task's, the worker's.
     pub fn fields(&self) -> Vec<(&'static str, Field)> {
+        let mut d = self.own_fields();
+        if let Some(t) = &self.task {
+            d.extend(task_fields(t, self.at));
+        }
+        if let Some(w) = &self.worker {
+            d.extend(worker_fields(w));
+        }
+        d
+    }
+
+    /// The `event_data` fields that are not the task's or the worker's.
+    fn own_fields(&self) -> Vec<(&'static str, Field)> {
         let mut d = Vec::with_capacity(40);
         let w = &self.workspace;
         d.push(("account_sid", Field::Sid(w.account_sid)));
@@ -290,52 +304,6 @@ impl Event {
             d.push(("reservation_status", Field::Static(status.as_str())));
         }
         d.extend(self.data.iter().cloned());
-        if let Some(t) = &self.task {
-            d.push(("task_sid", Field::Sid(t.sid)));
-            d.push(("task_attributes", Field::Text(t.attributes.clone())));
-            d.push((
-                "task_age",
-                Field::Int((self.at - t.date_created).max(0) / 1000),
-            ));
-            d.push(("task_priority", Field::Int(t.priority)));
-            d.push(("task_assignment_status", Field::Static(t.status.as_str())));
-            d.push(("task_channel_sid", Field::Sid(t.channel)));
-            if let Some(n) = &t.channel_name {
-                d.push(("task_channel_unique_name", Field::Text(n.clone())));
-            }
-            d.push(("task_date_created", Field::Date(t.date_created)));
-            d.push(("task_version", Field::Int(t.version as i64)));
-            d.push(("task_timeout", Field::Int(i64::from(t.timeout))));
-            if let Some((q, name, target)) = &t.queue {
-                d.push(("task_queue_sid", Field::Sid(*q)));
-                d.push(("task_queue_name", Field::Text(name.clone())));
-                d.push(("task_queue_target_expression", Field::Text(target.clone())));
-            }
-            if let Some(at) = t.queue_entered {
-                d.push(("task_queue_entered_date", Field::Date(at)));
-            }
-            if let Some((w, name)) = &t.workflow {
-                d.push(("workflow_sid", Field::Sid(*w)));
-                d.push(("workflow_name", Field::Text(name.clone())));
-            }
-            let reason = || Field::Text(t.reason.as_deref().unwrap_or("").into());
-            match t.status {
-                TaskStatus::Canceled => d.push(("task_canceled_reason", reason())),
-                TaskStatus::Completed => d.push(("task_completed_reason", reason())),
-                _ => {}
-            }
-        }
-        if let Some(w) = &self.worker {
-            d.push(("worker_sid", Field::Sid(w.sid)));
-            d.push(("worker_name", Field::Text(w.name.clone())));
-            d.push(("worker_attributes", Field::Text(w.attributes.clone())));
-            d.push(("worker_activity_sid", Field::Sid(w.activity)));
-            if let Some((name, available)) = &w.activity_name {
-                d.push(("worker_activity_name", Field::Text(name.clone())));
-                d.push(("worker_available", Field::Bool(*available)));
-            }
-            d.push(("worker_version", Field::Int(w.version as i64)));
-        }
         d
     }
 
@@ -521,17 +489,148 @@ impl Event {
     /// The event as the JSON the store keeps: the Event resource without what can be
     /// derived (its URLs, `account_sid`, `workspace_sid`, `resource_type`, `actor_*`).
     pub fn to_json(&self) -> String {
-        let stored = Stored {
-            sid: self.sid,
-            event_type: self.event_type.as_str(),
-            event_date_ms: self.at,
-            resource_sid: self.resource_sid,
-            description: self.description(),
-            event_data: Data(self.fields()),
-        };
-        // Plain structs and string maps always serialize.
-        serde_json::to_string(&stored).unwrap_or_default()
+        self.to_json_with(&mut Rendered::default())
     }
+
+    /// [`Event::to_json`], reusing the task's and the worker's fields as `rendered` holds
+    /// them from the event before, when this event shows the same. Exactly the JSON
+    /// `serde_json` makes of [`Stored`], written directly.
+    pub fn to_json_with(&self, rendered: &mut Rendered) -> String {
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(b"{\"sid\":\"");
+        out.extend_from_slice(&self.sid.text());
+        out.extend_from_slice(b"\",\"event_type\":");
+        json_str(&mut out, self.event_type.as_str());
+        out.extend_from_slice(b",\"event_date_ms\":");
+        out.extend_from_slice(self.at.to_string().as_bytes());
+        out.extend_from_slice(b",\"resource_sid\":\"");
+        out.extend_from_slice(&self.resource_sid.text());
+        out.extend_from_slice(b"\",\"description\":");
+        json_str(&mut out, &self.description());
+        out.extend_from_slice(b",\"event_data\":{");
+        let mut empty = true;
+        entries(&mut out, &self.own_fields(), &mut empty);
+        if let Some(t) = &self.task {
+            let same =
+                matches!(&rendered.task, Some((r, at, _)) if Arc::ptr_eq(r, t) && *at == self.at);
+            if !same {
+                let mut text = Vec::new();
+                entries(&mut text, &task_fields(t, self.at), &mut true);
+                rendered.task = Some((t.clone(), self.at, text));
+            }
+            if let Some((_, _, text)) = &rendered.task {
+                splice(&mut out, text, &mut empty);
+            }
+        }
+        if let Some(w) = &self.worker {
+            let same = matches!(&rendered.worker, Some((r, _)) if Arc::ptr_eq(r, w));
+            if !same {
+                let mut text = Vec::new();
+                entries(&mut text, &worker_fields(w), &mut true);
+                rendered.worker = Some((w.clone(), text));
+            }
+            if let Some((_, text)) = &rendered.worker {
+                splice(&mut out, text, &mut empty);
+            }
+        }
+        out.extend_from_slice(b"}}");
+        // Built from `&str`s and ASCII only.
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The task and worker fields of the last event rendered by [`Event::to_json_with`]: the
+/// events of one command mostly show the same task (all five of a new task do), and
+/// rendering its fields, attributes included, five times was a tenth of a task's cost.
+/// Recognised by allocation (the events of one moment share one `Arc` of the facts), and
+/// the task's also by the event's time, which its `task_age` depends on.
+#[derive(Default)]
+pub struct Rendered {
+    task: Option<(Arc<TaskFacts>, Millis, Vec<u8>)>,
+    worker: Option<(Arc<WorkerFacts>, Vec<u8>)>,
+}
+
+/// Appends `s` as a JSON string, escaped as `serde_json` escapes.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends `"key":"value"` for each field, after a comma unless `*empty`.
+fn entries(out: &mut Vec<u8>, fields: &[(&'static str, Field)], empty: &mut bool) {
+    let mut value = String::new();
+    for (k, v) in fields {
+        if !std::mem::take(empty) {
+            out.push(b',');
+        }
+        json_str(out, k);
+        out.push(b':');
+        value.clear();
+        v.write(&mut value);
+        json_str(out, &value);
+    }
+}
+
+/// Appends entries rendered by [`entries`] (possibly none).
+fn splice(out: &mut Vec<u8>, text: &[u8], empty: &mut bool) {
+    if text.is_empty() {
+        return;
+    }
+    if !std::mem::take(empty) {
+        out.push(b',');
+    }
+    out.extend_from_slice(text);
+}
+
+/// The `event_data` fields of the task an event at `at` shows.
+fn task_fields(t: &TaskFacts, at: Millis) -> Vec<(&'static str, Field)> {
+    let mut d = Vec::with_capacity(20);
+    d.push(("task_sid", Field::Sid(t.sid)));
+    d.push(("task_attributes", Field::Text(t.attributes.clone())));
+    d.push(("task_age", Field::Int((at - t.date_created).max(0) / 1000)));
+    d.push(("task_priority", Field::Int(t.priority)));
+    d.push(("task_assignment_status", Field::Static(t.status.as_str())));
+    d.push(("task_channel_sid", Field::Sid(t.channel)));
+    if let Some(n) = &t.channel_name {
+        d.push(("task_channel_unique_name", Field::Text(n.clone())));
+    }
+    d.push(("task_date_created", Field::Date(t.date_created)));
+    d.push(("task_version", Field::Int(t.version as i64)));
+    d.push(("task_timeout", Field::Int(i64::from(t.timeout))));
+    if let Some((q, name, target)) = &t.queue {
+        d.push(("task_queue_sid", Field::Sid(*q)));
+        d.push(("task_queue_name", Field::Text(name.clone())));
+        d.push(("task_queue_target_expression", Field::Text(target.clone())));
+    }
+    if let Some(at) = t.queue_entered {
+        d.push(("task_queue_entered_date", Field::Date(at)));
+    }
+    if let Some((w, name)) = &t.workflow {
+        d.push(("workflow_sid", Field::Sid(*w)));
+        d.push(("workflow_name", Field::Text(name.clone())));
+    }
+    let reason = || Field::Text(t.reason.as_deref().unwrap_or("").into());
+    match t.status {
+        TaskStatus::Canceled => d.push(("task_canceled_reason", reason())),
+        TaskStatus::Completed => d.push(("task_completed_reason", reason())),
+        _ => {}
+    }
+    d
+}
+
+/// The `event_data` fields of the worker an event shows.
+fn worker_fields(w: &WorkerFacts) -> Vec<(&'static str, Field)> {
+    let mut d = Vec::with_capacity(8);
+    d.push(("worker_sid", Field::Sid(w.sid)));
+    d.push(("worker_name", Field::Text(w.name.clone())));
+    d.push(("worker_attributes", Field::Text(w.attributes.clone())));
+    d.push(("worker_activity_sid", Field::Sid(w.activity)));
+    if let Some((name, available)) = &w.activity_name {
+        d.push(("worker_activity_name", Field::Text(name.clone())));
+        d.push(("worker_available", Field::Bool(*available)));
+    }
+    d.push(("worker_version", Field::Int(w.version as i64)));
+    d
 }
 
 /// Unix milliseconds as `2024-01-02T03:04:05Z`.
@@ -1078,6 +1177,79 @@ mod tests {
         }
         assert_eq!(EventType::TaskQueueEntered.resource_type(), "taskqueue");
         assert_eq!(EventType::WorkerActivityUpdate.resource_type(), "worker");
+    }
+
+    #[test]
+    fn rendered_json_is_what_serde_makes_of_the_stored_form_and_reuses_only_what_is_the_same() {
+        let workspace = Arc::new(WorkspaceFacts {
+            account_sid: Sid::new("AC", 1),
+            workspace_sid: Sid::new("WS", 1),
+            workspace_name: "Quote \" and \\ and tab\t and é".into(),
+        });
+        let task = Arc::new(TaskFacts {
+            sid: Sid::new("WT", 3),
+            attributes: r#"{"name":"Zoë \"Z\"","n":[1,2]}"#.into(),
+            date_created: 1_000,
+            priority: 5,
+            status: TaskStatus::Canceled,
+            channel: Sid::new("TC", 1),
+            channel_name: Some("voice".into()),
+            version: 2,
+            timeout: 3600,
+            queue: Some((Sid::new("WQ", 1), "Q\n1".into(), "1==1".into())),
+            queue_entered: Some(1_500),
+            workflow: Some((Sid::new("WW", 1), "Flow".into())),
+            reason: Some("gone\u{1}".into()),
+        });
+        let worker = Arc::new(WorkerFacts {
+            sid: Sid::new("WK", 1),
+            name: "Alice".into(),
+            attributes: "{}".into(),
+            activity: Sid::new("WA", 1),
+            activity_name: Some(("Available".into(), true)),
+            version: 7,
+        });
+        let event = |sid: u128, at: Millis, task: Option<&Arc<TaskFacts>>| Event {
+            sid: Sid::new("EV", sid),
+            event_type: EventType::TaskCanceled,
+            at,
+            resource_sid: Sid::new("WT", 3),
+            reservation: Some((Sid::new("WR", 1), ReservationStatus::Canceled)),
+            workspace: workspace.clone(),
+            task: task.cloned(),
+            worker: Some(worker.clone()),
+            data: vec![("task_canceled_reason", Field::Text("x".into()))],
+            callback: true,
+            assignment: None,
+        };
+        let reference = |e: &Event| {
+            serde_json::to_string(&Stored {
+                sid: e.sid,
+                event_type: e.event_type.as_str(),
+                event_date_ms: e.at,
+                resource_sid: e.resource_sid,
+                description: e.description(),
+                event_data: Data(e.fields()),
+            })
+            .expect("serialize")
+        };
+        let other_task = Arc::new(TaskFacts {
+            version: 3,
+            ..(*task).clone()
+        });
+        // One `Rendered` across events, as the writer keeps one per command: the same task
+        // at the same moment is reused; a later moment (task_age) or other facts are not.
+        let mut rendered = Rendered::default();
+        for e in [
+            event(1, 1_000, Some(&task)),
+            event(2, 1_000, Some(&task)),
+            event(3, 9_000, Some(&task)),
+            event(4, 9_000, Some(&other_task)),
+            event(5, 9_000, None),
+            event(6, 9_000, Some(&task)),
+        ] {
+            assert_eq!(e.to_json_with(&mut rendered), reference(&e));
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod workspace;
 
 pub use contexts::{ChannelLoad, SkipIfView, TargetView, WorkerView, compare_workers};
 pub use error::EngineError;
-pub use events::{AssignmentTarget, Event, EventType, Field};
+pub use events::{AssignmentTarget, Event, EventType, Field, Rendered};
 pub use model::*;
 pub use routing::{
     AssignmentCallback, CallbackAttempt, CallbackInstruction, CallbackKind, CreateTask,

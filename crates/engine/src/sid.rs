@@ -100,7 +100,7 @@ impl FromStr for Sid {
 
 impl Sid {
     /// The 34 ASCII bytes of the SID's text form.
-    fn text(&self) -> [u8; 34] {
+    pub(crate) fn text(&self) -> [u8; 34] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 34];
         buf[..2].copy_from_slice(&self.prefix);

@@ -403,6 +403,77 @@ fn attribute_changes_are_told_whatever_the_task_status() {
 }
 
 #[test]
+fn a_commands_events_render_the_same_with_their_shared_facts_rendered_once() {
+    let mut w = World::new();
+    let mut commands = vec![w.task().events, w.set_activity("Available").events];
+    let task = w.ws.tasks().keys().next().copied().expect("a task");
+    let reservation = w.reservation(task);
+    commands.push(
+        w.run(Command::UpdateReservation(UpdateReservation {
+            sid: reservation,
+            task: Some(task),
+            worker: None,
+            if_match: None,
+            status: Some(ReservationStatus::Accepted),
+            worker_activity_sid: None,
+        }))
+        .events,
+    );
+    for status in [TaskStatus::Wrapping, TaskStatus::Completed] {
+        commands.push(
+            w.run(Command::UpdateTask(UpdateTask {
+                sid: task,
+                if_match: None,
+                attributes: None,
+                priority: None,
+                assignment_status: Some(status),
+                reason: Some("done".into()),
+                task_channel: None,
+                virtual_start_time: None,
+            }))
+            .events,
+        );
+    }
+    let canceled = w.task().sid;
+    w.now += 5 * SEC;
+    commands.push(
+        w.run(Command::UpdateTask(UpdateTask {
+            sid: canceled,
+            if_match: None,
+            attributes: None,
+            priority: None,
+            assignment_status: Some(TaskStatus::Canceled),
+            reason: Some("no longer needed".into()),
+            task_channel: None,
+            virtual_start_time: None,
+        }))
+        .events,
+    );
+    let mut reused = 0;
+    for events in &commands {
+        let mut rendered = Rendered::default();
+        for (i, e) in events.iter().enumerate() {
+            let json = e.to_json_with(&mut rendered);
+            assert_eq!(json, e.to_json(), "{}", e.event_type.as_str());
+            let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+            let fields = e.fields();
+            let data = v["event_data"].as_object().expect("event_data");
+            assert_eq!(data.len(), fields.len());
+            for (k, f) in fields {
+                assert_eq!(data[k], f.text(), "{} {k}", e.event_type.as_str());
+            }
+            let same_task = |a: &Event, b: &Event| match (&a.task, &b.task) {
+                (Some(x), Some(y)) => std::sync::Arc::ptr_eq(x, y) && a.at == b.at,
+                _ => false,
+            };
+            reused += usize::from(i > 0 && same_task(e, &events[i - 1]));
+        }
+    }
+    // The five events of a new task show one task: what makes the reuse worth having.
+    assert!(reused >= 4, "{reused}");
+}
+
+#[test]
 fn looking_up_one_field_agrees_with_spelling_them_all_out() {
     let mut w = World::new();
     let mut all = w.task().events;

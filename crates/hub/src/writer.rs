@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use taskyard_engine::{Event, Sid};
+use taskyard_engine::{Event, Rendered, Sid};
 use taskyard_stats::{Agg, Key, Rollup};
 use taskyard_store::{StatBucket, Store, StoreError, StoredEvent, Write};
 use tokio::sync::{mpsc, oneshot};
@@ -49,7 +49,8 @@ pub struct Committed {
 }
 
 /// The stored form of an event: its JSON and the columns the Events list filters on.
-pub fn stored(e: &Event) -> StoredEvent {
+/// `rendered` carries what the event before it (of the same command) had rendered.
+pub fn stored(e: &Event, rendered: &mut Rendered) -> StoredEvent {
     StoredEvent {
         sid: e.sid,
         event_type: e.event_type.as_str().to_string(),
@@ -61,7 +62,7 @@ pub fn stored(e: &Event) -> StoredEvent {
         workflow_sid: e.sid_of("workflow_sid"),
         task_channel_sid: e.sid_of("task_channel_sid"),
         callback: e.callback,
-        json: e.to_json(),
+        json: e.to_json_with(rendered),
     }
 }
 
@@ -130,7 +131,8 @@ impl Writer {
                                 rollup.forget(*workspace);
                                 touched.remove(workspace);
                             } else {
-                                *rows = r.events.iter().map(stored).collect();
+                                let mut rendered = Rendered::default();
+                                *rows = r.events.iter().map(|e| stored(e, &mut rendered)).collect();
                                 let ws = *workspace;
                                 let buckets = rollup.add(ws, &r.events, |k| {
                                     match store.stat_bucket(ws, &k.scope.text(), k.span_ms, k.start_ms, k.channel) {
