@@ -15,7 +15,6 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use serde_json::json;
 use taskyard_engine::*;
 
 const TASKS: usize = 20_000;
@@ -24,40 +23,7 @@ const WORKERS: usize = 100;
 
 /// The events of each task's creation.
 fn commands() -> Vec<Vec<Event>> {
-    let mut ids = CountingSids(0);
-    let now: Millis = 1_700_000_000_000;
-    let (mut ws, _) = Workspace::create(
-        Sid::new("AC", 1),
-        NewWorkspace {
-            friendly_name: "Bench".into(),
-            ..Default::default()
-        },
-        now,
-        &mut ids,
-    )
-    .expect("workspace");
-    let available = ws
-        .activities()
-        .values()
-        .find(|a| a.available)
-        .expect("available")
-        .sid;
-    common::skill_queues_and_workflow(&mut ws, QUEUES, now, &mut ids);
-    for w in 0..WORKERS {
-        let cmd = Command::CreateWorker(CreateWorker {
-            friendly_name: format!("worker {w}"),
-            activity_sid: Some(available),
-            attributes: Some(json!({"skill": w % QUEUES, "languages": ["en", "es"]}).to_string()),
-        });
-        let sid = ws.apply(cmd, now, &mut ids).expect("worker").sid;
-        let cmd = Command::UpdateWorkerChannel {
-            worker: sid,
-            channel: "default".into(),
-            capacity: Some(1_000),
-            available: None,
-        };
-        ws.apply(cmd, now, &mut ids).expect("capacity");
-    }
+    let (mut ws, mut ids, now) = common::available_workers(WORKERS, QUEUES, 1_000);
     (0..TASKS)
         .map(|i| {
             let cmd = Command::CreateTask(CreateTask {

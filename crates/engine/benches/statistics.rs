@@ -25,18 +25,7 @@ const WAITING: usize = 100_000;
 const RUNS: usize = 41;
 
 fn setup() -> (Workspace, Millis) {
-    let mut ids = CountingSids(0);
-    let mut now: Millis = 1_700_000_000_000;
-    let (mut ws, _) = Workspace::create(
-        Sid::new("AC", 1),
-        NewWorkspace {
-            friendly_name: "Bench".into(),
-            ..Default::default()
-        },
-        now,
-        &mut ids,
-    )
-    .expect("workspace");
+    let (mut ws, mut ids, mut now) = common::workspace();
     let activities: Vec<Sid> = ws.activities().keys().copied().collect();
     for w in 0..WORKERS {
         let cmd = Command::CreateWorker(CreateWorker {

@@ -7,6 +7,17 @@ fn open(dir: &std::path::Path) -> Hub {
     Hub::start(Box::new(store)).expect("start hub")
 }
 
+/// An account "A" with one workspace "W".
+async fn account_and_workspace(hub: &Hub) -> (Account, WorkspaceHandle) {
+    let a = hub.create_account("A".into(), None).await.expect("a");
+    let ws = hub
+        .create_workspace(a.sid, new_ws("W"), |ws| ws.sid())
+        .await
+        .expect("ws");
+    let handle = hub.workspace(a.sid, ws).expect("handle");
+    (a, handle)
+}
+
 fn new_ws(name: &str) -> NewWorkspace {
     NewWorkspace {
         friendly_name: name.into(),
@@ -103,12 +114,8 @@ async fn accounts_only_see_their_own_workspaces() {
 async fn a_refused_command_changes_nothing_and_a_deleted_workspace_is_gone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = open(dir.path());
-    let a = hub.create_account("A".into(), None).await.expect("a");
-    let ws = hub
-        .create_workspace(a.sid, new_ws("W"), |ws| ws.sid())
-        .await
-        .expect("ws");
-    let handle = hub.workspace(a.sid, ws).expect("handle");
+    let (a, handle) = account_and_workspace(&hub).await;
+    let ws = handle.sid;
     let before = handle.read(|ws| ws.all_rows()).await.expect("read");
     let err = handle
         .apply(
@@ -222,12 +229,7 @@ async fn a_read_answers_only_once_what_it_shows_is_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (hub, gate, _) = gated(dir.path());
     let shut = |open: bool| set_gate(&gate, open);
-    let account = hub.create_account("A".into(), None).await.expect("a");
-    let ws = hub
-        .create_workspace(account.sid, new_ws("W"), |ws| ws.sid())
-        .await
-        .expect("ws");
-    let handle = hub.workspace(account.sid, ws).expect("handle");
+    let (_, handle) = account_and_workspace(&hub).await;
 
     shut(false);
     let mut create = Box::pin(handle.apply(
@@ -256,12 +258,7 @@ async fn a_read_answers_only_once_what_it_shows_is_committed() {
 async fn a_commit_writes_each_statistics_bucket_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (hub, gate, buckets) = gated(dir.path());
-    let account = hub.create_account("A".into(), None).await.expect("a");
-    let ws = hub
-        .create_workspace(account.sid, new_ws("W"), |ws| ws.sid())
-        .await
-        .expect("ws");
-    let handle = hub.workspace(account.sid, ws).expect("handle");
+    let (_, handle) = account_and_workspace(&hub).await;
     let mut workers = Vec::new();
     for name in ["a", "b"] {
         let cmd = Command::CreateWorker(CreateWorker {
