@@ -493,8 +493,8 @@ impl Event {
     }
 
     /// [`Event::to_json`], reusing the task's and the worker's fields as `rendered` holds
-    /// them from the event before, when this event shows the same. Exactly the JSON
-    /// `serde_json` makes of [`Stored`], written directly.
+    /// them from the event before, when this event shows the same. Written directly, byte
+    /// for byte what `serde_json` makes of the stored form (the tests' reference).
     pub fn to_json_with(&self, rendered: &mut Rendered) -> String {
         let mut out = Vec::with_capacity(1024);
         out.extend_from_slice(b"{\"sid\":\"");
