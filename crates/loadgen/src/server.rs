@@ -77,6 +77,30 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     cpu_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The threads of the server that do its storage work: the store writer (rendering events,
+/// statistics, SQLite, `fsync`), the checkpoint thread and the dictionary trainer, by the
+/// names the server gives them (`/proc` cuts a thread's name to 15 bytes).
+pub const STORE_THREADS: [&str; 3] = ["taskyard-writer", "taskyard-checkp", "taskyard-dict"];
+
+/// The CPU time process `pid`'s live threads named one of `names` have used so far, summed;
+/// `None` where `/proc/<pid>/task` cannot be read. A thread that has ended is not counted.
+pub fn threads_cpu_time(pid: u32, names: &[&str]) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = Duration::ZERO;
+    for dir in tasks.flatten().map(|e| e.path()) {
+        let named = std::fs::read_to_string(dir.join("comm"))
+            .is_ok_and(|comm| names.contains(&comm.trim_end()));
+        if let Some(t) = named
+            .then(|| std::fs::read_to_string(dir.join("stat")).ok())
+            .flatten()
+            .and_then(|stat| cpu_of_stat(&stat))
+        {
+            total += t;
+        }
+    }
+    Some(total)
+}
+
 /// utime + stime of a `/proc/<pid>/stat` line.
 fn cpu_of_stat(stat: &str) -> Option<Duration> {
     // `pid (comm) state ppid …`: the command may hold spaces and parentheses, so count from
@@ -204,5 +228,29 @@ mod tests {
         let me = std::process::id();
         let a = cpu_time(me).expect("own stat");
         assert!(cpu_time(me).expect("own stat") >= a);
+    }
+
+    #[test]
+    fn thread_cpu_time_counts_only_the_named_threads() {
+        let me = std::process::id();
+        let busy = std::thread::Builder::new()
+            .name("ty-load-busy".into())
+            .spawn(|| {
+                let start = std::time::Instant::now();
+                let mut x = 0u64;
+                while start.elapsed() < Duration::from_millis(300) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                // Still alive while the test reads its time.
+                std::thread::sleep(Duration::from_millis(500));
+                x
+            })
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(400));
+        let named = threads_cpu_time(me, &["ty-load-busy"]).expect("own tasks");
+        let nobody = threads_cpu_time(me, &["no-such-thread"]).expect("own tasks");
+        busy.join().expect("join");
+        assert!(named >= Duration::from_millis(200), "{named:?}");
+        assert_eq!(nobody, Duration::ZERO);
     }
 }
