@@ -43,7 +43,9 @@
 //! * `sustain` (issue 7's target 1): `healthz` for `--healthz-secs` (10), then `tasks` with
 //!   callbacks (1,000 workers × capacity 1,000) for `--duration` (60) seconds in the same
 //!   run; the task and callback rates (mean and worst second), their ratio to the healthz
-//!   rate, and whether 10,000/s and 25% were met. Details in `sustain.rs`.
+//!   rate, and whether 10,000/s and 25% were met; with `--spawn`, the server's CPU per task,
+//!   split into its store's threads and the rest, beside the CPU a task may cost for one core
+//!   to reach 25%. Details in `sustain.rs`.
 //!
 //! Commands (from the workspace root, after `cargo build --release --bin taskyard`):
 //!
