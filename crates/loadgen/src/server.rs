@@ -82,23 +82,52 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 /// names the server gives them (`/proc` cuts a thread's name to 15 bytes).
 pub const STORE_THREADS: [&str; 3] = ["taskyard-writer", "taskyard-checkp", "taskyard-dict"];
 
-/// The CPU time process `pid`'s live threads named one of `names` have used so far, summed;
-/// `None` where `/proc/<pid>/task` cannot be read. A thread that has ended is not counted.
-pub fn threads_cpu_time(pid: u32, names: &[&str]) -> Option<Duration> {
+/// One live thread's CPU time so far.
+pub struct ThreadCpu {
+    tid: u32,
+    name: String,
+    cpu: Duration,
+}
+
+/// The CPU time so far of each live thread of process `pid` (`/proc/<pid>/task`); `None`
+/// where that cannot be read.
+pub fn thread_cpu_times(pid: u32) -> Option<Vec<ThreadCpu>> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut total = Duration::ZERO;
+    let mut threads = Vec::new();
     for dir in tasks.flatten().map(|e| e.path()) {
-        let named = std::fs::read_to_string(dir.join("comm"))
-            .is_ok_and(|comm| names.contains(&comm.trim_end()));
-        if let Some(t) = named
-            .then(|| std::fs::read_to_string(dir.join("stat")).ok())
-            .flatten()
-            .and_then(|stat| cpu_of_stat(&stat))
+        // A thread may end between listing and reading: it is then left out.
+        let tid = dir.file_name().and_then(|n| n.to_str()?.parse().ok());
+        let name = std::fs::read_to_string(dir.join("comm"));
+        let stat = std::fs::read_to_string(dir.join("stat"));
+        if let (Some(tid), Ok(name), Some(cpu)) =
+            (tid, name, stat.ok().and_then(|s| cpu_of_stat(&s)))
         {
-            total += t;
+            let name = name.trim_end().to_owned();
+            threads.push(ThreadCpu { tid, name, cpu });
         }
     }
-    Some(total)
+    Some(threads)
+}
+
+/// The CPU time the threads whose names `pick` accepts used between two snapshots of
+/// [`thread_cpu_times`], thread by thread. A thread that started in between counts from
+/// zero; one that ended in between is left out, as what it used in between is not known.
+pub fn cpu_between(
+    before: &[ThreadCpu],
+    after: &[ThreadCpu],
+    pick: impl Fn(&str) -> bool,
+) -> Duration {
+    after
+        .iter()
+        .filter(|t| pick(&t.name))
+        .map(|t| {
+            let earlier = before
+                .iter()
+                .find(|b| b.tid == t.tid)
+                .map_or(Duration::ZERO, |b| b.cpu);
+            t.cpu.saturating_sub(earlier)
+        })
+        .sum()
 }
 
 /// utime + stime of a `/proc/<pid>/stat` line.
@@ -231,26 +260,61 @@ mod tests {
     }
 
     #[test]
-    fn thread_cpu_time_counts_only_the_named_threads() {
+    fn cpu_between_counts_the_picked_threads_from_the_first_snapshot_on() {
+        const NAME: &str = "ty-load-busy";
         let me = std::process::id();
-        let busy = std::thread::Builder::new()
-            .name("ty-load-busy".into())
-            .spawn(|| {
-                let start = std::time::Instant::now();
-                let mut x = 0u64;
-                while start.elapsed() < Duration::from_millis(300) {
+        let own_cpu = move || {
+            thread_cpu_times(me)
+                .and_then(|ts| ts.into_iter().find(|t| t.name == NAME))
+                .map_or(Duration::ZERO, |t| t.cpu)
+        };
+        // Spins until this thread has used `until` of CPU time (not wall time, which a busy
+        // machine would stretch).
+        let spin = move |until: Duration| {
+            let mut x = 0u64;
+            while own_cpu() < until {
+                for _ in 0..100_000 {
                     x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
                 }
-                // Still alive while the test reads its time.
-                std::thread::sleep(Duration::from_millis(500));
-                x
+            }
+        };
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let busy = std::thread::Builder::new()
+            .name(NAME.into())
+            .spawn(move || {
+                // Busy before the first snapshot: not to be counted.
+                spin(Duration::from_millis(300));
+                let _ = done.send(());
+                let _ = wait.recv();
+                spin(Duration::from_millis(500));
+                let _ = done.send(());
+                // Still alive while the second snapshot is taken.
+                let _ = wait.recv();
             })
             .expect("spawn");
-        std::thread::sleep(Duration::from_millis(400));
-        let named = threads_cpu_time(me, &["ty-load-busy"]).expect("own tasks");
-        let nobody = threads_cpu_time(me, &["no-such-thread"]).expect("own tasks");
+        finished.recv().expect("first spin");
+        let before = thread_cpu_times(me).expect("own threads");
+        go.send(()).expect("go");
+        finished.recv().expect("second spin");
+        let after = thread_cpu_times(me).expect("own threads");
+        go.send(()).expect("end");
         busy.join().expect("join");
-        assert!(named >= Duration::from_millis(200), "{named:?}");
-        assert_eq!(nobody, Duration::ZERO);
+
+        let busy = cpu_between(&before, &after, |n| n == NAME);
+        let total = after
+            .iter()
+            .find(|t| t.name == NAME)
+            .expect("still alive")
+            .cpu;
+        assert!(total >= Duration::from_millis(500), "{total:?}");
+        assert!(
+            busy >= Duration::from_millis(150) && busy <= total - Duration::from_millis(250),
+            "between the snapshots {busy:?} of {total:?}"
+        );
+        assert_eq!(
+            cpu_between(&before, &after, |n| n == "no-such-thread"),
+            Duration::ZERO
+        );
     }
 }
