@@ -79,13 +79,14 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 
 /// The threads of the server that do its storage work: the store writer (rendering events,
 /// statistics, SQLite, `fsync`), the checkpoint thread and the dictionary trainer, by the
-/// names the server gives them (`/proc` cuts a thread's name to 15 bytes).
+/// names the server gives them (`/proc` cuts a thread's name to 15 bytes). The writer comes
+/// first: a server without a thread of that name is not split at all.
 pub const STORE_THREADS: [&str; 3] = ["taskyard-writer", "taskyard-checkp", "taskyard-dict"];
 
 /// One live thread's CPU time so far.
 pub struct ThreadCpu {
     tid: u32,
-    name: String,
+    pub name: String,
     cpu: Duration,
 }
 

@@ -107,10 +107,12 @@ pub async fn run(api: &Api, args: SustainArgs, server: Option<u32>) -> anyhow::R
     let task_cpu = cpu_per(cpu_before, cpu_after, lat.len(), secs);
     // The part of a task that is not the store's: the live threads not named as store
     // threads. A thread that ended during the run counts as the store's, so this part is
-    // never overstated.
+    // never overstated. Were the writer renamed, its work would count as the rest: then
+    // there is no split.
     let rest_task_cpu = threads_before
         .zip(threads_after)
         .and_then(|(before, after)| {
+            after.iter().find(|t| t.name == STORE_THREADS[0])?;
             let rest = cpu_between(&before, &after, |name| !STORE_THREADS.contains(&name));
             cpu_per(Some(Duration::ZERO), Some(rest), lat.len(), secs)
         });
