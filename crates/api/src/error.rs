@@ -26,6 +26,8 @@ pub mod code {
     pub const AUTH: u32 = 20003;
     /// Method not allowed on this resource.
     pub const METHOD: u32 = 20004;
+    /// Authenticated, but not allowed to do this.
+    pub const FORBIDDEN: u32 = 20403;
     /// Resource not found.
     pub const NOT_FOUND: u32 = 20404;
     /// Uniqueness conflict (Twilio does not publish one code for this; Taskyard uses 20409).

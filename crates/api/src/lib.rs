@@ -20,4 +20,4 @@ pub mod render;
 pub mod routes;
 
 pub use error::ApiError;
-pub use routes::{App, router};
+pub use routes::{App, Authenticated, Ctx, router};

@@ -3,7 +3,7 @@
 
 use serde::{Serialize, Serializer};
 use taskyard_engine::{
-    Account, Activity, Millis, Reservation, Sid, Task, TaskChannel, TaskQueue, Worker,
+    Account, Activity, ApiKey, Millis, Reservation, Sid, Task, TaskChannel, TaskQueue, Worker,
     WorkerChannel, Workflow, Workspace, WorkspaceInfo,
 };
 use time::OffsetDateTime;
@@ -416,16 +416,19 @@ pub struct AccountJson<'a> {
     subresource_uris: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A timestamp as the 2010-04-01 API writes it (RFC 2822: `Mon, 07 Dec 2026 01:40:14 +0000`).
+pub fn rfc2822(ms: Millis) -> String {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc2822)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 pub fn account(a: &Account) -> AccountJson<'_> {
-    let rfc = |ms: Millis| {
-        OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc2822)
-                    .ok()
-            })
-            .unwrap_or_default()
-    };
+    let rfc = rfc2822;
     AccountJson {
         auth_token: &a.auth_token,
         date_created: rfc(a.date_created),
@@ -437,6 +440,27 @@ pub fn account(a: &Account) -> AccountJson<'_> {
         kind: "Full",
         uri: format!("/2010-04-01/Accounts/{}.json", a.sid),
         subresource_uris: serde_json::Map::new(),
+    }
+}
+
+/// An API key (`secret` only in the answer that created it).
+#[derive(Serialize)]
+pub struct KeyJson<'a> {
+    sid: Sid,
+    friendly_name: &'a str,
+    date_created: String,
+    date_updated: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+}
+
+pub fn key<'a>(k: &'a ApiKey, secret: Option<&'a str>) -> KeyJson<'a> {
+    KeyJson {
+        sid: k.sid,
+        friendly_name: &k.friendly_name,
+        date_created: rfc2822(k.date_created),
+        date_updated: rfc2822(k.date_updated),
+        secret,
     }
 }
 

@@ -27,6 +27,23 @@ pub struct Account {
     pub owner_account_sid: Option<Sid>,
     pub date_created: Millis,
     pub date_updated: Millis,
+    /// The account's API keys (Twilio's `Keys` resource); kept in the account's row, which
+    /// older data simply lacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// An API key: a second credential of an account (`SK…` and a secret), for REST calls and
+/// for signing Access Tokens. The secret itself is never kept, only `secret_hash`, a form
+/// from which a presented secret can be checked and HMACs under it computed
+/// (`taskyard-auth`'s `SecretHash`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub sid: Sid,
+    pub friendly_name: String,
+    pub secret_hash: String,
+    pub date_created: Millis,
+    pub date_updated: Millis,
 }
 
 /// `FIFO` or `LIFO`, for queues and for the workspace's `prioritize_queue_order`.

@@ -30,6 +30,7 @@ pub mod prefix {
     pub const TASK: &str = "WT";
     pub const RESERVATION: &str = "WR";
     pub const EVENT: &str = "EV";
+    pub const API_KEY: &str = "SK";
 }
 
 /// Why a string is not a SID.

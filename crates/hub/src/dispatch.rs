@@ -92,7 +92,10 @@ impl Dispatch {
 
 /// Runs the dispatcher until the writer stops.
 pub(crate) async fn run(hub: Hub, mut rx: mpsc::UnboundedReceiver<Committed>) {
-    while let Some(c) = rx.recv().await {
+    while let Some(mut c) = rx.recv().await {
+        if !c.pushes.is_empty() {
+            hub.forward_pushes(c.workspace, std::mem::take(&mut c.pushes));
+        }
         let d = &hub.inner.dispatch;
         if d.live.receiver_count() > 0 {
             for s in &c.stored {

@@ -18,23 +18,27 @@
 //! share one fsync. Reads run as jobs on the actor too and see its current state.
 
 pub mod dispatch;
+pub mod push;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use dispatch::{CallbackOptions, LiveEvent};
+pub use push::{Push, PushBatch, Renderer, WatchGuard};
+use taskyard_auth::{SecretHash, constant_time_eq};
 use taskyard_engine::{
-    Account, Applied, Command, EngineError, Millis, NewWorkspace, Sid, SidSource, TimeOrderedSids,
-    Workspace, sid::prefix,
+    Account, ApiKey, Applied, Command, EngineError, Millis, NewWorkspace, Sid, SidSource,
+    TimeOrderedSids, Workspace, sid::prefix,
 };
 use taskyard_store::Store;
 pub use taskyard_store::{EventLog, EventQuery, StoreError, StoredEvent, Write};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::dispatch::Dispatch;
+use crate::push::{Pusher, Watchers};
 use crate::writer::Writer;
 
 /// Errors the hub reports to the API layer.
@@ -94,6 +98,11 @@ pub struct ActorState {
     /// (see [`WorkspaceHandle::read`]).
     submitted: u64,
     durable: Arc<AtomicU64>,
+    /// The newest event this actor has made (see [`WorkspaceHandle::read_watermarked`]).
+    last_event: Option<Sid>,
+    /// Which workers have live connections, and who renders what they are pushed.
+    watchers: Arc<Watchers>,
+    pusher: Arc<OnceLock<Pusher>>,
 }
 
 impl ActorState {
@@ -102,16 +111,35 @@ impl ActorState {
     fn tick(&mut self) {
         let (changes, events) = self.ws.tick(now_ms(), &mut self.sids);
         if !changes.is_empty() || !events.is_empty() {
-            self.submitted += 1;
-            drop(self.writer.submit_with_events(
-                Write::Workspace {
-                    workspace: self.ws.sid(),
-                    changes,
-                    events: Vec::new(),
-                },
-                events,
-            ));
+            self.submit(changes, events);
         }
+    }
+
+    /// Hands a command's changes and events to the writer, with the pushes they make.
+    fn submit(
+        &mut self,
+        changes: Vec<taskyard_engine::Change>,
+        events: Vec<taskyard_engine::Event>,
+    ) -> writer::Done {
+        self.submitted += 1;
+        if let Some(e) = events.last() {
+            self.last_event = Some(e.sid);
+        }
+        let pushes = match self.pusher.get() {
+            Some(p) if self.watchers.any() && !events.is_empty() => {
+                self.watchers.render(p, &self.ws, &events)
+            }
+            _ => Vec::new(),
+        };
+        self.writer.submit_applied(
+            Write::Workspace {
+                workspace: self.ws.sid(),
+                changes,
+                events: Vec::new(),
+            },
+            events,
+            pushes,
+        )
     }
 }
 
@@ -135,15 +163,23 @@ pub struct WorkspaceHandle {
     pub sid: Sid,
     pub account_sid: Sid,
     jobs: mpsc::UnboundedSender<Job>,
+    watchers: Arc<Watchers>,
 }
 
 impl WorkspaceHandle {
-    fn spawn(ws: Workspace, writer: Writer, newest_event: Option<Sid>) -> WorkspaceHandle {
+    fn spawn(
+        ws: Workspace,
+        writer: Writer,
+        newest_event: Option<Sid>,
+        pusher: Arc<OnceLock<Pusher>>,
+    ) -> WorkspaceHandle {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let watchers = Arc::new(Watchers::default());
         let handle = WorkspaceHandle {
             sid: ws.sid(),
             account_sid: ws.info().account_sid,
             jobs: tx,
+            watchers: watchers.clone(),
         };
         let mut sids = new_sids();
         sids.resume_after(ws.newest_sid());
@@ -157,6 +193,9 @@ impl WorkspaceHandle {
             closed: false,
             submitted: 0,
             durable: Arc::new(AtomicU64::new(0)),
+            last_event: newest_event,
+            watchers,
+            pusher,
         };
         tokio::spawn(async move {
             loop {
@@ -208,6 +247,16 @@ impl WorkspaceHandle {
         &self,
         f: impl FnOnce(&Workspace) -> R + Send + 'static,
     ) -> Result<R, HubError> {
+        Ok(self.read_watermarked(f).await?.0)
+    }
+
+    /// [`WorkspaceHandle::read`], and the newest event the state read reflects: every push
+    /// ([`Push::event`]) after it reports a change the read did not see, every one up to it a
+    /// change the read did.
+    pub async fn read_watermarked<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Workspace) -> R + Send + 'static,
+    ) -> Result<(R, Option<Sid>), HubError> {
         let (out, barrier) = self
             .run(move |st| {
                 let behind = st.durable.load(Ordering::Acquire) < st.submitted;
@@ -219,7 +268,7 @@ impl WorkspaceHandle {
                     });
                     (done, st.submitted, st.durable.clone())
                 });
-                (f(&st.ws), barrier)
+                ((f(&st.ws), st.last_event), barrier)
             })
             .await?;
         if let Some((done, upto, durable)) = barrier {
@@ -227,6 +276,12 @@ impl WorkspaceHandle {
             durable.fetch_max(upto, Ordering::AcqRel);
         }
         Ok(out)
+    }
+
+    /// Marks `worker` as having a live connection until the guard is dropped: from then on
+    /// the actor renders pushes for it.
+    pub fn watch(&self, worker: Sid) -> WatchGuard {
+        WatchGuard::new(self.watchers.clone(), worker)
     }
 
     /// Applies `cmd`; on success renders the response with `render` (in the actor, right
@@ -241,15 +296,7 @@ impl WorkspaceHandle {
             .run(move |st| {
                 let applied = st.ws.apply(cmd, now_ms(), &mut st.sids)?;
                 let out = render(&st.ws, &applied);
-                st.submitted += 1;
-                let committed = st.writer.submit_with_events(
-                    Write::Workspace {
-                        workspace: st.ws.sid(),
-                        changes: applied.changes,
-                        events: Vec::new(),
-                    },
-                    applied.events,
-                );
+                let committed = st.submit(applied.changes, applied.events);
                 st.closed = closes;
                 Ok::<_, EngineError>((out, committed, st.submitted, st.durable.clone()))
             })
@@ -268,10 +315,17 @@ pub struct Hub {
 
 struct Inner {
     accounts: RwLock<HashMap<Sid, Account>>,
+    /// Every API key: its account and its secret's hash, parsed once.
+    keys: RwLock<HashMap<Sid, (Sid, SecretHash)>>,
+    /// Held while an account is read, changed and stored, so that two changes of one
+    /// account (two keys created at once) cannot overwrite each other.
+    account_changes: tokio::sync::Mutex<()>,
     workspaces: RwLock<BTreeMap<Sid, WorkspaceHandle>>,
     writer: Writer,
     sids: Mutex<Sids>,
     dispatch: Dispatch,
+    /// Set once by [`Hub::push_to`]; shared with every actor.
+    pusher: Arc<OnceLock<Pusher>>,
 }
 
 impl Hub {
@@ -293,6 +347,7 @@ impl Hub {
         let writer = Writer::start(store, Some(outbox));
         let mut workspaces = BTreeMap::new();
         let mut cursors = Vec::new();
+        let pusher = Arc::new(OnceLock::new());
         for stored in snapshot.workspaces {
             let sid = stored.sid;
             let ws = Workspace::restore(stored.rows).map_err(|e| HubError::Restore {
@@ -302,17 +357,21 @@ impl Hub {
             cursors.push((sid, stored.event_cursor));
             workspaces.insert(
                 sid,
-                WorkspaceHandle::spawn(ws, writer.clone(), stored.newest_event),
+                WorkspaceHandle::spawn(ws, writer.clone(), stored.newest_event, pusher.clone()),
             );
         }
+        let keys = key_index(&snapshot.accounts);
         let accounts = snapshot.accounts.into_iter().map(|a| (a.sid, a)).collect();
         let hub = Hub {
             inner: Arc::new(Inner {
                 accounts: RwLock::new(accounts),
+                keys: RwLock::new(keys),
+                account_changes: tokio::sync::Mutex::new(()),
                 workspaces: RwLock::new(workspaces),
                 writer,
                 sids: Mutex::new(new_sids()),
                 dispatch: Dispatch::new(options, log),
+                pusher,
             }),
         };
         // Deliverers start from their stored cursors before anything new is dispatched,
@@ -337,6 +396,22 @@ impl Hub {
         self.inner.dispatch.live.subscribe()
     }
 
+    /// Installs the renderer of pushes to agents' live connections; the committed pushes
+    /// arrive, in commit order, on the returned receiver. Only the first call installs one
+    /// (later calls get `None`).
+    pub fn push_to(&self, render: Renderer) -> Option<mpsc::UnboundedReceiver<PushBatch>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.pusher.set(Pusher { render, tx }).ok()?;
+        Some(rx)
+    }
+
+    /// The committed pushes go to the bridge (see [`push`]).
+    pub(crate) fn forward_pushes(&self, workspace: Sid, pushes: Vec<Push>) {
+        if let Some(p) = self.inner.pusher.get() {
+            let _ = p.tx.send(PushBatch { workspace, pushes });
+        }
+    }
+
     /// A workspace by SID, whoever owns it (for the server's own work).
     pub(crate) fn workspace_by_sid(&self, sid: Sid) -> Result<WorkspaceHandle, HubError> {
         self.inner
@@ -356,20 +431,106 @@ impl Hub {
             .next_sid(prefix, now_ms())
     }
 
-    /// The account whose SID and auth token these are, if any. Compares tokens in constant
-    /// time.
-    pub fn authenticate(&self, account_sid: &str, token: &str) -> Option<Sid> {
-        let sid: Sid = account_sid.parse().ok()?;
+    /// Who HTTP Basic credentials name: an account SID and its auth token, or an API key SID
+    /// and its secret (which acts as the key's account). Compares in constant time.
+    pub fn authenticate(&self, user: &str, password: &str) -> Option<Principal> {
+        let sid: Sid = user.parse().ok()?;
+        if sid.prefix() == prefix::API_KEY {
+            let (account, hash) = self.api_key_secret(sid)?;
+            return hash.matches(password).then_some(Principal {
+                account,
+                api_key: Some(sid),
+            });
+        }
         let accounts = self
             .inner
             .accounts
             .read()
             .unwrap_or_else(|p| p.into_inner());
         let account = accounts.get(&sid)?;
-        let (a, b) = (account.auth_token.as_bytes(), token.as_bytes());
-        let same =
-            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-        same.then_some(sid)
+        constant_time_eq(account.auth_token.as_bytes(), password.as_bytes()).then_some(Principal {
+            account: sid,
+            api_key: None,
+        })
+    }
+
+    /// An API key's account and secret hash (to verify what it signed).
+    pub fn api_key_secret(&self, key: Sid) -> Option<(Sid, SecretHash)> {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+    }
+
+    /// Creates an API key of `account`; returns it with its secret, which is shown this once
+    /// and kept only as a hash.
+    pub async fn create_api_key(
+        &self,
+        account: Sid,
+        friendly_name: String,
+    ) -> Result<(ApiKey, String), HubError> {
+        let secret = taskyard_auth::new_secret();
+        let now = now_ms();
+        let key = ApiKey {
+            sid: self.next_sid(prefix::API_KEY),
+            friendly_name,
+            secret_hash: SecretHash::derive(&secret).to_stored(),
+            date_created: now,
+            date_updated: now,
+        };
+        let k = key.clone();
+        self.change_account(account, move |a| a.api_keys.push(k))
+            .await?;
+        Ok((key, secret))
+    }
+
+    /// Renames an API key of `account`; `None` if it has no such key.
+    pub async fn rename_api_key(
+        &self,
+        account: Sid,
+        key: Sid,
+        friendly_name: String,
+    ) -> Result<Option<ApiKey>, HubError> {
+        let now = now_ms();
+        let changed = self
+            .change_account(account, move |a| {
+                let k = a.api_keys.iter_mut().find(|k| k.sid == key)?;
+                k.friendly_name = friendly_name;
+                k.date_updated = now;
+                Some(k.clone())
+            })
+            .await?;
+        Ok(changed.flatten())
+    }
+
+    /// Deletes an API key of `account`: from the commit on, neither its secret nor the
+    /// tokens it signed are accepted. `false` if it has no such key.
+    pub async fn delete_api_key(&self, account: Sid, key: Sid) -> Result<bool, HubError> {
+        let removed = self
+            .change_account(account, move |a| {
+                let before = a.api_keys.len();
+                a.api_keys.retain(|k| k.sid != key);
+                a.api_keys.len() != before
+            })
+            .await?;
+        Ok(removed.unwrap_or(false))
+    }
+
+    /// Changes an account with `f` and stores it; `None` if there is no such account.
+    async fn change_account<R>(
+        &self,
+        sid: Sid,
+        f: impl FnOnce(&mut Account) -> R,
+    ) -> Result<Option<R>, HubError> {
+        let _one_at_a_time = self.inner.account_changes.lock().await;
+        let Some(mut account) = self.account(sid) else {
+            return Ok(None);
+        };
+        let out = f(&mut account);
+        self.put_account(account).await?;
+        Ok(Some(out))
     }
 
     pub fn account(&self, sid: Sid) -> Option<Account> {
@@ -404,6 +565,9 @@ impl Hub {
             .submit(Write::Account(account.clone()))
             .await
             .map_err(HubError::Store)?;
+        let mut keys = self.inner.keys.write().unwrap_or_else(|p| p.into_inner());
+        keys.retain(|_, (owner, _)| *owner != account.sid);
+        keys.extend(key_index(std::slice::from_ref(&account)));
         self.inner
             .accounts
             .write()
@@ -426,6 +590,7 @@ impl Hub {
             owner_account_sid: owner,
             date_created: now,
             date_updated: now,
+            api_keys: Vec::new(),
         };
         self.put_account(account).await
     }
@@ -494,7 +659,12 @@ impl Hub {
             .await
             .map_err(HubError::Store)?;
         let out = render(&ws);
-        let handle = WorkspaceHandle::spawn(ws, self.inner.writer.clone(), None);
+        let handle = WorkspaceHandle::spawn(
+            ws,
+            self.inner.writer.clone(),
+            None,
+            self.inner.pusher.clone(),
+        );
         self.inner
             .workspaces
             .write()
@@ -514,6 +684,33 @@ impl Hub {
             .remove(&sid);
         handle.apply(Command::DeleteWorkspace, |_, _| ()).await
     }
+}
+
+/// Who a request's credentials name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub account: Sid,
+    /// The API key used, when it was not the account's auth token.
+    pub api_key: Option<Sid>,
+}
+
+/// The API keys of `accounts`, by key SID. A stored hash this build cannot read is left out
+/// (the key then authenticates nothing) rather than stopping the server.
+fn key_index(accounts: &[Account]) -> HashMap<Sid, (Sid, SecretHash)> {
+    let mut keys = HashMap::new();
+    for a in accounts {
+        for k in &a.api_keys {
+            match SecretHash::from_stored(&k.secret_hash) {
+                Some(h) => {
+                    keys.insert(k.sid, (a.sid, h));
+                }
+                None => {
+                    tracing::error!(key = %k.sid, "unreadable API key hash; the key is disabled")
+                }
+            }
+        }
+    }
+    keys
 }
 
 /// Events are kept this long (the Events resource's 30 days).

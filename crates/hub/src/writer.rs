@@ -30,6 +30,8 @@ use taskyard_stats::{Agg, Key, Rollup};
 use taskyard_store::{StatBucket, Store, StoreError, StoredEvent, Write};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::push::Push;
+
 /// At most this many writes go into one transaction, so one huge burst cannot delay its
 /// first requests for long.
 const MAX_BATCH: usize = 4096;
@@ -38,6 +40,8 @@ struct Request {
     write: Write,
     /// The engine's events of a `Write::Workspace`, rendered into it before the commit.
     events: Vec<Event>,
+    /// What those events push to agents' live connections (see [`crate::push`]).
+    pushes: Vec<Push>,
     done: oneshot::Sender<Result<(), Arc<StoreError>>>,
 }
 
@@ -46,6 +50,7 @@ pub struct Committed {
     pub workspace: Sid,
     pub events: Vec<Event>,
     pub stored: Vec<StoredEvent>,
+    pub pushes: Vec<Push>,
 }
 
 /// The stored form of an event: its JSON and the columns the Events list filters on.
@@ -146,7 +151,7 @@ impl Writer {
                                 if !buckets.is_empty() {
                                     touched.entry(ws).or_default().extend(buckets);
                                 }
-                                events.push((writes.len(), *workspace, r.events));
+                                events.push((writes.len(), *workspace, r.events, r.pushes));
                             }
                         }
                         writes.push(write);
@@ -187,7 +192,7 @@ impl Writer {
                     if result.is_ok()
                         && let Some(outbox) = &outbox
                     {
-                        for (i, workspace, events) in events {
+                        for (i, workspace, events, pushes) in events {
                             let stored = match &mut writes[i] {
                                 Write::Workspace { events, .. } => std::mem::take(events),
                                 _ => Vec::new(),
@@ -196,6 +201,7 @@ impl Writer {
                                 workspace,
                                 events,
                                 stored,
+                                pushes,
                             });
                         }
                     }
@@ -224,12 +230,19 @@ impl Writer {
 
     /// Queues the changes and events of one command in one workspace.
     pub fn submit_with_events(&self, write: Write, events: Vec<Event>) -> Done {
+        self.submit_applied(write, events, Vec::new())
+    }
+
+    /// Queues the changes and events of one command in one workspace, and the pushes they
+    /// make, which are handed on with the events once committed.
+    pub fn submit_applied(&self, write: Write, events: Vec<Event>, pushes: Vec<Push>) -> Done {
         let (done, rx) = oneshot::channel();
         if self
             .tx
             .send(Request {
                 write,
                 events,
+                pushes,
                 done,
             })
             .is_err()

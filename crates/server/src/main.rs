@@ -58,9 +58,12 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let app = taskyard_api::App::new(hub, &public_url, cfg.list_attributes);
+    let app = taskyard_api::App::new(hub.clone(), &public_url, cfg.list_attributes);
+    let rest = taskyard_api::router(app);
+    // Agents' SDKs (TaskRouter.js) connect to the event bridge on the same port.
+    let bridge = taskyard_bridge::Bridge::start(hub, rest.clone());
     tracing::info!(listen = %local, public_url, data_dir = %cfg.data_dir.display(), "taskyard is ready");
-    axum::serve(listener, taskyard_api::router(app))
+    axum::serve(listener, bridge.router().merge(rest))
         .with_graceful_shutdown(shutdown())
         .await
         .context("serving HTTP")?;
@@ -107,6 +110,7 @@ async fn ensure_account(hub: &Hub, cfg: &Serve) -> anyhow::Result<()> {
                     owner_account_sid: None,
                     date_created: now,
                     date_updated: now,
+                    api_keys: Vec::new(),
                 },
             };
             hub.put_account(account).await?;

@@ -49,6 +49,14 @@ fn rows<S: Store>(open: &impl Fn() -> S) {
         owner_account_sid: None,
         date_created: 1,
         date_updated: 2,
+        // Keys live in their account's row and must come back with it.
+        api_keys: vec![taskyard_engine::ApiKey {
+            sid: sid("SK", 3),
+            friendly_name: "deploy".into(),
+            secret_hash: "hmac-v1:00".into(),
+            date_created: 3,
+            date_updated: 4,
+        }],
     };
 
     {

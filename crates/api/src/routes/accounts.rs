@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::render;
 
 pub async fn create(ctx: Ctx, Form(p): Form) -> Result<Response, ApiError> {
+    ctx.require_auth_token()?;
     let name = p
         .string("FriendlyName")
         .unwrap_or_else(|| format!("SubAccount created by {}", ctx.account));
@@ -30,6 +31,7 @@ pub async fn create(ctx: Ctx, Form(p): Form) -> Result<Response, ApiError> {
 
 /// `GET /2010-04-01/Accounts/{Sid}.json`: the caller itself or one of its subaccounts.
 pub async fn fetch(ctx: Ctx, Path(file): Path<String>) -> Result<Response, ApiError> {
+    ctx.require_auth_token()?;
     let sid = file.strip_suffix(".json").unwrap_or(&file);
     let sid = Sid::parse_with(sid, prefix::ACCOUNT).map_err(|_| ctx.not_found())?;
     let account = ctx
@@ -56,6 +58,7 @@ struct AccountList<'a> {
 
 /// `GET /2010-04-01/Accounts.json`: the caller and its subaccounts, on one page.
 pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
+    ctx.require_auth_token()?;
     let mut all: Vec<_> = ctx.app.hub.account(ctx.account).into_iter().collect();
     all.extend(ctx.app.hub.subaccounts(ctx.account));
     let name = ctx.query.string("FriendlyName");

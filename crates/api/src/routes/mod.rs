@@ -4,6 +4,7 @@ mod accounts;
 mod combined;
 mod cumulative;
 mod events;
+mod keys;
 mod resources;
 mod statistics;
 mod tasks;
@@ -167,6 +168,14 @@ pub fn router(app: App) -> Router {
         )
         .route("/2010-04-01/Accounts/{file}", methods(get(accounts::fetch)))
         .route(
+            "/2010-04-01/Accounts/{ac}/Keys.json",
+            methods(get(keys::list).post(keys::create)),
+        )
+        .route(
+            "/2010-04-01/Accounts/{ac}/Keys/{file}",
+            methods(get(keys::fetch).post(keys::update).delete(keys::delete)),
+        )
+        .route(
             &format!("{ws}/CumulativeStatistics"),
             methods(get(cumulative::workspace)),
         )
@@ -293,11 +302,19 @@ async fn fallback(ctx: Result<Ctx, ApiError>, req: Request) -> ApiError {
     }
 }
 
+/// A request already authenticated by the server itself (the event bridge carries an agent's
+/// action to these handlers after checking the agent's Access Token): the account it acts
+/// as. Only server code can attach a request extension, so no client can claim one.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated(pub Sid);
+
 /// What every authenticated handler starts from: the caller's account, the request path and
 /// query, and the `If-Match` header.
 pub struct Ctx {
     pub app: App,
     pub account: Sid,
+    /// The API key the caller authenticated with, if not the account's auth token.
+    pub api_key: Option<Sid>,
     pub path: String,
     pub query: Params,
     pub if_match: Option<String>,
@@ -307,10 +324,17 @@ impl FromRequestParts<App> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Ctx, ApiError> {
-        let account = authenticate(parts, &app.hub).ok_or_else(ApiError::unauthorized)?;
+        let principal = match parts.extensions.get::<Authenticated>() {
+            Some(a) => taskyard_hub::Principal {
+                account: a.0,
+                api_key: None,
+            },
+            None => authenticate(parts, &app.hub).ok_or_else(ApiError::unauthorized)?,
+        };
         Ok(Ctx {
             app: app.clone(),
-            account,
+            account: principal.account,
+            api_key: principal.api_key,
             path: parts.uri.path().to_string(),
             query: Params::parse(parts.uri.query().unwrap_or("").as_bytes()),
             if_match: parts
@@ -322,7 +346,7 @@ impl FromRequestParts<App> for Ctx {
     }
 }
 
-fn authenticate(parts: &Parts, hub: &Hub) -> Option<Sid> {
+fn authenticate(parts: &Parts, hub: &Hub) -> Option<taskyard_hub::Principal> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -362,6 +386,19 @@ impl Ctx {
 
     pub fn not_found(&self) -> ApiError {
         ApiError::not_found(&self.path)
+    }
+
+    /// Refuses callers that authenticated with an API key: like Twilio's standard keys, they
+    /// may not manage keys or accounts (only the auth token can).
+    pub fn require_auth_token(&self) -> Result<(), ApiError> {
+        match self.api_key {
+            None => Ok(()),
+            Some(_) => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                crate::error::code::FORBIDDEN,
+                "API keys cannot manage API keys or accounts; use the account's auth token",
+            )),
+        }
     }
 
     /// A path SID of the given kind, or 404 naming the path.

@@ -1,0 +1,425 @@
+//! Agents' websocket connections: one task per connection, and the registry the pushes are
+//! routed through.
+//!
+//! A connection's life (`taskrouter-js-protocol.md` §2):
+//!
+//! 1. The upgrade carries the Access Token; the connection registers (so no push made from
+//!    now on can miss it) and sends `init`, which makes the SDK load its worker, the
+//!    activities, its channels and its active reservations through envelopes.
+//! 2. Until those four reads are answered, and for [`GRACE`] more — the SDK drops every
+//!    event that arrives before it has processed them — pushes are held back. Each read
+//!    reports the newest event its state reflects; a held (or late) push for an event up to
+//!    that mark shows what the SDK already has, and is dropped, so a reservation that existed
+//!    before the agent connected is neither missed nor announced twice.
+//! 3. Live: pushes go out in commit order, with a heartbeat frame every [`HEARTBEAT`] (the
+//!    SDK treats 30 s of silence as a lost connection, and protocol pings do not count). A
+//!    push the SDK would crash on — an update of a reservation, activity or channel it has
+//!    not loaded — is never sent: a reservation it lacks is announced as created instead,
+//!    and an activity or channel created after it loaded ends the connection with
+//!    [`REFRESH`], on which the SDK reconnects and loads everything again.
+//! 4. The connection ends when the client goes, when its token expires (the SDK then
+//!    reconnects only if the app gave it a new token), when its worker, workspace or API key
+//!    is deleted, or when another connection of the worker asks for `closeExistingSessions`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use taskyard_engine::{EventType as E, Sid};
+use taskyard_hub::{Hub, Push, PushBatch, WatchGuard};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::token::Grant;
+
+/// How often a live connection gets a heartbeat frame (the SDK gives up after 30 s).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long after the last of its start-up reads a connection starts pushing.
+pub const GRACE: Duration = Duration::from_millis(250);
+/// A connection whose SDK has not loaded its state by then is closed.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// At most this many pushes are held for a connection that is starting.
+const MAX_HELD: usize = 10_000;
+
+/// Close codes (application range) and what they tell the agent.
+pub const REFRESH: (u16, &str) = (
+    4000,
+    "The workspace changed (a new activity or channel); reconnect to load it",
+);
+const EXPIRED: (u16, &str) = (4001, "The Access Token expired");
+const SLOW_START: (u16, &str) = (4002, "The worker did not finish loading in time");
+const REPLACED: (u16, &str) = (
+    4003,
+    "Another connection of this worker closed this one (closeExistingSessions)",
+);
+const GONE: (u16, &str) = (
+    4004,
+    "The worker, its workspace or the token's API key was deleted",
+);
+
+/// What a connection's task is told.
+pub(crate) enum Msg {
+    Push(Arc<Push>),
+    /// One of the SDK's start-up reads was answered.
+    Loaded(Loaded),
+    Close((u16, &'static str)),
+}
+
+/// A start-up read and what it showed the SDK: `upto` is the newest event its state
+/// reflects ([`taskyard_hub::WorkspaceHandle::read_watermarked`]).
+pub(crate) enum Loaded {
+    Worker { upto: Option<Sid> },
+    Activities { upto: Option<Sid>, sids: Vec<Sid> },
+    Channels { upto: Option<Sid>, sids: Vec<Sid> },
+    Reservations { upto: Option<Sid>, sids: Vec<Sid> },
+}
+
+#[derive(Clone)]
+struct Entry {
+    id: u64,
+    token: Arc<str>,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// The live connections, by workspace and worker.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    next_id: AtomicU64,
+    by_worker: Mutex<HashMap<(Sid, Sid), Vec<Entry>>>,
+}
+
+impl Sessions {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(Sid, Sid), Vec<Entry>>> {
+        self.by_worker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a connection; with `close_others`, the worker's other connections are closed.
+    fn register(
+        &self,
+        key: (Sid, Sid),
+        token: Arc<str>,
+        close_others: bool,
+    ) -> (u64, mpsc::UnboundedReceiver<Msg>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut map = self.map();
+        let entries = map.entry(key).or_default();
+        if close_others {
+            for e in entries.drain(..) {
+                let _ = e.tx.send(Msg::Close(REPLACED));
+            }
+        }
+        entries.push(Entry { id, token, tx });
+        (id, rx)
+    }
+
+    fn unregister(&self, key: (Sid, Sid), id: u64) {
+        let mut map = self.map();
+        if let Some(entries) = map.get_mut(&key) {
+            entries.retain(|e| e.id != id);
+            if entries.is_empty() {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// Routes committed pushes to their workers' connections.
+    pub(crate) fn deliver(&self, batch: PushBatch) {
+        let map = self.map();
+        for p in batch.pushes {
+            let Some(entries) = map.get(&(batch.workspace, p.worker)) else {
+                continue;
+            };
+            let p = Arc::new(p);
+            for e in entries {
+                let _ = e.tx.send(Msg::Push(p.clone()));
+            }
+        }
+    }
+
+    /// Tells the worker's connections that use `token` what a start-up read showed. (The
+    /// protocol does not say which connection a request comes from; a connection that is
+    /// already live ignores it.)
+    pub(crate) fn loaded(&self, key: (Sid, Sid), token: &str, what: impl Fn() -> Loaded) {
+        if let Some(entries) = self.map().get(&key) {
+            for e in entries.iter().filter(|e| &*e.token == token) {
+                let _ = e.tx.send(Msg::Loaded(what()));
+            }
+        }
+    }
+
+    /// How many connections are open.
+    pub(crate) fn count(&self) -> usize {
+        self.map().values().map(Vec::len).sum()
+    }
+}
+
+/// What a connection was opened with.
+pub(crate) struct Opened {
+    pub grant: Grant,
+    pub worker: Sid,
+    pub token: Arc<str>,
+    pub close_existing: bool,
+}
+
+/// What the SDK has loaded so far, while a connection starts.
+#[derive(Default)]
+struct Marks {
+    worker: Option<Option<Sid>>,
+    activities: Option<Option<Sid>>,
+    channels: Option<Option<Sid>>,
+    reservations: Option<Option<Sid>>,
+}
+
+impl Marks {
+    fn complete(&self) -> bool {
+        self.worker.is_some()
+            && self.activities.is_some()
+            && self.channels.is_some()
+            && self.reservations.is_some()
+    }
+}
+
+struct Conn {
+    marks: Marks,
+    /// `Some` until the connection is live.
+    held: Option<Vec<Arc<Push>>>,
+    live_at: Option<Instant>,
+    reservations: HashSet<Sid>,
+    activities: HashSet<Sid>,
+    channels: HashSet<Sid>,
+}
+
+/// What to do with one push.
+enum Verdict {
+    Send(String),
+    Drop,
+    Close((u16, &'static str)),
+}
+
+impl Conn {
+    fn loaded(&mut self, l: Loaded) {
+        // The first answer of each read counts: a later one (the SDK refreshing, or another
+        // connection with the same token) may be newer than what this SDK loaded.
+        match l {
+            Loaded::Worker { upto } => {
+                self.marks.worker.get_or_insert(upto);
+            }
+            Loaded::Activities { upto, sids } => {
+                if self.marks.activities.is_none() {
+                    self.marks.activities = Some(upto);
+                    self.activities.extend(sids);
+                }
+            }
+            Loaded::Channels { upto, sids } => {
+                if self.marks.channels.is_none() {
+                    self.marks.channels = Some(upto);
+                    self.channels.extend(sids);
+                }
+            }
+            Loaded::Reservations { upto, sids } => {
+                if self.marks.reservations.is_none() {
+                    self.marks.reservations = Some(upto);
+                    self.reservations.extend(sids);
+                }
+            }
+        }
+    }
+
+    /// Whether the read that loaded what `p` is about already reflects it.
+    fn already_loaded(&self, p: &Push) -> bool {
+        let mark = match p.event_type {
+            E::WorkerActivityUpdate | E::WorkerAttributesUpdate | E::WorkerDeleted => {
+                self.marks.worker
+            }
+            E::WorkerCapacityUpdate | E::WorkerChannelAvailabilityUpdate => self.marks.channels,
+            _ => self.marks.reservations,
+        };
+        matches!(mark, Some(Some(upto)) if p.event <= upto)
+    }
+
+    fn judge(&mut self, p: &Push) -> Verdict {
+        if self.already_loaded(p) {
+            return Verdict::Drop;
+        }
+        let frame = |event_type: &str| {
+            Verdict::Send(format!(
+                "{{\"event_type\":\"{event_type}\",\"payload\":{}}}",
+                p.payload
+            ))
+        };
+        let subject = p.subject.unwrap_or(p.worker);
+        match p.event_type {
+            E::WorkerDeleted => Verdict::Close(GONE),
+            E::ReservationCreated => {
+                if self.reservations.insert(subject) {
+                    frame(p.event_type.as_str())
+                } else {
+                    Verdict::Drop
+                }
+            }
+            // The SDK throws on an update of a reservation it does not have; hand it the
+            // reservation as new instead, with its current status.
+            E::ReservationAccepted | E::ReservationWrapup => {
+                if self.reservations.insert(subject) {
+                    frame(E::ReservationCreated.as_str())
+                } else {
+                    frame(p.event_type.as_str())
+                }
+            }
+            E::ReservationRejected
+            | E::ReservationTimeout
+            | E::ReservationCanceled
+            | E::ReservationRescinded
+            | E::ReservationCompleted => {
+                if self.reservations.remove(&subject) {
+                    frame(p.event_type.as_str())
+                } else {
+                    Verdict::Drop
+                }
+            }
+            E::WorkerActivityUpdate if !self.activities.contains(&subject) => {
+                Verdict::Close(REFRESH)
+            }
+            E::WorkerCapacityUpdate | E::WorkerChannelAvailabilityUpdate
+                if !self.channels.contains(&subject) =>
+            {
+                Verdict::Close(REFRESH)
+            }
+            other => frame(other.as_str()),
+        }
+    }
+}
+
+/// Runs one connection until it ends.
+pub(crate) async fn run(
+    mut socket: WebSocket,
+    hub: Hub,
+    sessions: Arc<Sessions>,
+    opened: Opened,
+    _watch: WatchGuard,
+) {
+    let key = (opened.grant.workspace, opened.worker);
+    let (id, mut rx) = sessions.register(key, opened.token.clone(), opened.close_existing);
+    let init = format!(
+        "{{\"event_type\":\"init\",\"payload\":{{\"channel_id\":\"{}\",\"account_sid\":\"{}\",\"workspace_sid\":\"{}\",\"token_lifetime\":{}}}}}",
+        opened.worker,
+        opened.grant.account,
+        opened.grant.workspace,
+        (opened.grant.expires_at * 1000 - taskyard_hub::now_ms()).max(0)
+    );
+    let expires = Instant::now()
+        + Duration::from_millis(
+            u64::try_from(opened.grant.expires_at * 1000 - taskyard_hub::now_ms()).unwrap_or(0),
+        );
+    let started = Instant::now();
+    let mut conn = Conn {
+        marks: Marks::default(),
+        held: Some(Vec::new()),
+        live_at: None,
+        reservations: HashSet::new(),
+        activities: HashSet::new(),
+        channels: HashSet::new(),
+    };
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+    let mut close = None;
+    if socket.send(text(init)).await.is_err() {
+        sessions.unregister(key, id);
+        return;
+    }
+    'conn: loop {
+        let live_at = conn.live_at;
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                match msg {
+                    Msg::Push(p) => match &mut conn.held {
+                        Some(held) if held.len() >= MAX_HELD => {
+                            close = Some(SLOW_START);
+                            break;
+                        }
+                        Some(held) => held.push(p),
+                        None => match conn.judge(&p) {
+                            Verdict::Send(frame) => {
+                                if socket.send(text(frame)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Verdict::Drop => {}
+                            Verdict::Close(why) => {
+                                close = Some(why);
+                                break;
+                            }
+                        },
+                    },
+                    Msg::Loaded(l) => {
+                        conn.loaded(l);
+                        if conn.held.is_some() && conn.live_at.is_none() && conn.marks.complete() {
+                            conn.live_at = Some(Instant::now() + GRACE);
+                        }
+                    }
+                    Msg::Close(why) => {
+                        close = Some(why);
+                        break;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(live_at.unwrap_or(started)), if live_at.is_some() && conn.held.is_some() => {
+                let held = conn.held.take().unwrap_or_default();
+                for p in held {
+                    match conn.judge(&p) {
+                        Verdict::Send(frame) => {
+                            if socket.send(text(frame)).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        Verdict::Drop => {}
+                        Verdict::Close(why) => {
+                            close = Some(why);
+                            break 'conn;
+                        }
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if conn.held.is_some() && started.elapsed() > INIT_TIMEOUT {
+                    close = Some(SLOW_START);
+                    break;
+                }
+                let gone = hub.workspace(opened.grant.account, opened.grant.workspace).is_err()
+                    || hub.api_key_secret(opened.grant.key).is_none();
+                if gone {
+                    close = Some(GONE);
+                    break;
+                }
+                if socket.send(text(String::new())).await.is_err() {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(expires) => {
+                close = Some(EXPIRED);
+                break;
+            }
+            incoming = socket.recv() => match incoming {
+                // The SDK sends nothing; pings are answered by the websocket layer.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    sessions.unregister(key, id);
+    if let Some((code, reason)) = close {
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
+}
+
+fn text(s: String) -> Message {
+    Message::Text(s.into())
+}
