@@ -45,10 +45,27 @@ pub const PATH: &str = "/v1/wschannels";
 /// The largest websocket message the bridge accepts (the SDK sends none).
 const MAX_INCOMING: usize = 64 * 1024;
 
+/// The bridge's settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long after a worker's last connection ends it is set Offline (when the SDK did
+    /// not opt out with `setWorkerOfflineIfDisconnected=false`).
+    pub offline_after: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            offline_after: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// The bridge's shared state. Cheap to clone.
 #[derive(Clone)]
 pub struct Bridge {
     hub: Hub,
+    options: Arc<Options>,
     /// The REST API, which changes requested through envelopes are carried to.
     rest: Router,
     sessions: Arc<Sessions>,
@@ -58,7 +75,7 @@ impl Bridge {
     /// Starts the bridge over `hub`: installs its push renderer and the task that routes
     /// committed pushes to connections. `rest` is the REST router (`taskyard_api::router`).
     /// Must be called inside a tokio runtime, once per hub.
-    pub fn start(hub: Hub, rest: Router) -> Bridge {
+    pub fn start(hub: Hub, rest: Router, options: Options) -> Bridge {
         let sessions = Arc::new(Sessions::default());
         match hub.push_to(Arc::new(push::render)) {
             Some(mut rx) => {
@@ -75,6 +92,7 @@ impl Bridge {
         }
         Bridge {
             hub,
+            options: Arc::new(options),
             rest,
             sessions,
         }
@@ -188,6 +206,9 @@ async fn upgrade(
         worker,
         grant,
         close_existing: get("closeExistingSessions") == Some("true"),
+        // Twilio's default is true; the SDK sends the parameter only when it is set.
+        offline_after: (get("setWorkerOfflineIfDisconnected") != Some("false"))
+            .then_some(b.options.offline_after),
     };
     let hub = b.hub.clone();
     let sessions = b.sessions.clone();

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use taskyard_engine::{EventType as E, Sid};
+use taskyard_engine::{Command, EventType as E, Sid, UpdateWorker};
 use taskyard_hub::{Hub, Push, PushBatch, WatchGuard};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -150,6 +150,11 @@ impl Sessions {
         }
     }
 
+    /// Whether the worker has a connection open.
+    pub(crate) fn connected(&self, key: (Sid, Sid)) -> bool {
+        self.map().contains_key(&key)
+    }
+
     /// How many connections are open.
     pub(crate) fn count(&self) -> usize {
         self.map().values().map(Vec::len).sum()
@@ -162,6 +167,8 @@ pub(crate) struct Opened {
     pub worker: Sid,
     pub token: Arc<str>,
     pub close_existing: bool,
+    /// Set the worker Offline this long after its last connection ends, if set.
+    pub offline_after: Option<Duration>,
 }
 
 /// What the SDK has loaded so far, while a connection starts.
@@ -418,6 +425,80 @@ pub(crate) async fn run(
             })))
             .await;
     }
+    // A connection the server closed so that the SDK reconnects at once (to reload, or
+    // because a newer one replaced it) does not mean the agent left.
+    let reconnects = matches!(close, Some(c) if c == REFRESH || c == REPLACED);
+    if let (Some(after), false) = (opened.offline_after, reconnects) {
+        tokio::spawn(offline_later(
+            hub,
+            sessions,
+            opened.grant.account,
+            key,
+            after,
+        ));
+    }
+}
+
+/// After `after`, if the worker still has no connection and its activity is an available
+/// one, sets it to the workspace's offline activity, rejecting its pending reservations (an
+/// absent agent cannot answer them; the router offers the tasks to others at once). Accepted
+/// work stays assigned.
+async fn offline_later(
+    hub: Hub,
+    sessions: Arc<Sessions>,
+    account: Sid,
+    (workspace, worker): (Sid, Sid),
+    after: Duration,
+) {
+    tokio::time::sleep(after).await;
+    if sessions.connected((workspace, worker)) {
+        return;
+    }
+    let Ok(h) = hub.workspace(account, workspace) else {
+        return;
+    };
+    let offline = h
+        .read(move |ws| {
+            let w = ws.workers().get(&worker)?;
+            ws.activities()
+                .get(&w.activity_sid)
+                .filter(|a| a.available)?;
+            offline_activity(ws)
+        })
+        .await;
+    let Ok(Some(activity)) = offline else {
+        return;
+    };
+    let cmd = Command::UpdateWorker(UpdateWorker {
+        sid: worker,
+        if_match: None,
+        activity_sid: Some(activity),
+        attributes: None,
+        friendly_name: None,
+        reject_pending_reservations: Some(true),
+    });
+    match h.apply(cmd, |_, _| ()).await {
+        Ok(()) => tracing::info!(%worker, "agent disconnected; worker set offline"),
+        Err(e) => {
+            tracing::warn!(%worker, error = %e, "could not set a disconnected agent's worker offline")
+        }
+    }
+}
+
+/// The activity a disconnected agent's worker goes to: an unavailable one named `Offline`,
+/// else the workspace's default activity if it is unavailable, else the first unavailable
+/// one; `None` if every activity is available.
+pub(crate) fn offline_activity(ws: &taskyard_engine::Workspace) -> Option<Sid> {
+    let unavailable = || ws.activities().values().filter(|a| !a.available);
+    unavailable()
+        .find(|a| a.friendly_name.eq_ignore_ascii_case("offline"))
+        .or_else(|| {
+            ws.activities()
+                .get(&ws.info().default_activity_sid)
+                .filter(|a| !a.available)
+        })
+        .or_else(|| unavailable().next())
+        .map(|a| a.sid)
 }
 
 fn text(s: String) -> Message {

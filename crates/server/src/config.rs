@@ -81,9 +81,27 @@ pub struct Serve {
         default_value_t = 60.0
     )]
     pub event_callback_max_backoff: f64,
+
+    /// Seconds after an agent's last connection to the event bridge ends before its worker
+    /// is set Offline (unless the SDK passed `setWorkerOfflineIfDisconnected=false`, or it
+    /// reconnected in the meantime).
+    #[arg(long, env = "TASKYARD_AGENT_OFFLINE_AFTER", default_value_t = 30.0)]
+    pub agent_offline_after: f64,
 }
 
 impl Serve {
+    /// The event bridge's settings, checked.
+    pub fn bridge(&self) -> anyhow::Result<taskyard_bridge::Options> {
+        let v = self.agent_offline_after;
+        anyhow::ensure!(
+            v.is_finite() && (0.0..=86_400.0).contains(&v),
+            "--agent-offline-after must be between 0 and 86400 seconds"
+        );
+        Ok(taskyard_bridge::Options {
+            offline_after: std::time::Duration::from_secs_f64(v),
+        })
+    }
+
     /// The callback settings, checked.
     pub fn callbacks(&self) -> anyhow::Result<taskyard_hub::CallbackOptions> {
         let seconds = |v: f64, name: &str| {

@@ -61,7 +61,7 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
     let app = taskyard_api::App::new(hub.clone(), &public_url, cfg.list_attributes);
     let rest = taskyard_api::router(app);
     // Agents' SDKs (TaskRouter.js) connect to the event bridge on the same port.
-    let bridge = taskyard_bridge::Bridge::start(hub, rest.clone());
+    let bridge = taskyard_bridge::Bridge::start(hub, rest.clone(), cfg.bridge()?);
     tracing::info!(listen = %local, public_url, data_dir = %cfg.data_dir.display(), "taskyard is ready");
     axum::serve(listener, bridge.router().merge(rest))
         .with_graceful_shutdown(shutdown())
