@@ -6,6 +6,7 @@
 #   scripts/test.sh            everything
 #   scripts/test.sh --rust     Rust only
 #   scripts/test.sh --compat   compatibility suite only
+#   scripts/test.sh --sdk      Twilio's worker SDK (npm twilio-taskrouter) against a real server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,4 +44,20 @@ if [[ $what == all || $what == --compat ]]; then
     # SIGKILL under load and restart, 3 times; exits non-zero on any lost acknowledged task,
     # wrong state or double reservation (issue 7, target 5; BENCHMARKS.md "Crash safety").
     target/release/taskyard-load --spawn target/release/taskyard crash --rounds 3 --max-secs 1.5
+fi
+
+if [[ $what == --sdk ]]; then
+    step "build the server (release)"
+    cargo build --release --quiet --bin taskyard
+    sdk=tests/sdk
+    # npm ci only when node_modules is missing or package-lock.json changed since the last one
+    # (a copy of the lock that was installed is kept beside the modules).
+    if [[ ! -d $sdk/node_modules ]] || ! cmp -s "$sdk/package-lock.json" "$sdk/node_modules/.installed-lock.json"; then
+        step "npm ci ($sdk)"
+        npm ci --prefix "$sdk" --no-audit --no-fund
+        cp "$sdk/package-lock.json" "$sdk/node_modules/.installed-lock.json"
+    fi
+    step "SDK suite (twilio-taskrouter worker SDK and twilio helper library from npm)"
+    bin="$PWD/target/release/taskyard"
+    (cd "$sdk" && TASKYARD_BIN="$bin" node --test --test-concurrency=1 --test-force-exit test/)
 fi
