@@ -504,3 +504,157 @@ pub(crate) fn offline_activity(ws: &taskyard_engine::Workspace) -> Option<Sid> {
 fn text(s: String) -> Message {
     Message::Text(s.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(prefix: &str, n: u128) -> Sid {
+        Sid::new(prefix, n)
+    }
+
+    fn push(event: u128, event_type: E, subject: Option<Sid>) -> Push {
+        Push {
+            worker: sid("WK", 1),
+            event: sid("EV", event),
+            event_type,
+            subject,
+            payload: "{}".into(),
+        }
+    }
+
+    fn started(upto: u128) -> Conn {
+        let mut c = Conn {
+            marks: Marks::default(),
+            held: None,
+            live_at: None,
+            reservations: HashSet::new(),
+            activities: HashSet::new(),
+            channels: HashSet::new(),
+        };
+        let upto = Some(sid("EV", upto));
+        c.loaded(Loaded::Worker { upto });
+        c.loaded(Loaded::Activities {
+            upto,
+            sids: vec![sid("WA", 1)],
+        });
+        c.loaded(Loaded::Channels {
+            upto,
+            sids: vec![sid("WC", 1)],
+        });
+        c.loaded(Loaded::Reservations {
+            upto,
+            sids: vec![sid("WR", 1)],
+        });
+        assert!(c.marks.complete());
+        c
+    }
+
+    fn sent(v: Verdict) -> Option<String> {
+        match v {
+            Verdict::Send(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn what_the_start_up_reads_showed_is_not_pushed_again() {
+        let mut c = started(10);
+        let old = push(10, E::ReservationCreated, Some(sid("WR", 2)));
+        assert!(
+            matches!(c.judge(&old), Verdict::Drop),
+            "reflected by the read"
+        );
+        let loaded = push(11, E::ReservationCreated, Some(sid("WR", 1)));
+        assert!(
+            matches!(c.judge(&loaded), Verdict::Drop),
+            "a reservation the SDK loaded is not announced twice"
+        );
+        let new = push(12, E::ReservationCreated, Some(sid("WR", 3)));
+        let frame = sent(c.judge(&new)).expect("a new reservation is pushed");
+        assert_eq!(
+            frame,
+            r#"{"event_type":"reservation.created","payload":{}}"#
+        );
+        assert!(matches!(c.judge(&new), Verdict::Drop), "and only once");
+    }
+
+    #[test]
+    fn the_first_answer_of_each_read_sets_its_mark() {
+        let mut c = started(10);
+        c.loaded(Loaded::Reservations {
+            upto: Some(sid("EV", 50)),
+            sids: vec![],
+        });
+        let p = push(20, E::ReservationCreated, Some(sid("WR", 7)));
+        assert!(
+            sent(c.judge(&p)).is_some(),
+            "a later read (another connection's) must not hide events from this one"
+        );
+    }
+
+    #[test]
+    fn nothing_the_sdk_would_throw_on_is_sent() {
+        let mut c = started(0);
+        // An update of a reservation it lacks: announced as created, with its status.
+        let accepted = push(1, E::ReservationAccepted, Some(sid("WR", 9)));
+        let frame = sent(c.judge(&accepted)).expect("pushed");
+        assert!(
+            frame.starts_with(r#"{"event_type":"reservation.created""#),
+            "{frame}"
+        );
+        let again = push(2, E::ReservationWrapup, Some(sid("WR", 9)));
+        let frame = sent(c.judge(&again)).expect("pushed");
+        assert!(
+            frame.starts_with(r#"{"event_type":"reservation.wrapup""#),
+            "{frame}"
+        );
+        // The end of a reservation it does not know is dropped; of one it knows, sent once.
+        let unknown_end = push(3, E::ReservationCompleted, Some(sid("WR", 8)));
+        assert!(matches!(c.judge(&unknown_end), Verdict::Drop));
+        let end = push(4, E::ReservationCompleted, Some(sid("WR", 9)));
+        assert!(sent(c.judge(&end)).is_some());
+        assert!(matches!(c.judge(&end), Verdict::Drop));
+        // An activity or channel it has not loaded ends the connection so that it reloads.
+        let known = push(5, E::WorkerActivityUpdate, Some(sid("WA", 1)));
+        assert!(sent(c.judge(&known)).is_some());
+        let unknown = push(6, E::WorkerActivityUpdate, Some(sid("WA", 2)));
+        assert!(matches!(c.judge(&unknown), Verdict::Close(REFRESH)));
+        let channel = push(7, E::WorkerCapacityUpdate, Some(sid("WC", 2)));
+        assert!(matches!(c.judge(&channel), Verdict::Close(REFRESH)));
+        let deleted = push(8, E::WorkerDeleted, None);
+        assert!(matches!(c.judge(&deleted), Verdict::Close(GONE)));
+        // Task events are harmless either way.
+        let task = push(9, E::TaskUpdated, None);
+        assert!(sent(c.judge(&task)).is_some());
+    }
+
+    #[test]
+    fn pushes_reach_every_connection_of_their_worker_and_no_other() {
+        let sessions = Sessions::default();
+        let ws = sid("WS", 1);
+        let (a, mut rx_a) = sessions.register((ws, sid("WK", 1)), "t1".into(), false);
+        let (_b, mut rx_b) = sessions.register((ws, sid("WK", 1)), "t2".into(), false);
+        let (_c, mut rx_c) = sessions.register((ws, sid("WK", 2)), "t3".into(), false);
+        assert_eq!(sessions.count(), 3);
+        sessions.deliver(PushBatch {
+            workspace: ws,
+            pushes: vec![push(1, E::TaskUpdated, None)],
+        });
+        assert!(matches!(rx_a.try_recv(), Ok(Msg::Push(_))));
+        assert!(matches!(rx_b.try_recv(), Ok(Msg::Push(_))));
+        assert!(rx_c.try_recv().is_err(), "another worker's push");
+        sessions.loaded((ws, sid("WK", 1)), "t2", || Loaded::Worker { upto: None });
+        assert!(
+            rx_a.try_recv().is_err(),
+            "reads are told to the token's connections"
+        );
+        assert!(matches!(rx_b.try_recv(), Ok(Msg::Loaded(_))));
+        // closeExistingSessions closes the worker's other connections.
+        let (_d, _rx_d) = sessions.register((ws, sid("WK", 1)), "t4".into(), true);
+        assert!(matches!(rx_a.try_recv(), Ok(Msg::Close(REPLACED))));
+        assert!(matches!(rx_b.try_recv(), Ok(Msg::Close(REPLACED))));
+        sessions.unregister((ws, sid("WK", 1)), a);
+        assert_eq!(sessions.count(), 2);
+    }
+}
