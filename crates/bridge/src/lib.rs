@@ -51,15 +51,26 @@ pub struct Options {
     /// How long after a worker's last connection ends it is set Offline (when the SDK did
     /// not opt out with `setWorkerOfflineIfDisconnected=false`).
     pub offline_after: std::time::Duration,
+    /// A browser build (an ES module) of Twilio's worker SDK for the agent page to load from
+    /// `/agent/sdk.js`; without one the page loads it from [`SDK_CDN`].
+    pub agent_sdk: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             offline_after: std::time::Duration::from_secs(30),
+            agent_sdk: None,
         }
     }
 }
+
+/// Where the agent page loads the SDK from when no local build is configured: a public CDN
+/// that serves npm packages as browser modules (Twilio publishes no browser build of 2.x).
+pub const SDK_CDN: &str = "https://esm.sh/twilio-taskrouter@2.1.1?bundle";
+
+/// The agent page (`/agent`): a static page that runs the SDK against this server.
+const AGENT_PAGE: &str = include_str!("../assets/agent.html");
 
 /// The bridge's shared state. Cheap to clone.
 #[derive(Clone)]
@@ -116,7 +127,38 @@ impl Bridge {
                     .fallback(|| async { ApiError::method_not_allowed() }),
             )
             .layer(axum::middleware::map_response(cors))
+            .route("/agent", get(|| async { axum::response::Html(AGENT_PAGE) }))
+            .route("/agent/sdk.js", get(agent_sdk))
             .with_state(self.clone())
+    }
+}
+
+/// The SDK for the agent page: the configured build, or a redirect to [`SDK_CDN`].
+async fn agent_sdk(State(b): State<Bridge>) -> Response {
+    let Some(path) = &b.options.agent_sdk else {
+        return axum::response::Redirect::temporary(SDK_CDN).into_response();
+    };
+    let path = path.clone();
+    let read = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || std::fs::read(path)
+    })
+    .await;
+    match read.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+        Ok(bytes) => (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot read the agent SDK");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                taskyard_api::error::code::INTERNAL,
+                "The agent SDK file configured with TASKYARD_AGENT_SDK cannot be read",
+            )
+            .into_response()
+        }
     }
 }
 

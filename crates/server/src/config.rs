@@ -87,6 +87,11 @@ pub struct Serve {
     /// reconnected in the meantime).
     #[arg(long, env = "TASKYARD_AGENT_OFFLINE_AFTER", default_value_t = 30.0)]
     pub agent_offline_after: f64,
+
+    /// A browser build (ES module) of Twilio's worker SDK that the agent page (`/agent`)
+    /// loads; unset, the page loads twilio-taskrouter 2.1.1 from a public CDN.
+    #[arg(long, env = "TASKYARD_AGENT_SDK")]
+    pub agent_sdk: Option<std::path::PathBuf>,
 }
 
 impl Serve {
@@ -97,8 +102,16 @@ impl Serve {
             v.is_finite() && (0.0..=86_400.0).contains(&v),
             "--agent-offline-after must be between 0 and 86400 seconds"
         );
+        if let Some(p) = &self.agent_sdk {
+            anyhow::ensure!(
+                p.is_file(),
+                "--agent-sdk {}: no such file (a browser build of twilio-taskrouter)",
+                p.display()
+            );
+        }
         Ok(taskyard_bridge::Options {
             offline_after: std::time::Duration::from_secs_f64(v),
+            agent_sdk: self.agent_sdk.clone(),
         })
     }
 
