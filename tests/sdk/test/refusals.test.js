@@ -112,7 +112,14 @@ describe('refusals', () => {
       accountSid: env.server.accountSid, key: { sid: env.key.sid, secret: 'wrong' }, workspaceSid: qs.workspaceSid, workerSid: qs.alice.sid,
     });
     assertTwilioError(await postEnvelope(env, { url: aliceUrl, method: 'GET', params: {}, token: forged }), 401);
-    assertTwilioError(await postEnvelope(env, { url: aliceUrl, method: 'GET', params: {} }), 401);
+    const expired = mintToken({
+      accountSid: env.server.accountSid, key: env.key, workspaceSid: qs.workspaceSid, workerSid: qs.alice.sid, ttl: -120,
+    });
+    assertTwilioError(await postEnvelope(env, { url: aliceUrl, method: 'GET', params: {}, token: expired }), 401);
+    const foreign = mintToken({
+      accountSid: env.server.accountSid, key: env.key, workspaceSid: randomSid('WS'), workerSid: qs.alice.sid,
+    });
+    assertTwilioError(await postEnvelope(env, { url: aliceUrl, method: 'GET', params: {}, token: foreign }), 401);
   });
 
   test('voice-only calls reject with a reason and change nothing', { timeout: 30_000 }, async () => {
