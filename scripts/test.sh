@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, the Rust unit, property and in-process
 # HTTP tests, then the compatibility suite that drives a real `taskyard serve` with Twilio's
-# official Python helper library (installed into a virtualenv under target/).
+# official Python helper library (installed into a virtualenv under target/), then the SDK
+# suite that drives it with Twilio's worker SDK and npm helper library (npm ci from the
+# committed lock file) and the agent page in a headless Chromium.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --rust     Rust only
@@ -46,9 +48,16 @@ if [[ $what == all || $what == --compat ]]; then
     target/release/taskyard-load --spawn target/release/taskyard crash --rounds 3 --max-secs 1.5
 fi
 
-if [[ $what == --sdk ]]; then
+if [[ $what == all || $what == --sdk ]]; then
     step "build the server (release)"
     cargo build --release --quiet --bin taskyard
+    command -v node >/dev/null || { echo "the SDK suite needs Node.js 20 or newer (node)" >&2; exit 1; }
+    # The agent page's test drives a real headless Chromium (Debian's package).
+    if [[ -z ${CHROMIUM_BIN:-} ]] && ! command -v chromium >/dev/null; then
+        step "install Chromium (Debian package chromium) for the agent page test"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
     sdk=tests/sdk
     # npm ci only when node_modules is missing or package-lock.json changed since the last one
     # (a copy of the lock that was installed is kept beside the modules).
@@ -57,6 +66,8 @@ if [[ $what == --sdk ]]; then
         npm ci --prefix "$sdk" --no-audit --no-fund
         cp "$sdk/package-lock.json" "$sdk/node_modules/.installed-lock.json"
     fi
+    step "browser build of the worker SDK for the agent page"
+    npm run --prefix "$sdk" --silent bundle-agent-sdk
     step "SDK suite (twilio-taskrouter worker SDK and twilio helper library from npm)"
     bin="$PWD/target/release/taskyard"
     (cd "$sdk" && TASKYARD_BIN="$bin" node --test --test-concurrency=1 --test-force-exit test/)
