@@ -40,6 +40,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 pub const GRACE: Duration = Duration::from_millis(250);
 /// A connection whose SDK has not loaded its state by then is closed.
 const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A frame the peer does not take within this time ends the connection.
+const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// At most this many pushes are held for a connection that is starting.
 const MAX_HELD: usize = 10_000;
 
@@ -332,7 +334,7 @@ pub(crate) async fn run(
     };
     let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
     let mut close = None;
-    if socket.send(text(init)).await.is_err() {
+    if send(&mut socket, init).await.is_err() {
         sessions.unregister(key, id);
         return;
     }
@@ -350,7 +352,7 @@ pub(crate) async fn run(
                         Some(held) => held.push(p),
                         None => match conn.judge(&p) {
                             Verdict::Send(frame) => {
-                                if socket.send(text(frame)).await.is_err() {
+                                if send(&mut socket, frame).await.is_err() {
                                     break;
                                 }
                             }
@@ -378,7 +380,7 @@ pub(crate) async fn run(
                 for p in held {
                     match conn.judge(&p) {
                         Verdict::Send(frame) => {
-                            if socket.send(text(frame)).await.is_err() {
+                            if send(&mut socket, frame).await.is_err() {
                                 break 'conn;
                             }
                         }
@@ -401,7 +403,7 @@ pub(crate) async fn run(
                     close = Some(GONE);
                     break;
                 }
-                if socket.send(text(String::new())).await.is_err() {
+                if send(&mut socket, String::new()).await.is_err() {
                     break;
                 }
             }
@@ -501,8 +503,14 @@ pub(crate) fn offline_activity(ws: &taskyard_engine::Workspace) -> Option<Sid> {
         .map(|a| a.sid)
 }
 
-fn text(s: String) -> Message {
-    Message::Text(s.into())
+/// Sends one text frame. A peer that stops reading (a vanished laptop whose connection the
+/// kernel still holds) must not keep the connection alive forever: a frame that cannot be
+/// written within [`SEND_TIMEOUT`] ends it.
+async fn send(socket: &mut WebSocket, frame: String) -> Result<(), ()> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(frame.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
 }
 
 #[cfg(test)]
