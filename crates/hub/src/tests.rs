@@ -332,3 +332,104 @@ async fn a_commit_writes_each_statistics_bucket_once() {
     // All workers' activity durations: one bucket per span, shared by the four changes.
     assert_eq!(batch.iter().filter(|b| b.contains(" workers ")).count(), 2);
 }
+
+/// A renderer that pushes one message per event about a worker, naming the event type.
+fn test_renderer() -> Renderer {
+    Arc::new(|_ws, events, watched, out| {
+        for e in events {
+            if let Some(w) = e.worker.as_ref().filter(|w| watched(w.sid)) {
+                out.push(Push {
+                    worker: w.sid,
+                    event: e.sid,
+                    event_type: e.event_type,
+                    subject: None,
+                    payload: e.event_type.as_str().to_string(),
+                });
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn pushes_are_made_for_watched_workers_and_leave_only_after_the_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub, gate, _) = gated(dir.path());
+    let mut pushes = hub.push_to(test_renderer()).expect("first renderer");
+    assert!(
+        hub.push_to(test_renderer()).is_none(),
+        "one renderer per hub"
+    );
+    let (_, handle) = account_and_workspace(&hub).await;
+    let worker = |name: &str| {
+        Command::CreateWorker(CreateWorker {
+            friendly_name: name.into(),
+            activity_sid: None,
+            attributes: None,
+        })
+    };
+    let alice = handle
+        .apply(worker("alice"), |_, a| a.sid)
+        .await
+        .expect("alice");
+    let bob = handle
+        .apply(worker("bob"), |_, a| a.sid)
+        .await
+        .expect("bob");
+    fn attributes(sid: Sid, x: u32) -> Command {
+        Command::UpdateWorker(taskyard_engine::UpdateWorker {
+            sid,
+            if_match: None,
+            activity_sid: None,
+            attributes: Some(format!("{{\"x\":{x}}}")),
+            friendly_name: None,
+            reject_pending_reservations: None,
+        })
+    }
+    // Nobody watches: nothing is rendered.
+    handle
+        .apply(attributes(alice, 1), |_, _| ())
+        .await
+        .expect("update");
+    let watch = handle.watch(alice);
+    let ((), upto) = handle.read_watermarked(|_| ()).await.expect("read");
+
+    set_gate(&gate, false);
+    let mut update = Box::pin(handle.apply(attributes(alice, 2), |_, _| ()));
+    let wait = std::time::Duration::from_millis(200);
+    assert!(tokio::time::timeout(wait, &mut update).await.is_err());
+    let h = handle.clone();
+    let for_bob = tokio::spawn(async move { h.apply(attributes(bob, 3), |_, _| ()).await });
+    assert!(
+        tokio::time::timeout(wait, pushes.recv()).await.is_err(),
+        "nothing may leave before its commit"
+    );
+    set_gate(&gate, true);
+    update.await.expect("update");
+    for_bob.await.expect("joined").expect("update bob");
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(5), pushes.recv())
+        .await
+        .expect("pushed after the commit")
+        .expect("batch");
+    assert_eq!(batch.workspace, handle.sid);
+    assert_eq!(batch.pushes.len(), 1, "{:?}", batch.pushes);
+    let p = &batch.pushes[0];
+    assert_eq!(
+        (p.worker, p.payload.as_str()),
+        (alice, "worker.attributes.update")
+    );
+    assert!(
+        upto.is_some_and(|u| p.event > u),
+        "a change after a read is marked after it"
+    );
+    drop(watch);
+    handle
+        .apply(attributes(alice, 4), |_, _| ())
+        .await
+        .expect("update");
+    let ((), later) = handle.read_watermarked(|_| ()).await.expect("read");
+    assert!(later.is_some_and(|l| l > p.event));
+    assert!(
+        tokio::time::timeout(wait, pushes.recv()).await.is_err(),
+        "no pushes once the worker is no longer watched (bob never was)"
+    );
+}
