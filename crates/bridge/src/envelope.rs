@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use taskyard_api::{ApiError, Authenticated};
-use taskyard_engine::{Sid, Workspace, sid::prefix};
+use taskyard_engine::{ReservationStatus, Sid, Workspace, sid::prefix};
 use taskyard_hub::{WorkspaceHandle, now_ms};
 use tower::ServiceExt as _;
 
@@ -337,36 +337,41 @@ impl Req<'_> {
         Ok(list(&items))
     }
 
-    /// A worker's reservations with their tasks: with `Active=true` (what the SDK asks for
-    /// when it starts) only pending, accepted and wrapping ones.
+    /// A worker's reservations with their tasks: with `Active=true` (what the SDK 2.1.1 asks
+    /// for when it starts) only pending, accepted and wrapping ones; with
+    /// `ReservationStatus=accepted,pending` (other SDK versions) those statuses.
     async fn reservations(&self, wk: Sid) -> Result<String, ApiError> {
         let active = self
             .params
             .get("Active")
             .is_some_and(|v| v.as_str() == Some("true") || v.as_bool() == Some(true));
+        let statuses: Option<Vec<ReservationStatus>> = self
+            .params
+            .get("ReservationStatus")
+            .and_then(Value::as_str)
+            .map(|s| {
+                s.split(',')
+                    .filter_map(|x| ReservationStatus::parse(x.trim()))
+                    .collect()
+            });
+        let start_up = active || statuses.is_some();
         let (found, upto) = self
             .read_marked(move |ws| {
                 ws.workers().get(&wk)?;
                 let now = now_ms();
-                let picked: Vec<_> = ws
+                let (sids, items): (Vec<Sid>, Vec<_>) = ws
                     .reservations()
                     .values()
                     .filter(|r| r.worker_sid == wk)
                     .filter(|r| !active || gateway::is_active(r, ws.tasks().get(&r.task_sid)))
-                    .filter_map(|r| gateway::reservation(ws, r, now))
-                    .collect();
-                let sids: Vec<Sid> = ws
-                    .reservations()
-                    .values()
-                    .filter(|r| r.worker_sid == wk)
-                    .filter(|r| !active || gateway::is_active(r, ws.tasks().get(&r.task_sid)))
-                    .map(|r| r.sid)
-                    .collect();
-                Some((to_json(&picked), sids))
+                    .filter(|r| statuses.as_ref().is_none_or(|s| s.contains(&r.status)))
+                    .filter_map(|r| Some((r.sid, gateway::reservation(ws, r, now)?)))
+                    .unzip();
+                Some((to_json(&items), sids))
             })
             .await?;
         let (items, sids) = found.ok_or_else(|| self.not_found())?;
-        if active {
+        if start_up {
             self.loaded(wk, || Loaded::Reservations {
                 upto,
                 sids: sids.clone(),
