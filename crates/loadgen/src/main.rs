@@ -46,6 +46,16 @@
 //!   rate, and whether 10,000/s and 25% were met; with `--spawn`, the server's CPU per task,
 //!   split into its store's threads and the rest, beside the CPU a task may cost for one core
 //!   to reach 25%. Details in `sustain.rs`.
+//! * `agents` (issue 16): `--agents N` (10,000) agents connected at once over the event bridge
+//!   (`/v1/wschannels`), each with its own worker, Access Token and websocket, making the
+//!   SDK's four start-up reads (`--connect-concurrency` at a time): connect time and the
+//!   server's VmRSS per connection (target < 64 KiB); then `--idle-secs` (30) idle: the
+//!   server's CPU as a percentage of one core (target < 5%) and the heartbeats each connection
+//!   got; then `POST …/Tasks` at `--rate` (500/s) for `--duration` (20 s), each reserved to an
+//!   available agent, which accepts and completes it through envelopes: POST sent →
+//!   `reservation.created` read from that agent's socket, p50/p99/max (target p99 < 20 ms) and
+//!   frames missing. Raises the open-file limit itself (or says to run `ulimit -n 65536`);
+//!   the `/proc` figures need `--spawn`. Details in `agents.rs`.
 //!
 //! Commands (from the workspace root, after `cargo build --release --bin taskyard`):
 //!
@@ -57,11 +67,13 @@
 //! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 scale
 //! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 crash --rounds 20
 //! taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 sustain
+//! ulimit -n 65536; taskset -c 1 target/release/taskyard-load --spawn target/release/taskyard --server-core 0 agents
 //! ```
 //!
 //! Against a server started by hand: `source taskyard-data/development-account.env` and
 //! `cargo run --release -p taskyard-loadgen -- --url http://127.0.0.1:8700 tasks …`.
 
+mod agents;
 mod crash;
 mod measure;
 mod scale;
@@ -175,6 +187,9 @@ enum Load {
     /// Issue 7, target 1: healthz, then task creation with assignment callbacks sustained
     /// (60 s by default), in one run; see `sustain.rs`.
     Sustain(sustain::SustainArgs),
+    /// Issue 16: agents connected over the event bridge — memory per connection, idle CPU
+    /// with heartbeats, push latency of `reservation.created`; see `agents.rs`.
+    Agents(agents::AgentsArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -187,6 +202,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             durability: cli.durability,
         };
         return report(cli.json, scale::run(cmd, args).await?);
+    }
+    if let Load::Agents(args) = &cli.command {
+        // Before the server is started: it inherits the limit.
+        let limit = agents::raise_fd_limit(args.files_needed())?;
+        if cli.spawn.is_none() {
+            eprintln!(
+                "note: the server needs an open-file limit above --agents too (this process has {limit})"
+            );
+        }
     }
     let client = client()?;
     let mut spawned = None;
@@ -245,6 +269,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Load::Sustain(args) => {
             let server = spawned.as_ref().map(|s| s.child.id());
             sustain::run(&api, args, server).await?
+        }
+        Load::Agents(args) => {
+            let server = spawned.as_ref().map(|s| s.child.id());
+            agents::run(&api, args, server).await?
         }
         Load::Healthz {
             duration,

@@ -83,10 +83,12 @@ async fn assign(
     )
 }
 
-/// The workspace under test: its path prefix and workflow.
+/// The workspace under test: its path prefix, workflow and workers (worker `i` is
+/// `worker-i`).
 pub struct Setup {
     pub ws_path: String,
     pub workflow: String,
+    pub workers: Vec<String>,
 }
 
 pub async fn set_up(
@@ -114,6 +116,7 @@ pub async fn set_up(
     }
     let workflow = sid_of(&api.post(&format!("{ws_path}/Workflows"), &form).await?)?;
 
+    let mut sids = vec![String::new(); workers];
     if workers > 0 {
         let activities = api.get(&format!("{ws_path}/Activities")).await?;
         let available = activities
@@ -135,10 +138,11 @@ pub async fn set_up(
                 available.clone(),
             );
             handles.push(tokio::spawn(async move {
+                let mut made = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     if i >= workers {
-                        return anyhow::Ok(());
+                        return anyhow::Ok(made);
                     }
                     let name = format!("worker-{i}");
                     let w = api
@@ -147,22 +151,30 @@ pub async fn set_up(
                             &[("FriendlyName", &name), ("ActivitySid", &available)],
                         )
                         .await?;
+                    let sid = sid_of(&w)?;
                     if capacity != 1 {
                         let cap = capacity.to_string();
                         api.post(
-                            &format!("{ws_path}/Workers/{}/Channels/default", sid_of(&w)?),
+                            &format!("{ws_path}/Workers/{sid}/Channels/default"),
                             &[("Capacity", &cap)],
                         )
                         .await?;
                     }
+                    made.push((i, sid));
                 }
             }));
         }
         for h in handles {
-            h.await??;
+            for (i, sid) in h.await?? {
+                sids[i] = sid;
+            }
         }
     }
-    Ok(Setup { ws_path, workflow })
+    Ok(Setup {
+        ws_path,
+        workflow,
+        workers: sids,
+    })
 }
 
 /// Runs `connections` closed loops of `one` for `duration`; returns (ok latencies in µs,
