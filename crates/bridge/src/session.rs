@@ -34,8 +34,10 @@ use tokio::time::Instant;
 
 use crate::token::Grant;
 
-/// How often a live connection gets a heartbeat frame (the SDK gives up after 30 s).
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often a live connection gets a heartbeat frame. The SDK gives up after 30 s of
+/// silence (checked every 30 s) and its source says Twilio's gateway beats every 15 s; each
+/// beat is a send per connection, which is most of what idle agents cost.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How long after the last of its start-up reads a connection starts pushing.
 pub const GRACE: Duration = Duration::from_millis(250);
 /// A connection whose SDK has not loaded its state by then is closed.
