@@ -118,7 +118,8 @@ const MIGRATIONS: &[&str] = &[
     // (rows in arrival order: an append), and once that holds `MERGE_WORKERS_AT` entries
     // the writer moves them into `event_workers` in key order, in the same transaction as a
     // commit, where they fill a page or two per worker instead of a page per entry. Reads
-    // consult both tables in one snapshot, so an entry is always found in exactly one.
+    // consult both tables in one snapshot, so an entry is always found in one or both
+    // (a merge spans several commits, see `MERGE_WORKERS_CHUNK`).
     "DROP INDEX events_by_worker;
     CREATE TABLE event_workers (
         workspace_sid TEXT NOT NULL,
@@ -141,16 +142,55 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE events ADD COLUMN last_sid TEXT;",
 ];
 
-/// Staged worker index entries (migration 5) at which a commit merges them into
+/// Staged worker index entries (migration 5) at which the writer starts moving them into
 /// `event_workers`. Larger batches touch fewer pages per entry; the staged rows are scanned
-/// by every worker-filtered read, and merging them lengthens one commit (≈ 10 ms for 16k).
+/// by every worker-filtered read.
 const MERGE_WORKERS_AT: usize = 16_384;
 
-/// Moves the staged worker index entries into place, in key order.
-const MERGE_WORKERS_SQL: &str = "INSERT INTO event_workers (workspace_sid, worker_sid, sid)
-        SELECT workspace_sid, worker_sid, sid FROM event_workers_new ORDER BY 1, 2, 3;
-    DELETE FROM event_workers_new;";
+/// Staged entries a merge moves per commit, about: once `MERGE_WORKERS_AT` are staged, the
+/// writer splits their keys into ranges of this many (by a sample) and moves one range per
+/// commit, then the rest. Each worker's entries still move together, so the pages written
+/// are the same as in one step; but with 10,000 workers each entry lands on a leaf page of
+/// its own, and moving all 16k in one commit wrote ≈ 40 MiB of WAL there, a 40–60 ms stall
+/// for every request waiting on it.
+const MERGE_WORKERS_CHUNK: usize = 1_024;
 
+/// Staged entries sampled to split a merge's keys into ranges.
+const MERGE_SAMPLES: usize = 256;
+
+/// The newest staged entry's rowid: a merge covers the entries up to it, key range by key
+/// range, then the rest. Rowids only grow while the table has rows.
+const MERGE_LAST_SQL: &str = "SELECT max(rowid) FROM event_workers_new";
+/// Every `?2`th of the staged keys up to rowid `?1`.
+const MERGE_SAMPLE_SQL: &str = "SELECT workspace_sid, worker_sid FROM event_workers_new
+    WHERE rowid <= ?1 AND rowid % ?2 = 0";
+/// Copies the staged entries up to rowid `?1` whose keys lie in (`?2 ?3`, `?4 ?5`] into
+/// place, in key order. They stay staged too until the last step, so that a step writes
+/// only `event_workers` pages: reads ask whether a SID is `IN` either table, and an entry
+/// in both counts once. A restart in the middle merges again, hence `OR IGNORE`.
+const MERGE_RANGE_SQL: &str = "INSERT OR IGNORE INTO event_workers (workspace_sid, worker_sid, sid)
+    SELECT workspace_sid, worker_sid, sid FROM event_workers_new
+    WHERE rowid <= ?1 AND (workspace_sid, worker_sid) > (?2, ?3)
+        AND (workspace_sid, worker_sid) <= (?4, ?5)
+    ORDER BY 1, 2, 3";
+/// A merge's last step: the entries above key `?2 ?3`, and those staged since it began
+/// (above rowid `?1`), into place; then the staging table is emptied.
+const MERGE_REST_SQL: &str = "INSERT OR IGNORE INTO event_workers (workspace_sid, worker_sid, sid)
+    SELECT workspace_sid, worker_sid, sid FROM event_workers_new
+    WHERE rowid > ?1 OR (workspace_sid, worker_sid) > (?2, ?3)
+    ORDER BY 1, 2, 3";
+const UNSTAGE_ALL_SQL: &str = "DELETE FROM event_workers_new";
+
+/// A merge of the staged worker index entries under way (see [`MERGE_WORKERS_CHUNK`]).
+#[derive(Debug)]
+struct WorkerMerge {
+    /// The newest entry staged when it began.
+    upto: i64,
+    /// The upper ends of the key ranges still to move, last first.
+    bounds: Vec<(String, String)>,
+    /// The upper end of the last range moved: `("", "")`, below every key, at first.
+    done: (String, String),
+}
 /// `SELECT`s the columns [`read_event`] expects, `FROM events`, then `$rest`.
 macro_rules! select_events {
     ($rest:literal) => {
@@ -235,6 +275,10 @@ pub struct SqliteStore {
     staged_workers: usize,
     /// [`MERGE_WORKERS_AT`], lower in tests.
     merge_workers_at: usize,
+    /// [`MERGE_WORKERS_CHUNK`], lower in tests.
+    merge_workers_chunk: usize,
+    /// The merge under way, if any, as of the last commit.
+    merging_workers: Option<WorkerMerge>,
 }
 
 /// How often the checkpoint thread copies the WAL into the database. A page rewritten by
@@ -358,6 +402,8 @@ impl SqliteStore {
             packer,
             staged_workers: staged,
             merge_workers_at: MERGE_WORKERS_AT,
+            merge_workers_chunk: MERGE_WORKERS_CHUNK,
+            merging_workers: None,
             _checkpointer: checkpointer,
         })
     }
@@ -385,8 +431,9 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// [`Store::commit`]'s one transaction; the rows it leaves in `event_workers_new`.
-    fn write_all(&mut self, writes: &[Write]) -> Result<usize, StoreError> {
+    /// [`Store::commit`]'s one transaction; the rows it leaves in `event_workers_new`, and
+    /// the merge of them under way.
+    fn write_all(&mut self, writes: &[Write]) -> Result<(usize, Option<WorkerMerge>), StoreError> {
         let tx = self.conn.transaction()?;
         self.packer.observe(
             &tx,
@@ -524,13 +571,61 @@ impl SqliteStore {
                 }
             }
         }
-        if staged >= self.merge_workers_at {
-            tx.execute_batch(MERGE_WORKERS_SQL)?;
-            staged = 0;
+        let mut merge = self.merging_workers.take();
+        if merge.is_none() && staged >= self.merge_workers_at {
+            merge = Some(plan_merge(&tx, staged, self.merge_workers_chunk)?);
+        }
+        if let Some(mut m) = merge.take() {
+            let done = std::mem::take(&mut m.done);
+            match m.bounds.pop() {
+                Some(hi) => {
+                    tx.prepare_cached(MERGE_RANGE_SQL)?
+                        .execute(params![m.upto, done.0, done.1, hi.0, hi.1])?;
+                    m.done = hi;
+                    merge = Some(m);
+                }
+                None => {
+                    tx.prepare_cached(MERGE_REST_SQL)?
+                        .execute(params![m.upto, done.0, done.1])?;
+                    tx.prepare_cached(UNSTAGE_ALL_SQL)?.execute([])?;
+                    staged = 0;
+                }
+            }
         }
         tx.commit()?;
-        Ok(staged)
+        Ok((staged, merge))
     }
+}
+
+/// Splits the keys of the `staged` entries into ranges of about
+/// [`MERGE_WORKERS_CHUNK`] entries, by a sample of them.
+fn plan_merge(
+    tx: &Transaction<'_>,
+    staged: usize,
+    chunk: usize,
+) -> Result<WorkerMerge, StoreError> {
+    let upto: Option<i64> = tx.query_row(MERGE_LAST_SQL, [], |r| r.get(0))?;
+    let upto = upto.unwrap_or(0);
+    let stride = (staged / MERGE_SAMPLES).max(1);
+    let mut keys = tx
+        .prepare_cached(MERGE_SAMPLE_SQL)?
+        .query_map(params![upto, stride as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<(String, String)>, _>>()?;
+    keys.sort_unstable();
+    // Every sampled key stands for `stride` entries.
+    let per_range = (chunk / stride).max(1);
+    let mut bounds: Vec<(String, String)> = keys
+        .into_iter()
+        .skip(per_range - 1)
+        .step_by(per_range)
+        .collect();
+    bounds.dedup();
+    bounds.reverse();
+    Ok(WorkerMerge {
+        upto,
+        bounds,
+        done: Default::default(),
+    })
 }
 
 /// Reads the database file front to back on its own thread while `load()` runs, so that
@@ -629,9 +724,10 @@ impl Store for SqliteStore {
 
     fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         match self.write_all(writes) {
-            Ok(staged) => {
+            Ok((staged, merging)) => {
                 self.packer.committed();
                 self.staged_workers = staged;
+                self.merging_workers = merging;
                 Ok(())
             }
             Err(e) => {
@@ -1573,6 +1669,7 @@ mod tests {
         let ws = Sid::new("WS", 1);
         let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
         store.merge_workers_at = 10;
+        store.merge_workers_chunk = 2;
         let log = store.event_log().expect("log");
         let worker = |n: u128| Sid::new("WK", n);
         // Event i is worker (i % 3)'s, but every fourth has none: 32 worker events, so the
@@ -1607,8 +1704,12 @@ mod tests {
         let mut merged_once = false;
         for (upto, one) in (1..=events.len()).zip(events.chunks(1)) {
             write_events(&mut store, ws, one);
+            // Three workers: at most three key ranges and the rest, a commit each.
             let staged = count(dir.path(), "event_workers_new");
-            assert!(staged < 10, "merged at the threshold, {staged} staged");
+            assert!(
+                staged < 10 + 4,
+                "merged from the threshold on, {staged} staged"
+            );
             merged_once |= count(dir.path(), "event_workers") > 0;
             for w in 0..3 {
                 assert_eq!(found(w, None, None), expect(upto, w, None), "worker {w}");
@@ -1639,7 +1740,7 @@ mod tests {
                 "worker {w}"
             );
         }
-        let left = count(dir.path(), "event_workers") + count(dir.path(), "event_workers_new");
+        let left = count_distinct_entries(dir.path());
         let with_worker = events[30..]
             .iter()
             .filter(|e| e.worker_sid.is_some())
@@ -1661,6 +1762,87 @@ mod tests {
         assert_eq!(count(dir.path(), "event_workers_new"), 0);
     }
 
+    /// Index entries in either table, each once (one being merged is in both).
+    fn count_distinct_entries(dir: &Path) -> i64 {
+        count(
+            dir,
+            "(SELECT workspace_sid, worker_sid, sid FROM event_workers
+              UNION SELECT workspace_sid, worker_sid, sid FROM event_workers_new)",
+        )
+    }
+
+    /// A merge moves the staged entries a key range per commit, then the rest; the entries
+    /// staged meanwhile go with the rest; a restart in the middle starts it over without
+    /// losing or doubling an entry.
+    #[test]
+    fn worker_index_merges_a_key_range_per_commit_and_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Sid::new("WS", 1);
+        let open = || {
+            let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
+            (store.merge_workers_at, store.merge_workers_chunk) = (400, 40);
+            store
+        };
+        let mut store = open();
+        let log = store.event_log().expect("log");
+        // 100 workers, 5 entries a commit: every commit touches a few of them.
+        let mut n = 0u128;
+        let mut commit = |store: &mut SqliteStore| {
+            let events: Vec<StoredEvent> = (0..5)
+                .map(|_| {
+                    n += 1;
+                    let mut e = ev(1_000 + n as i64, n);
+                    e.worker_sid = Some(Sid::new("WK", (n * 37) % 100));
+                    e
+                })
+                .collect();
+            write_events(store, ws, &events);
+        };
+        let (mut steps, mut ended, mut merged, mut restarted) = (0, 0, 0, false);
+        for i in 0..200 {
+            // Three steps into the first merge, the store restarts.
+            if steps == 3 && !restarted {
+                assert!(store.merging_workers.is_some(), "a merge is under way");
+                drop(store);
+                store = open();
+                restarted = true;
+            }
+            let staged_before = count(dir.path(), "event_workers_new");
+            commit(&mut store);
+            let (now, staged) = (
+                count(dir.path(), "event_workers"),
+                count(dir.path(), "event_workers_new"),
+            );
+            let moved = now - merged;
+            if staged == 0 {
+                ended += 1;
+            } else if moved > 0 {
+                steps += 1;
+                assert_eq!(
+                    staged,
+                    staged_before + 5,
+                    "a range step leaves the entries staged"
+                );
+            }
+            // A range is about 40 entries; the sample makes it uneven, never the whole.
+            assert!(moved <= 160, "{moved} entries moved in one commit");
+            merged = now;
+            assert_eq!(count_distinct_entries(dir.path()), 5 * (i + 1) as i64);
+        }
+        assert!(
+            ended >= 2 && steps >= 10,
+            "{ended} merges ended in {steps} steps"
+        );
+        let mut q = EventQuery::new(ws);
+        q.worker_sid = Some(Sid::new("WK", 74));
+        q.limit = 1_000;
+        assert_eq!(
+            log.query(&q).expect("query").len(),
+            10,
+            "1,000 events over 100 workers"
+        );
+    }
+
     /// Commands that record several events at one moment are stored as groups; every read
     /// sees exactly the events it would see if each were a row of its own: every filter,
     /// pages of every size in both directions, fetch, the outbox and retention.
@@ -1670,6 +1852,7 @@ mod tests {
         let ws = Sid::new("WS", 1);
         let mut store = SqliteStore::open(dir.path(), Durability::Normal).expect("open");
         store.merge_workers_at = 7;
+        store.merge_workers_chunk = 3;
         let log = store.event_log().expect("log");
         // Command c (at second c) records the events of a task's creation and reservation,
         // then one about its worker alone.
