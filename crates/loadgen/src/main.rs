@@ -89,6 +89,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use taskyard_store::postgres::Location;
 
 use measure::{
     Receiver, closed_loop, create_task, healthz_loop, report, set_up, start_receiver, summarise,
@@ -115,6 +116,11 @@ struct Cli {
     /// With --spawn: the server's TASKYARD_DURABILITY (`full` or `normal`).
     #[arg(long, default_value = "full")]
     durability: String,
+
+    /// With --spawn: keep the server's data in this PostgreSQL database (TASKYARD_DATABASE_URL),
+    /// in a schema made for the run and dropped after it.
+    #[arg(long)]
+    database_url: Option<String>,
 
     /// Base URL of a running server (without --spawn).
     #[arg(long, env = "TASKYARD_URL", default_value = "http://127.0.0.1:8700")]
@@ -192,7 +198,7 @@ enum Load {
     Agents(agents::AgentsArgs),
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, database: Option<Location>) -> anyhow::Result<()> {
     if let Load::Scale(args) = cli.command {
         // Scale starts (and restarts) the server itself, on its own data directory.
         let bin = cli.spawn.context("scale needs --spawn")?;
@@ -200,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bin,
             core: cli.server_core,
             durability: cli.durability,
+            database: database.clone(),
         };
         return report(cli.json, scale::run(cmd, args).await?);
     }
@@ -221,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bin: bin.clone(),
                 core: cli.server_core,
                 durability: cli.durability.clone(),
+                database: database.clone(),
             };
             let listen = free_listen_addr()?;
             spawned = Some(cmd.start(&listen, data_dir.path())?);
@@ -253,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bin,
                 core: cli.server_core,
                 durability: cli.durability.clone(),
+                database: database.clone(),
             };
             let listen = api.base.trim_start_matches("http://").to_owned();
             return crash::run(
@@ -438,7 +447,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    run(Cli::parse()).await
+fn main() -> anyhow::Result<()> {
+    let mut cli = Cli::parse();
+    // A schema of its own for the run's server, made before and dropped after the async
+    // runtime (the PostgreSQL client blocks).
+    let scratch = match cli.database_url.take() {
+        Some(url) => Some(
+            taskyard_store::postgres::ScratchSchema::create(&url)
+                .with_context(|| format!("making a schema for the run in {url}"))?,
+        ),
+        None => None,
+    };
+    let database = scratch.as_ref().map(|s| s.location.clone());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli, database))
 }

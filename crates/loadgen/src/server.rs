@@ -8,16 +8,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+use taskyard_store::postgres::Location;
 
 pub const SPAWN_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 pub const SPAWN_AUTH_TOKEN: &str = "taskyard-load-token";
 
-/// How to start a server: the binary, an optional core to pin it to, and its durability.
+/// How to start a server: the binary, an optional core to pin it to, its durability, and
+/// the PostgreSQL schema to keep its data in (else SQLite in the data directory).
 #[derive(Clone, Debug)]
 pub struct ServerCmd {
     pub bin: PathBuf,
     pub core: Option<usize>,
     pub durability: String,
+    pub database: Option<Location>,
 }
 
 /// A server started by the harness: killed (SIGKILL) and reaped when dropped.
@@ -60,6 +63,10 @@ impl ServerCmd {
             .env("TASKYARD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if let Some(db) = &self.database {
+            cmd.env("TASKYARD_DATABASE_URL", &db.url)
+                .env("TASKYARD_DATABASE_SCHEMA", &db.schema);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;

@@ -22,7 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start the server (embedded SQLite database, no other set-up needed).
+    /// Start the server (embedded SQLite database, no other set-up needed; or PostgreSQL with
+    /// --database-url).
     Serve(Serve),
 }
 
@@ -32,7 +33,8 @@ pub struct Serve {
     #[arg(long, env = "TASKYARD_LISTEN", default_value = "127.0.0.1:8700")]
     pub listen: SocketAddr,
 
-    /// Directory of the SQLite database (created if missing).
+    /// Directory of the SQLite database (created if missing). With --database-url it holds
+    /// only the development account's credentials.
     #[arg(long, env = "TASKYARD_DATA_DIR", default_value = "./taskyard-data")]
     pub data_dir: PathBuf,
 
@@ -50,8 +52,19 @@ pub struct Serve {
     #[arg(long, env = "TASKYARD_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
+    /// A PostgreSQL database to keep everything in instead of the embedded SQLite one, as a
+    /// URL (`postgres://user:password@host:5432/dbname`) or libpq key=value string. Several
+    /// nodes may share one (see "Running a cluster" in the README).
+    #[arg(long, env = "TASKYARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// The schema of that database that holds Taskyard's tables (created if missing).
+    #[arg(long, env = "TASKYARD_DATABASE_SCHEMA", default_value = taskyard_store::postgres::DEFAULT_SCHEMA)]
+    pub database_schema: String,
+
     /// How hard each commit works to reach the disk: `full` survives power loss, `normal`
-    /// survives a crash of the process only.
+    /// survives a crash of the process only. SQLite only: on PostgreSQL every acknowledged
+    /// write is committed (synchronous_commit = on).
     #[arg(long, env = "TASKYARD_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
     pub durability: DurabilityArg,
 

@@ -1,6 +1,7 @@
 //! # taskyard
 //!
-//! The server binary: reads its configuration ([`config`]), opens the embedded SQLite store,
+//! The server binary: reads its configuration ([`config`]), opens the store (the embedded
+//! SQLite database, or PostgreSQL when a database URL is given),
 //! starts the [`Hub`](taskyard_hub::Hub) (one actor per workspace plus the group-committing
 //! writer), makes sure an account exists to log in with, and serves the TaskRouter v1 API
 //! until SIGINT/SIGTERM.
@@ -11,6 +12,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use taskyard_engine::{Account, Sid, sid::prefix};
 use taskyard_hub::{Hub, now_ms};
+use taskyard_store::Store;
+use taskyard_store::postgres::{Location, PostgresStore};
 use taskyard_store::sqlite::SqliteStore;
 
 use crate::config::{Cli, Command, Serve};
@@ -39,11 +42,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Serve) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&cfg.data_dir, cfg.durability.into())
-        .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
+    let store = open_store(&cfg)?;
     let started = std::time::Instant::now();
-    let hub =
-        Hub::start_with(Box::new(store), cfg.callbacks()?).context("loading stored workspaces")?;
+    let hub = Hub::start_with(store, cfg.callbacks()?).context("loading stored workspaces")?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state loaded"
@@ -62,13 +63,41 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
     let rest = taskyard_api::router(app);
     // Agents' SDKs (TaskRouter.js) connect to the event bridge on the same port.
     let bridge = taskyard_bridge::Bridge::start(hub, rest.clone(), cfg.bridge()?);
-    tracing::info!(listen = %local, public_url, data_dir = %cfg.data_dir.display(), "taskyard is ready");
+    let database = match cfg.database_url {
+        Some(_) => format!("postgresql (schema {})", cfg.database_schema),
+        None => cfg.data_dir.display().to_string(),
+    };
+    tracing::info!(listen = %local, public_url, database, "taskyard is ready");
     axum::serve(listener, bridge.router().merge(rest))
         .with_graceful_shutdown(shutdown())
         .await
         .context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The embedded SQLite database in the data directory, or PostgreSQL when a URL is given.
+fn open_store(cfg: &Serve) -> anyhow::Result<Box<dyn Store>> {
+    match cfg.database_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let location = Location {
+                url: url.to_string(),
+                schema: cfg.database_schema.clone(),
+            };
+            let store = PostgresStore::open(location).with_context(|| {
+                format!(
+                    "opening the PostgreSQL database (schema {})",
+                    cfg.database_schema
+                )
+            })?;
+            Ok(Box::new(store))
+        }
+        None => {
+            let store = SqliteStore::open(&cfg.data_dir, cfg.durability.into())
+                .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
+            Ok(Box::new(store))
+        }
+    }
 }
 
 async fn shutdown() {
@@ -128,16 +157,27 @@ async fn ensure_account(hub: &Hub, cfg: &Serve) -> anyhow::Result<()> {
                     return Ok(());
                 }
             }
-            let account = hub
-                .create_account("Development account".into(), None)
-                .await?;
+            // Another node of a cluster (or an earlier data directory) may have made it.
+            let existing = hub
+                .accounts()
+                .into_iter()
+                .find(|a| a.owner_account_sid.is_none() && a.friendly_name == DEVELOPMENT_ACCOUNT);
+            let verb = if existing.is_some() {
+                "Found"
+            } else {
+                "Created"
+            };
+            let account = match existing {
+                Some(a) => a,
+                None => hub.create_account(DEVELOPMENT_ACCOUNT.into(), None).await?,
+            };
             let text = format!(
                 "TASKYARD_ACCOUNT_SID={}\nTASKYARD_AUTH_TOKEN={}\n",
                 account.sid, account.auth_token
             );
             write_private(&file, &text).with_context(|| format!("writing {}", file.display()))?;
             println!(
-                "Created a development account (credentials saved in {}):\n  TASKYARD_ACCOUNT_SID={}\n  TASKYARD_AUTH_TOKEN={}",
+                "{verb} a development account (credentials saved in {}):\n  TASKYARD_ACCOUNT_SID={}\n  TASKYARD_AUTH_TOKEN={}",
                 file.display(),
                 account.sid,
                 account.auth_token
@@ -147,6 +187,8 @@ async fn ensure_account(hub: &Hub, cfg: &Serve) -> anyhow::Result<()> {
         _ => anyhow::bail!("set both TASKYARD_ACCOUNT_SID and TASKYARD_AUTH_TOKEN, or neither"),
     }
 }
+
+const DEVELOPMENT_ACCOUNT: &str = "Development account";
 
 /// Writes a file only its owner can read (it holds a secret).
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {

@@ -6,8 +6,8 @@
 //! keyed by workspace, kind and SID). A [`Store`] commits batches of them atomically and
 //! durably, and hands everything back at start-up for recovery. The trait is deliberately
 //! narrow — load everything, commit a group of writes in one transaction — so that the
-//! embedded SQLite backend ([`sqlite::SqliteStore`]) and a PostgreSQL backend can sit side by
-//! side without the engine or the API knowing which one is in use. [`conformance`] is the one
+//! embedded SQLite backend ([`sqlite::SqliteStore`]) and the PostgreSQL backend
+//! ([`postgres::PostgresStore`]) sit side by side without the engine or the API knowing which one is in use. [`conformance`] is the one
 //! test suite every backend must pass.
 //!
 //! Stores are synchronous on purpose: the server runs one on a dedicated writer thread that
@@ -30,6 +30,7 @@
 mod codec;
 pub mod conformance;
 mod group;
+pub mod postgres;
 pub mod sqlite;
 
 use taskyard_engine::{Account, Change, Kind, Sid};
@@ -208,6 +209,8 @@ pub struct StoredWorkspace {
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {}", postgres::describe(.0))]
+    Postgres(#[from] ::postgres::Error),
     #[error("cannot open the data directory {path}: {source}")]
     DataDir {
         path: String,

@@ -1,0 +1,933 @@
+//! The scale-out backend: PostgreSQL, shared by every node of a cluster.
+//!
+//! Everything lives in one schema of the database (`taskyard` unless told otherwise), created
+//! on first use, so that Taskyard's tables sit beside an operator's own without colliding.
+//! Schema changes are numbered migrations recorded in `taskyard_migrations`; nodes that start
+//! at once take an advisory lock, so exactly one of them runs each migration.
+//!
+//! A commit is one transaction with a handful of statements whatever its size: the writes of
+//! a group commit are folded into batches (rows, events, buckets, cursors) and each batch is
+//! one statement over arrays (`unnest`), so a commit costs the same few round trips whether
+//! it carries one task or a thousand. The writer's session keeps `synchronous_commit = on`,
+//! so an acknowledged commit is on the server's disk (and on its synchronous standbys, if
+//! it has any).
+//!
+//! Events are one row each (the SQLite backend's groups and dictionaries exist to save pages
+//! of a file on one disk; PostgreSQL compresses large bodies itself). SID columns use the
+//! `"C"` collation: SIDs are compared as bytes, which is what makes their order the order
+//! of creation, whatever the database's default collation is.
+//!
+//! [`PostgresEventLog`] reads with connections of its own, in read-only sessions, so the
+//! Events resource and the callback deliverers never queue behind the writer.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Transaction};
+use taskyard_engine::sid::prefix;
+use taskyard_engine::{Account, Change, Kind, Sid};
+
+use crate::{
+    EventLog, EventQuery, Snapshot, StatBucket, Store, StoreError, StoredEvent, StoredWorkspace,
+    Write,
+};
+
+/// The schema used when none is given.
+pub const DEFAULT_SCHEMA: &str = "taskyard";
+
+/// Migrations, in order; `taskyard_migrations` records the ones that ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, resource rows, events, delivery cursors and statistics buckets: the same
+    // tables as the SQLite backend's, one event a row.
+    //
+    // - `events` is keyed by (workspace, SID): fetch, paging and time windows are ranges of
+    //   its primary key, because SIDs sort by creation time.
+    // - The task, worker and reservation filters pick a few events out of a long history, so
+    //   they get partial indexes ending in `sid` (a page comes out in order without a sort).
+    // - `events_outbox` holds only the events still meant for the callback URL.
+    // - `events_by_date` is a BRIN index: retention deletes by date across workspaces, and
+    //   events arrive in date order, so a block-range summary finds them for almost nothing
+    //   per insert.
+    r#"CREATE TABLE accounts (
+        sid  text COLLATE "C" PRIMARY KEY,
+        body text NOT NULL
+    );
+    CREATE TABLE resources (
+        workspace_sid text COLLATE "C" NOT NULL,
+        kind          text COLLATE "C" NOT NULL,
+        sid           text COLLATE "C" NOT NULL,
+        body          text NOT NULL,
+        PRIMARY KEY (workspace_sid, kind, sid)
+    );
+    CREATE TABLE events (
+        workspace_sid    text COLLATE "C" NOT NULL,
+        sid              text COLLATE "C" NOT NULL,
+        event_type       text NOT NULL,
+        date_ms          bigint NOT NULL,
+        task_sid         text COLLATE "C",
+        worker_sid       text COLLATE "C",
+        reservation_sid  text COLLATE "C",
+        task_queue_sid   text COLLATE "C",
+        workflow_sid     text COLLATE "C",
+        task_channel_sid text COLLATE "C",
+        callback         boolean NOT NULL,
+        body             text NOT NULL,
+        PRIMARY KEY (workspace_sid, sid)
+    );
+    CREATE INDEX events_by_task ON events (workspace_sid, task_sid, sid)
+        WHERE task_sid IS NOT NULL;
+    CREATE INDEX events_by_worker ON events (workspace_sid, worker_sid, sid)
+        WHERE worker_sid IS NOT NULL;
+    CREATE INDEX events_by_reservation ON events (workspace_sid, reservation_sid, sid)
+        WHERE reservation_sid IS NOT NULL;
+    CREATE INDEX events_outbox ON events (workspace_sid, sid) WHERE callback;
+    CREATE INDEX events_by_date ON events USING brin (date_ms);
+    CREATE TABLE event_cursors (
+        workspace_sid text COLLATE "C" PRIMARY KEY,
+        sid           text COLLATE "C" NOT NULL
+    );
+    CREATE TABLE stat_buckets (
+        workspace_sid text COLLATE "C" NOT NULL,
+        scope         text COLLATE "C" NOT NULL,
+        span_ms       bigint NOT NULL,
+        start_ms      bigint NOT NULL,
+        channel       text COLLATE "C" NOT NULL,
+        body          text NOT NULL,
+        PRIMARY KEY (workspace_sid, scope, span_ms, start_ms, channel)
+    );"#,
+];
+
+/// Where a [`PostgresStore`] keeps its tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// A libpq-style URL or key/value string, e.g. `postgres://user@host:5432/db`.
+    pub url: String,
+    /// The schema, created if missing.
+    pub schema: String,
+}
+
+impl Location {
+    /// `url`, in the default schema.
+    pub fn new(url: &str) -> Location {
+        Location {
+            url: url.to_string(),
+            schema: DEFAULT_SCHEMA.to_string(),
+        }
+    }
+
+    /// Opens a session with `search_path` set to the schema.
+    fn connect(&self) -> Result<Client, StoreError> {
+        let mut client = Client::connect(&self.url, NoTls)?;
+        client.batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))?;
+        Ok(client)
+    }
+}
+
+/// The server's own message for an error it reported (the client's `Display` says only
+/// "db error"), or the client's error and its cause.
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// A double-quoted SQL identifier (a schema name may be anything the operator chose).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A [`Store`] over a PostgreSQL schema: one writer session, committing group commits.
+pub struct PostgresStore {
+    client: Client,
+    location: Location,
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema if needed and runs the migrations this build has and
+    /// the database lacks.
+    pub fn open(location: Location) -> Result<PostgresStore, StoreError> {
+        let mut client = location.connect()?;
+        // A commit is acknowledged only once it is durable, even where the database's
+        // default says otherwise.
+        client.batch_execute("SET synchronous_commit = on")?;
+        migrate(&mut client, &location.schema)?;
+        Ok(PostgresStore { client, location })
+    }
+
+    /// A reader of the committed events, with sessions of its own.
+    pub fn event_log(&self) -> PostgresEventLog {
+        PostgresEventLog {
+            location: self.location.clone(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// The key that serialises migrations between nodes (any constant; "TY" in ASCII).
+const MIGRATION_LOCK: i64 = 0x5459;
+
+fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {};
+         CREATE TABLE IF NOT EXISTS taskyard_migrations (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );",
+        quote_ident(schema)
+    ))?;
+    let found: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM taskyard_migrations",
+            &[],
+        )?
+        .get(0);
+    let supported = MIGRATIONS.len() as i32;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: found.into(),
+            supported: supported.into(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO taskyard_migrations (version) VALUES ($1)",
+            &[&(i as i32 + 1)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The writes of one commit, folded into one statement per table.
+///
+/// Later writes to the same key replace earlier ones (PostgreSQL refuses to touch a row
+/// twice in one `INSERT … ON CONFLICT`). Writes whose order matters to other tables (dropping
+/// a workspace, purging events) first flush what is batched, so the outcome is that of
+/// running every write in turn.
+#[derive(Default)]
+struct Batch {
+    accounts: HashMap<Sid, String>,
+    /// `None` deletes the row.
+    rows: HashMap<(Sid, Kind, Sid), Option<String>>,
+    events: Vec<(Sid, StoredEvent)>,
+    cursors: HashMap<Sid, Sid>,
+    buckets: HashMap<(Sid, String, i64, i64, String), String>,
+}
+
+impl Batch {
+    fn flush(&mut self, tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+        if !self.accounts.is_empty() {
+            let (sids, bodies): (Vec<String>, Vec<String>) = self
+                .accounts
+                .drain()
+                .map(|(sid, body)| (sid.to_string(), body))
+                .unzip();
+            tx.execute(
+                "INSERT INTO accounts (sid, body) SELECT * FROM unnest($1::text[], $2::text[])
+                 ON CONFLICT (sid) DO UPDATE SET body = excluded.body",
+                &[&sids, &bodies],
+            )?;
+        }
+        if !self.rows.is_empty() {
+            let mut put: [Vec<String>; 4] = Default::default();
+            let mut delete: [Vec<String>; 3] = Default::default();
+            for ((ws, kind, sid), body) in self.rows.drain() {
+                let key = [ws.to_string(), kind.as_str().to_string(), sid.to_string()];
+                match body {
+                    Some(body) => {
+                        for (column, value) in put.iter_mut().zip(key) {
+                            column.push(value);
+                        }
+                        put[3].push(body);
+                    }
+                    None => {
+                        for (column, value) in delete.iter_mut().zip(key) {
+                            column.push(value);
+                        }
+                    }
+                }
+            }
+            if !put[0].is_empty() {
+                tx.execute(
+                    "INSERT INTO resources (workspace_sid, kind, sid, body)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                     ON CONFLICT (workspace_sid, kind, sid) DO UPDATE SET body = excluded.body",
+                    &[&put[0], &put[1], &put[2], &put[3]],
+                )?;
+            }
+            if !delete[0].is_empty() {
+                tx.execute(
+                    "DELETE FROM resources r
+                     USING unnest($1::text[], $2::text[], $3::text[]) AS d(ws, kind, sid)
+                     WHERE r.workspace_sid = d.ws AND r.kind = d.kind AND r.sid = d.sid",
+                    &[&delete[0], &delete[1], &delete[2]],
+                )?;
+            }
+        }
+        if !self.events.is_empty() {
+            self.flush_events(tx)?;
+        }
+        if !self.cursors.is_empty() {
+            let (ws, sids): (Vec<String>, Vec<String>) = self
+                .cursors
+                .drain()
+                .map(|(ws, sid)| (ws.to_string(), sid.to_string()))
+                .unzip();
+            tx.execute(
+                "INSERT INTO event_cursors (workspace_sid, sid)
+                 SELECT * FROM unnest($1::text[], $2::text[])
+                 ON CONFLICT (workspace_sid) DO UPDATE SET sid = excluded.sid",
+                &[&ws, &sids],
+            )?;
+        }
+        if !self.buckets.is_empty() {
+            let mut text: [Vec<String>; 4] = Default::default();
+            let mut spans = Vec::new();
+            let mut starts = Vec::new();
+            for ((ws, scope, span, start, channel), body) in self.buckets.drain() {
+                text[0].push(ws.to_string());
+                text[1].push(scope);
+                text[2].push(channel);
+                text[3].push(body);
+                spans.push(span);
+                starts.push(start);
+            }
+            tx.execute(
+                "INSERT INTO stat_buckets (workspace_sid, scope, span_ms, start_ms, channel, body)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[],
+                                      $5::text[], $6::text[])
+                 ON CONFLICT (workspace_sid, scope, span_ms, start_ms, channel)
+                 DO UPDATE SET body = excluded.body",
+                &[&text[0], &text[1], &spans, &starts, &text[2], &text[3]],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A plain INSERT: an event SID stored twice is a bug upstream and must not be hidden,
+    /// so the primary key fails the commit.
+    fn flush_events(&mut self, tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+        let n = self.events.len();
+        let mut text: [Vec<String>; 4] = std::array::from_fn(|_| Vec::with_capacity(n));
+        let mut sids: [Vec<Option<String>>; 6] = std::array::from_fn(|_| Vec::with_capacity(n));
+        let mut dates = Vec::with_capacity(n);
+        let mut callbacks = Vec::with_capacity(n);
+        for (ws, e) in self.events.drain(..) {
+            text[0].push(ws.to_string());
+            text[1].push(e.sid.to_string());
+            text[2].push(e.event_type);
+            text[3].push(e.json);
+            let about = [
+                e.task_sid,
+                e.worker_sid,
+                e.reservation_sid,
+                e.task_queue_sid,
+                e.workflow_sid,
+                e.task_channel_sid,
+            ];
+            for (column, sid) in sids.iter_mut().zip(about) {
+                column.push(sid.map(|s| s.to_string()));
+            }
+            dates.push(e.date_ms);
+            callbacks.push(e.callback);
+        }
+        let params: [&(dyn ToSql + Sync); 12] = [
+            &text[0], &text[1], &text[2], &dates, &sids[0], &sids[1], &sids[2], &sids[3], &sids[4],
+            &sids[5], &callbacks, &text[3],
+        ];
+        tx.execute(
+            "INSERT INTO events (workspace_sid, sid, event_type, date_ms, task_sid, worker_sid,
+                 reservation_sid, task_queue_sid, workflow_sid, task_channel_sid, callback, body)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[],
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[],
+                 $12::text[])",
+            &params,
+        )?;
+        Ok(())
+    }
+}
+
+impl PostgresStore {
+    fn write_all(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        let mut batch = Batch::default();
+        for write in writes {
+            match write {
+                Write::Account(a) => {
+                    let body =
+                        serde_json::to_string(a).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    batch.accounts.insert(a.sid, body);
+                }
+                Write::Workspace {
+                    workspace,
+                    changes,
+                    events,
+                } => {
+                    for change in changes {
+                        match change {
+                            Change::Put { kind, sid, body } => {
+                                batch
+                                    .rows
+                                    .insert((*workspace, *kind, *sid), Some(body.to_json().into()));
+                            }
+                            Change::Delete { kind, sid } => {
+                                batch.rows.insert((*workspace, *kind, *sid), None);
+                            }
+                            Change::DropWorkspace => {
+                                batch.flush(&mut tx)?;
+                                drop_workspace(&mut tx, *workspace)?;
+                            }
+                        }
+                    }
+                    batch
+                        .events
+                        .extend(events.iter().map(|e| (*workspace, e.clone())));
+                }
+                Write::EventCursor {
+                    workspace,
+                    delivered,
+                } => {
+                    batch.cursors.insert(*workspace, *delivered);
+                }
+                Write::PurgeEvents { before_ms } => {
+                    batch.flush(&mut tx)?;
+                    purge_events(&mut tx, *before_ms)?;
+                }
+                Write::Stats { workspace, buckets } => {
+                    for b in buckets {
+                        batch.buckets.insert(
+                            (
+                                *workspace,
+                                b.scope.clone(),
+                                b.span_ms,
+                                b.start_ms,
+                                channel_text(b.channel),
+                            ),
+                            b.body.clone(),
+                        );
+                    }
+                }
+            }
+        }
+        batch.flush(&mut tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Deletes everything a workspace owns.
+fn drop_workspace(tx: &mut Transaction<'_>, ws: Sid) -> Result<(), StoreError> {
+    let ws = ws.to_string();
+    tx.execute(
+        "WITH r AS (DELETE FROM resources WHERE workspace_sid = $1),
+              e AS (DELETE FROM events WHERE workspace_sid = $1),
+              c AS (DELETE FROM event_cursors WHERE workspace_sid = $1)
+         DELETE FROM stat_buckets WHERE workspace_sid = $1",
+        &[&ws],
+    )?;
+    Ok(())
+}
+
+/// Deletes the events dated before `before_ms`, and the statistics buckets that ended by
+/// then.
+fn purge_events(tx: &mut Transaction<'_>, before_ms: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "WITH b AS (DELETE FROM stat_buckets WHERE start_ms + span_ms <= $1)
+         DELETE FROM events WHERE date_ms < $1",
+        &[&before_ms],
+    )?;
+    Ok(())
+}
+
+/// A bucket's channel column: the SID, or `''` for none.
+fn channel_text(channel: Option<Sid>) -> String {
+    channel.map(|c| c.to_string()).unwrap_or_default()
+}
+
+fn parse_sid(s: &str, what: &str) -> Result<Sid, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad {what} {s:?}")))
+}
+
+impl Store for PostgresStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        // One snapshot for all of it: a row and the events of the same commit agree.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let mut snapshot = Snapshot::default();
+        for row in tx.query("SELECT body FROM accounts ORDER BY sid", &[])? {
+            let account: Account = serde_json::from_str(row.get(0))
+                .map_err(|e| StoreError::Corrupt(format!("account row: {e}")))?;
+            snapshot.accounts.push(account);
+        }
+        let rows = tx.query(
+            "SELECT workspace_sid, kind, body FROM resources ORDER BY workspace_sid, kind, sid",
+            &[],
+        )?;
+        for row in rows {
+            let ws = parse_sid(row.get(0), "workspace sid")?;
+            let kind: &str = row.get(1);
+            let kind = Kind::parse(kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown row kind {kind}")))?;
+            let body: String = row.get(2);
+            match snapshot.workspaces.last_mut() {
+                Some(last) if last.sid == ws => last.rows.push((kind, body)),
+                _ => snapshot.workspaces.push(StoredWorkspace {
+                    sid: ws,
+                    rows: vec![(kind, body)],
+                    event_cursor: None,
+                    newest_event: None,
+                }),
+            }
+        }
+        let mut cursors = HashMap::new();
+        for row in tx.query("SELECT workspace_sid, sid FROM event_cursors", &[])? {
+            cursors.insert(
+                parse_sid(row.get(0), "cursor workspace sid")?,
+                parse_sid(row.get(1), "cursor event sid")?,
+            );
+        }
+        // One index probe per workspace; a GROUP BY over the events would read them all.
+        let newest = tx.prepare("SELECT max(sid) FROM events WHERE workspace_sid = $1")?;
+        for ws in &mut snapshot.workspaces {
+            ws.event_cursor = cursors.remove(&ws.sid);
+            let row = tx.query_one(&newest, &[&ws.sid.to_string()])?;
+            ws.newest_event = row
+                .get::<_, Option<&str>>(0)
+                .map(|s| parse_sid(s, "event sid"))
+                .transpose()?;
+        }
+        tx.commit()?;
+        Ok(snapshot)
+    }
+
+    fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.write_all(writes)
+    }
+
+    fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {
+        Ok(Box::new(PostgresStore::event_log(self)))
+    }
+
+    fn stat_bucket(
+        &mut self,
+        workspace: Sid,
+        scope: &str,
+        span_ms: i64,
+        start_ms: i64,
+        channel: Option<Sid>,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .client
+            .query_opt(
+                "SELECT body FROM stat_buckets WHERE workspace_sid = $1 AND scope = $2
+                 AND span_ms = $3 AND start_ms = $4 AND channel = $5",
+                &[
+                    &workspace.to_string(),
+                    &scope,
+                    &span_ms,
+                    &start_ms,
+                    &channel_text(channel),
+                ],
+            )?
+            .map(|r| r.get(0)))
+    }
+}
+
+/// The events of a [`PostgresStore`], read through sessions of its own.
+///
+/// Sessions are opened on demand and kept for reuse; concurrent queries each get one, so
+/// they do not queue behind each other. Each query is one statement, which PostgreSQL runs
+/// against one committed snapshot.
+pub struct PostgresEventLog {
+    location: Location,
+    idle: Mutex<Vec<Client>>,
+}
+
+/// Idle sessions beyond this are closed (each one is a server process).
+const MAX_IDLE_READERS: usize = 4;
+
+/// The columns `read_event` reads, in its order.
+const EVENT_COLUMNS: &str = "sid, event_type, date_ms, task_sid, worker_sid, reservation_sid,
+    task_queue_sid, workflow_sid, task_channel_sid, callback, body";
+
+impl PostgresEventLog {
+    fn select(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with_client(|c| c.query(sql, params)?.iter().map(read_event).collect())
+    }
+
+    fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // The pool is only pushed to and popped from: a poisoned lock is safe to use.
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut client = match idle {
+            Some(c) if !c.is_closed() => c,
+            _ => {
+                let mut c = self.location.connect()?;
+                // This side must never change what the writer committed.
+                c.batch_execute("SET default_transaction_read_only = on")?;
+                c
+            }
+        };
+        let out = f(&mut client);
+        // A session that just failed is not trusted with the next query.
+        if out.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(client);
+            }
+        }
+        out
+    }
+}
+
+fn read_event(row: &Row) -> Result<StoredEvent, StoreError> {
+    let sid = |i: usize, what: &str| -> Result<Option<Sid>, StoreError> {
+        row.get::<_, Option<&str>>(i)
+            .map(|s| parse_sid(s, what))
+            .transpose()
+    };
+    Ok(StoredEvent {
+        sid: parse_sid(row.get(0), "event sid")?,
+        event_type: row.get(1),
+        date_ms: row.get(2),
+        task_sid: sid(3, "task sid")?,
+        worker_sid: sid(4, "worker sid")?,
+        reservation_sid: sid(5, "reservation sid")?,
+        task_queue_sid: sid(6, "task queue sid")?,
+        workflow_sid: sid(7, "workflow sid")?,
+        task_channel_sid: sid(8, "task channel sid")?,
+        callback: row.get(9),
+        json: row.get(10),
+    })
+}
+
+/// The text of the smallest (`fill` `'0'`) or largest (`'f'`) event SID created in
+/// millisecond `ms`, clamped to the 48 bits a SID has for the time.
+fn sid_bound(ms: i64, fill: char) -> String {
+    let ms = ms.clamp(0, (1 << 48) - 1);
+    let mut s = format!("{}{ms:012x}", prefix::EVENT);
+    s.extend(std::iter::repeat_n(fill, 20));
+    s
+}
+
+impl EventLog for PostgresEventLog {
+    fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        if q.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut params: Vec<Box<dyn ToSql + Sync>> = vec![Box::new(q.workspace.to_string())];
+        let mut conditions = vec!["workspace_sid = $1".to_string()];
+        let mut bind = |condition: &str, value: Box<dyn ToSql + Sync>| {
+            params.push(value);
+            conditions.push(format!("{condition} ${}", params.len()));
+        };
+        // Every bound on the SID is a bound on the primary key; PostgreSQL keeps the
+        // tightest of them, and time windows are SID ranges because SIDs sort by time.
+        if let Some(ms) = q.start_ms {
+            bind("sid >=", Box::new(sid_bound(ms, '0')));
+            bind("date_ms >=", Box::new(ms));
+        }
+        if let Some(ms) = q.end_ms {
+            bind("sid <=", Box::new(sid_bound(ms, 'f')));
+            bind("date_ms <=", Box::new(ms));
+        }
+        for (condition, sid) in [
+            ("sid >", q.after),
+            ("sid <", q.before),
+            ("sid =", q.sid),
+            ("task_sid =", q.task_sid),
+            ("worker_sid =", q.worker_sid),
+            ("reservation_sid =", q.reservation_sid),
+            ("task_queue_sid =", q.task_queue_sid),
+            ("workflow_sid =", q.workflow_sid),
+            ("task_channel_sid =", q.task_channel_sid),
+        ] {
+            if let Some(sid) = sid {
+                bind(condition, Box::new(sid.to_string()));
+            }
+        }
+        if let Some(t) = &q.event_type {
+            bind("event_type =", Box::new(t.clone()));
+        }
+        params.push(Box::new(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+        let order = if q.before.is_some() { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE {} ORDER BY sid {order} LIMIT ${}",
+            conditions.join(" AND "),
+            params.len()
+        );
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+        let mut events = self.select(&sql, &params)?;
+        if q.before.is_some() {
+            // Read backwards from `before` to find the page; it is returned in order.
+            events.reverse();
+        }
+        Ok(events)
+    }
+
+    fn fetch(&self, workspace: Sid, sid: Sid) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .select(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE workspace_sid = $1 AND sid = $2"
+                ),
+                &[&workspace.to_string(), &sid.to_string()],
+            )?
+            .pop())
+    }
+
+    fn to_deliver(
+        &self,
+        workspace: Sid,
+        after: Option<Sid>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        // `callback` is spelled as in `events_outbox`, so that the partial index applies;
+        // '' is below every SID.
+        self.select(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE workspace_sid = $1 AND callback AND sid > $2 ORDER BY sid LIMIT $3"
+            ),
+            &[
+                &workspace.to_string(),
+                &after.map(|s| s.to_string()).unwrap_or_default(),
+                &i64::try_from(limit).unwrap_or(i64::MAX),
+            ],
+        )
+    }
+
+    fn stat_buckets(
+        &self,
+        workspace: Sid,
+        scope: &str,
+        span_ms: i64,
+        from_ms: i64,
+        to_ms: i64,
+        channel: Option<Sid>,
+    ) -> Result<Vec<StatBucket>, StoreError> {
+        self.with_client(|c| {
+            c.query(
+                "SELECT start_ms, channel, body FROM stat_buckets
+                 WHERE workspace_sid = $1 AND scope = $2 AND span_ms = $3
+                   AND start_ms >= $4 AND start_ms <= $5 AND ($6 = '' OR channel = $6)",
+                &[
+                    &workspace.to_string(),
+                    &scope,
+                    &span_ms,
+                    &from_ms,
+                    &to_ms,
+                    &channel_text(channel),
+                ],
+            )?
+            .iter()
+            .map(|row| {
+                let channel: &str = row.get(1);
+                Ok(StatBucket {
+                    scope: scope.to_string(),
+                    span_ms,
+                    start_ms: row.get(0),
+                    channel: if channel.is_empty() {
+                        None
+                    } else {
+                        Some(parse_sid(channel, "bucket channel")?)
+                    },
+                    body: row.get(2),
+                })
+            })
+            .collect()
+        })
+    }
+}
+
+/// The database tests run against: `TASKYARD_TEST_DATABASE_URL`, or a local server.
+pub fn test_database_url() -> String {
+    std::env::var("TASKYARD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A schema of its own for one test run, dropped with everything in it when this is
+/// dropped, so runs never collide and leave nothing behind.
+pub struct ScratchSchema {
+    pub location: Location,
+}
+
+impl ScratchSchema {
+    /// A new, empty, uniquely named schema in the database at `url`.
+    pub fn create(url: &str) -> Result<ScratchSchema, StoreError> {
+        let name = format!(
+            "taskyard_test_{}_{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        );
+        let location = Location {
+            url: url.to_string(),
+            schema: name,
+        };
+        Client::connect(url, NoTls)?
+            .batch_execute(&format!("CREATE SCHEMA {}", quote_ident(&location.schema)))?;
+        Ok(ScratchSchema { location })
+    }
+}
+
+impl Drop for ScratchSchema {
+    fn drop(&mut self) {
+        let dropped = Client::connect(&self.location.url, NoTls).and_then(|mut c| {
+            c.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quote_ident(&self.location.schema)
+            ))
+        });
+        if let Err(e) = dropped {
+            eprintln!("could not drop schema {}: {e}", self.location.schema);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> ScratchSchema {
+        let url = test_database_url();
+        ScratchSchema::create(&url).unwrap_or_else(|e| {
+            panic!(
+                "the PostgreSQL tests need a server: {e} ({url}; set TASKYARD_TEST_DATABASE_URL)"
+            )
+        })
+    }
+
+    #[test]
+    fn postgres_passes_the_conformance_suite() {
+        let scratch = scratch();
+        crate::conformance::run(|| PostgresStore::open(scratch.location.clone()).expect("open"));
+    }
+
+    #[test]
+    fn refuses_a_schema_from_a_newer_build() {
+        let scratch = scratch();
+        drop(PostgresStore::open(scratch.location.clone()).expect("open"));
+        let mut c = scratch.location.connect().expect("connect");
+        c.execute(
+            "INSERT INTO taskyard_migrations (version) VALUES (999)",
+            &[],
+        )
+        .expect("insert");
+        match PostgresStore::open(scratch.location.clone()) {
+            Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a newer schema was opened"),
+        }
+    }
+
+    #[test]
+    fn nodes_starting_at_once_migrate_once() {
+        let scratch = scratch();
+        let opened: Vec<_> = (0..4)
+            .map(|_| {
+                let location = scratch.location.clone();
+                std::thread::spawn(move || PostgresStore::open(location).map(drop))
+            })
+            .collect();
+        for o in opened {
+            o.join().expect("thread").expect("open");
+        }
+        let mut c = scratch.location.connect().expect("connect");
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM taskyard_migrations", &[])
+            .expect("count")
+            .get(0);
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn the_event_log_cannot_write() {
+        let scratch = scratch();
+        let store = PostgresStore::open(scratch.location.clone()).expect("open");
+        let log = store.event_log();
+        let err = log
+            .with_client(|c| Ok(c.batch_execute("DELETE FROM events")?))
+            .expect_err("a reader wrote");
+        assert!(err.to_string().contains("read-only"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_nothing() {
+        let scratch = scratch();
+        let mut store = PostgresStore::open(scratch.location.clone()).expect("open");
+        let ws = Sid::new("WS", 1);
+        let ev = StoredEvent {
+            sid: Sid::new("EV", 5 << 80),
+            event_type: "task.created".into(),
+            date_ms: 5,
+            task_sid: None,
+            worker_sid: None,
+            reservation_sid: None,
+            task_queue_sid: None,
+            workflow_sid: None,
+            task_channel_sid: None,
+            callback: true,
+            json: "{}".into(),
+        };
+        let write = |events: Vec<StoredEvent>| Write::Workspace {
+            workspace: ws,
+            changes: vec![Change::Put {
+                kind: Kind::Workspace,
+                sid: ws,
+                body: "{}".into(),
+            }],
+            events,
+        };
+        store.commit(&[write(vec![ev.clone()])]).expect("first");
+        // The same event SID again fails the whole commit, rows included.
+        let other = Write::Account(Account {
+            sid: Sid::new("AC", 1),
+            auth_token: "t".into(),
+            friendly_name: "x".into(),
+            owner_account_sid: None,
+            date_created: 0,
+            date_updated: 0,
+            api_keys: Vec::new(),
+        });
+        store
+            .commit(&[other, write(vec![ev])])
+            .expect_err("a duplicate event SID");
+        let snap = store.load().expect("load");
+        assert!(
+            snap.accounts.is_empty(),
+            "the failed commit's account stayed"
+        );
+        assert_eq!(snap.workspaces.len(), 1);
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
