@@ -42,9 +42,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Serve) -> anyhow::Result<()> {
-    let store = open_store(&cfg)?;
+    let callbacks = cfg.callbacks()?;
     let started = std::time::Instant::now();
-    let hub = Hub::start_with(store, cfg.callbacks()?).context("loading stored workspaces")?;
+    // Opening and loading block (the PostgreSQL client runs a runtime of its own), so they
+    // leave this runtime's worker thread to it meanwhile.
+    let hub = tokio::task::block_in_place(|| -> anyhow::Result<Hub> {
+        let store = open_store(&cfg)?;
+        Hub::start_with(store, callbacks).context("loading stored workspaces")
+    })?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state loaded"
@@ -175,7 +180,10 @@ async fn ensure_account(hub: &Hub, cfg: &Serve) -> anyhow::Result<()> {
                 "TASKYARD_ACCOUNT_SID={}\nTASKYARD_AUTH_TOKEN={}\n",
                 account.sid, account.auth_token
             );
-            write_private(&file, &text).with_context(|| format!("writing {}", file.display()))?;
+            // With PostgreSQL nothing else made the data directory.
+            std::fs::create_dir_all(&cfg.data_dir)
+                .and_then(|()| write_private(&file, &text))
+                .with_context(|| format!("writing {}", file.display()))?;
             println!(
                 "{verb} a development account (credentials saved in {}):\n  TASKYARD_ACCOUNT_SID={}\n  TASKYARD_AUTH_TOKEN={}",
                 file.display(),

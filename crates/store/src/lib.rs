@@ -222,6 +222,8 @@ pub enum StoreError {
         "the database schema version {found} is newer than this build understands ({supported})"
     )]
     SchemaTooNew { found: i64, supported: i64 },
+    #[error("{what} is in use by another Taskyard node")]
+    InUse { what: String },
     #[error("cannot compress an event body: {0}")]
     Compress(String),
     #[error("cannot start the {name} thread: {source}")]

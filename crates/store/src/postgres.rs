@@ -119,7 +119,11 @@ impl Location {
     /// Opens a session with `search_path` set to the schema.
     fn connect(&self) -> Result<Client, StoreError> {
         let mut client = Client::connect(&self.url, NoTls)?;
-        client.batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))?;
+        // Notices ("already exists, skipping") are not worth a log line each start.
+        client.batch_execute(&format!(
+            "SET client_min_messages = warning; SET search_path TO {}",
+            quote_ident(&self.schema)
+        ))?;
         Ok(client)
     }
 }
@@ -156,6 +160,20 @@ impl PostgresStore {
         // default says otherwise.
         client.batch_execute("SET synchronous_commit = on")?;
         migrate(&mut client, &location.schema)?;
+        // One writer per schema until workspaces are leased to nodes: two nodes routing the
+        // same workspaces could reserve a task twice. The lock is the session's, so it goes
+        // with the node, however that ends.
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&WRITER_LOCK, &location.schema],
+            )?
+            .get(0);
+        if !locked {
+            return Err(StoreError::InUse {
+                what: format!("the PostgreSQL schema {}", location.schema),
+            });
+        }
         Ok(PostgresStore { client, location })
     }
 
@@ -170,6 +188,20 @@ impl PostgresStore {
 
 /// The key that serialises migrations between nodes (any constant; "TY" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5459;
+
+/// With the schema's hash, the key of the writer's session lock ("TW").
+const WRITER_LOCK: i32 = 0x5457;
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // At once, so that a store opened right after this one is dropped finds the schema
+        // free (closing the session would release it too, but a moment later).
+        let _ = self.client.execute(
+            "SELECT pg_advisory_unlock($1, hashtext($2))",
+            &[&WRITER_LOCK, &self.location.schema],
+        );
+    }
+}
 
 fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
@@ -856,7 +888,11 @@ mod tests {
             })
             .collect();
         for o in opened {
-            o.join().expect("thread").expect("open");
+            // One writer at a time: a node may find the schema in use, never half-migrated.
+            match o.join().expect("thread") {
+                Ok(()) | Err(StoreError::InUse { .. }) => {}
+                Err(e) => panic!("open: {e}"),
+            }
         }
         let mut c = scratch.location.connect().expect("connect");
         let n: i64 = c
@@ -864,6 +900,19 @@ mod tests {
             .expect("count")
             .get(0);
         assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_schema_is_refused_until_the_first_is_gone() {
+        let scratch = scratch();
+        let first = PostgresStore::open(scratch.location.clone()).expect("open");
+        match PostgresStore::open(scratch.location.clone()) {
+            Err(StoreError::InUse { .. }) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("two writers on one schema"),
+        }
+        drop(first);
+        PostgresStore::open(scratch.location.clone()).expect("free again");
     }
 
     #[test]
