@@ -257,3 +257,22 @@ pub trait Store: Send + 'static {
         channel: Option<Sid>,
     ) -> Result<Option<String>, StoreError>;
 }
+
+/// A bucket's channel column: the SID, or `''` for none.
+fn channel_text(channel: Option<Sid>) -> String {
+    channel.map(|c| c.to_string()).unwrap_or_default()
+}
+
+fn parse_sid(s: &str, what: &str) -> Result<Sid, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad {what} {s:?}")))
+}
+
+/// The text of the smallest (`fill` `'0'`) or largest (`'f'`) event SID created in
+/// millisecond `ms`, clamped to the 48 bits a SID has for the time.
+fn sid_bound(ms: i64, fill: char) -> String {
+    let ms = ms.clamp(0, (1 << 48) - 1);
+    let mut s = format!("{}{ms:012x}", taskyard_engine::sid::prefix::EVENT);
+    s.extend(std::iter::repeat_n(fill, 20));
+    s
+}

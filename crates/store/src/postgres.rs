@@ -25,12 +25,11 @@ use std::sync::{Mutex, PoisonError};
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Transaction};
-use taskyard_engine::sid::prefix;
 use taskyard_engine::{Account, Change, Kind, Sid};
 
 use crate::{
     EventLog, EventQuery, Snapshot, StatBucket, Store, StoreError, StoredEvent, StoredWorkspace,
-    Write,
+    Write, channel_text, parse_sid, sid_bound,
 };
 
 /// The schema used when none is given.
@@ -479,16 +478,6 @@ fn purge_events(tx: &mut Transaction<'_>, before_ms: i64) -> Result<(), StoreErr
     Ok(())
 }
 
-/// A bucket's channel column: the SID, or `''` for none.
-fn channel_text(channel: Option<Sid>) -> String {
-    channel.map(|c| c.to_string()).unwrap_or_default()
-}
-
-fn parse_sid(s: &str, what: &str) -> Result<Sid, StoreError> {
-    s.parse()
-        .map_err(|_| StoreError::Corrupt(format!("bad {what} {s:?}")))
-}
-
 impl Store for PostgresStore {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
         // One snapshot for all of it: a row and the events of the same commit agree.
@@ -657,15 +646,6 @@ fn read_event(row: &Row) -> Result<StoredEvent, StoreError> {
         callback: row.get(9),
         json: row.get(10),
     })
-}
-
-/// The text of the smallest (`fill` `'0'`) or largest (`'f'`) event SID created in
-/// millisecond `ms`, clamped to the 48 bits a SID has for the time.
-fn sid_bound(ms: i64, fill: char) -> String {
-    let ms = ms.clamp(0, (1 << 48) - 1);
-    let mut s = format!("{}{ms:012x}", prefix::EVENT);
-    s.extend(std::iter::repeat_n(fill, 20));
-    s
 }
 
 impl EventLog for PostgresEventLog {

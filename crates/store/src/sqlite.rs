@@ -18,14 +18,13 @@ use rusqlite::types::Value;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, params, params_from_iter,
 };
-use taskyard_engine::sid::prefix;
 use taskyard_engine::{Account, Change, Kind, Sid};
 
 use crate::codec::{Packer, SAMPLES, Unpacker};
 use crate::group;
 use crate::{
     EventLog, EventQuery, Snapshot, StatBucket, Store, StoreError, StoredEvent, StoredWorkspace,
-    Write,
+    Write, channel_text, parse_sid, sid_bound,
 };
 
 /// How hard a commit works to reach the disk.
@@ -826,20 +825,6 @@ fn purge_events(tx: &Transaction<'_>, before_ms: i64) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// A bucket's channel column: the SID, or `''` for none.
-fn channel_text(channel: Option<Sid>) -> String {
-    channel.map(|c| c.to_string()).unwrap_or_default()
-}
-
-/// The text of the smallest (`fill` `'0'`) or largest (`'f'`) event SID created in
-/// millisecond `ms`, clamped to the 48 bits a SID has for the time.
-fn sid_bound(ms: i64, fill: char) -> String {
-    let ms = ms.clamp(0, (1 << 48) - 1);
-    let mut s = format!("{}{ms:012x}", prefix::EVENT);
-    s.extend(std::iter::repeat_n(fill, 20));
-    s
-}
-
 impl SqliteStore {
     /// The stored body of one row, if present (for tests and tooling).
     pub fn row(&self, workspace: Sid, kind: Kind, sid: Sid) -> Result<Option<String>, StoreError> {
@@ -1140,11 +1125,6 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Value>) {
     let order = if q.before.is_some() { "DESC" } else { "ASC" };
     sql.push_str(&format!(" ORDER BY sid {order}"));
     (sql, values)
-}
-
-fn parse_sid(s: &str, what: &str) -> Result<Sid, StoreError> {
-    s.parse()
-        .map_err(|_| StoreError::Corrupt(format!("bad {what} {s:?}")))
 }
 
 fn optional_sid(row: &Row<'_>, i: usize, what: &str) -> Result<Option<Sid>, StoreError> {
