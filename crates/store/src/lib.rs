@@ -27,6 +27,7 @@
 //! An [`EventLog`] reads alongside the writer rather than through it: a query never waits
 //! for a commit, and it only ever sees committed events.
 
+pub mod cluster;
 mod codec;
 pub mod conformance;
 mod group;
@@ -62,6 +63,18 @@ pub enum Write {
         workspace: Sid,
         buckets: Vec<StatBucket>,
     },
+}
+
+impl Write {
+    /// The workspace this write belongs to, if it belongs to one.
+    pub fn workspace(&self) -> Option<Sid> {
+        match self {
+            Write::Workspace { workspace, .. }
+            | Write::EventCursor { workspace, .. }
+            | Write::Stats { workspace, .. } => Some(*workspace),
+            Write::Account(_) | Write::PurgeEvents { .. } => None,
+        }
+    }
 }
 
 /// One TaskRouter event as the store keeps it. `json` is the event rendered by the engine
@@ -224,6 +237,10 @@ pub enum StoreError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("{what} is in use by another Taskyard node")]
     InUse { what: String },
+    /// The commit wrote workspaces whose leases this node no longer holds (another node
+    /// took them over); nothing of it was kept.
+    #[error("this node no longer holds the lease of {}", sids(.workspaces))]
+    Fenced { workspaces: Vec<Sid> },
     #[error("cannot compress an event body: {0}")]
     Compress(String),
     #[error("cannot start the {name} thread: {source}")]
@@ -256,6 +273,13 @@ pub trait Store: Send + 'static {
         start_ms: i64,
         channel: Option<Sid>,
     ) -> Result<Option<String>, StoreError>;
+}
+
+fn sids(list: &[Sid]) -> String {
+    list.iter()
+        .map(Sid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A bucket's channel column: the SID, or `''` for none.

@@ -27,6 +27,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Transaction};
 use taskyard_engine::{Account, Change, Kind, Sid};
 
+use crate::cluster::Held;
 use crate::{
     EventLog, EventQuery, Snapshot, StatBucket, Store, StoreError, StoredEvent, StoredWorkspace,
     Write, channel_text, parse_sid, sid_bound,
@@ -95,6 +96,23 @@ const MIGRATIONS: &[&str] = &[
         body          text NOT NULL,
         PRIMARY KEY (workspace_sid, scope, span_ms, start_ms, channel)
     );"#,
+    // 2: several nodes (see `crate::cluster`). A workspace belongs to the node its lease
+    // names until `expires_at` (the database's clock, so nodes' clocks need not agree);
+    // `epoch` goes up by one each time another holder takes it, and every commit checks it.
+    r#"CREATE TABLE nodes (
+        node_id    text COLLATE "C" PRIMARY KEY,
+        url        text NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE TABLE leases (
+        workspace_sid text COLLATE "C" PRIMARY KEY,
+        account_sid   text COLLATE "C" NOT NULL,
+        node_id       text COLLATE "C" NOT NULL,
+        epoch         bigint NOT NULL,
+        expires_at    timestamptz NOT NULL
+    );
+    CREATE INDEX leases_by_node ON leases (node_id);
+    CREATE INDEX leases_by_account ON leases (account_sid);"#,
 ];
 
 /// Where a [`PostgresStore`] keeps its tables.
@@ -116,7 +134,7 @@ impl Location {
     }
 
     /// Opens a session with `search_path` set to the schema.
-    fn connect(&self) -> Result<Client, StoreError> {
+    pub(crate) fn connect(&self) -> Result<Client, StoreError> {
         let mut client = Client::connect(&self.url, NoTls)?;
         // Notices ("already exists, skipping") are not worth a log line each start.
         client.batch_execute(&format!(
@@ -148,6 +166,15 @@ pub fn quote_ident(name: &str) -> String {
 pub struct PostgresStore {
     client: Client,
     location: Location,
+    /// Set on a node of a cluster: which workspaces it may write (see [`crate::cluster`]).
+    fence: Option<Fence>,
+}
+
+/// What a fenced store checks each commit against: this node's id and the epochs of the
+/// leases it holds.
+struct Fence {
+    node: String,
+    held: Held,
 }
 
 impl PostgresStore {
@@ -159,48 +186,35 @@ impl PostgresStore {
         // default says otherwise.
         client.batch_execute("SET synchronous_commit = on")?;
         migrate(&mut client, &location.schema)?;
-        // One writer per schema until workspaces are leased to nodes: two nodes routing the
-        // same workspaces could reserve a task twice. The lock is the session's, so it goes
-        // with the node, however that ends.
-        let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                &[&WRITER_LOCK, &location.schema],
-            )?
-            .get(0);
-        if !locked {
-            return Err(StoreError::InUse {
-                what: format!("the PostgreSQL schema {}", location.schema),
-            });
-        }
-        Ok(PostgresStore { client, location })
+        Ok(PostgresStore {
+            client,
+            location,
+            fence: None,
+        })
+    }
+
+    /// From now on every commit that writes a workspace first checks, in its transaction,
+    /// that `node` still holds that workspace's lease at the epoch `held` gives; writes of
+    /// a workspace it no longer holds are refused ([`StoreError::Fenced`]) and nothing of
+    /// the commit is kept. This is what keeps a node that lost a lease (paused, partitioned)
+    /// from writing over its new owner.
+    pub fn fence(&mut self, node: &str, held: Held) {
+        self.fence = Some(Fence {
+            node: node.to_string(),
+            held,
+        });
     }
 
     /// A reader of the committed events, with sessions of its own.
     pub fn event_log(&self) -> PostgresEventLog {
         PostgresEventLog {
-            location: self.location.clone(),
-            idle: Mutex::new(Vec::new()),
+            sessions: Sessions::new(self.location.clone(), true),
         }
     }
 }
 
 /// The key that serialises migrations between nodes (any constant; "TY" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5459;
-
-/// With the schema's hash, the key of the writer's session lock ("TW").
-const WRITER_LOCK: i32 = 0x5457;
-
-impl Drop for PostgresStore {
-    fn drop(&mut self) {
-        // At once, so that a store opened right after this one is dropped finds the schema
-        // free (closing the session would release it too, but a moment later).
-        let _ = self.client.execute(
-            "SELECT pg_advisory_unlock($1, hashtext($2))",
-            &[&WRITER_LOCK, &self.location.schema],
-        );
-    }
-}
 
 fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
@@ -265,6 +279,12 @@ impl Batch {
                 "INSERT INTO accounts (sid, body) SELECT * FROM unnest($1::text[], $2::text[])
                  ON CONFLICT (sid) DO UPDATE SET body = excluded.body",
                 &[&sids, &bodies],
+            )?;
+            // Other nodes keep accounts in memory too: tell them (sent on commit).
+            tx.execute(
+                "SELECT pg_notify($1, current_schema() || ' account ' || s)
+                 FROM unnest($2::text[]) s",
+                &[&crate::cluster::CHANNEL, &sids],
             )?;
         }
         if !self.rows.is_empty() {
@@ -389,6 +409,9 @@ impl Batch {
 impl PostgresStore {
     fn write_all(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         let mut tx = self.client.transaction()?;
+        if let Some(fence) = &self.fence {
+            check_leases(&mut tx, fence, writes)?;
+        }
         let mut batch = Batch::default();
         for write in writes {
             match write {
@@ -454,13 +477,57 @@ impl PostgresStore {
     }
 }
 
-/// Deletes everything a workspace owns.
+/// Refuses the commit unless this node holds, at the epochs it knows, the lease of every
+/// workspace the writes touch. The lease rows stay share-locked until the commit ends, so
+/// another node cannot take one of them in between: it takes it after this commit, and
+/// then loads what this commit wrote.
+fn check_leases(
+    tx: &mut Transaction<'_>,
+    fence: &Fence,
+    writes: &[Write],
+) -> Result<(), StoreError> {
+    let mut touched: Vec<Sid> = writes.iter().filter_map(Write::workspace).collect();
+    if touched.is_empty() {
+        return Ok(());
+    }
+    touched.sort();
+    touched.dedup();
+    let sids: Vec<String> = touched.iter().map(Sid::to_string).collect();
+    let rows = tx.query(
+        "SELECT workspace_sid, epoch FROM leases
+         WHERE workspace_sid = ANY($1) AND node_id = $2 FOR SHARE",
+        &[&sids, &fence.node],
+    )?;
+    let mut current = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        current.insert(
+            parse_sid(row.get(0), "lease workspace sid")?,
+            row.get::<_, i64>(1),
+        );
+    }
+    let held = fence.held.lock().unwrap_or_else(PoisonError::into_inner);
+    let fenced: Vec<Sid> = touched
+        .into_iter()
+        .filter(|ws| match (held.get(ws), current.get(ws)) {
+            (Some(mine), Some(now)) => mine != now,
+            _ => true,
+        })
+        .collect();
+    if fenced.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { workspaces: fenced })
+    }
+}
+
+/// Deletes everything a workspace owns, its lease too.
 fn drop_workspace(tx: &mut Transaction<'_>, ws: Sid) -> Result<(), StoreError> {
     let ws = ws.to_string();
     tx.execute(
         "WITH r AS (DELETE FROM resources WHERE workspace_sid = $1),
               e AS (DELETE FROM events WHERE workspace_sid = $1),
-              c AS (DELETE FROM event_cursors WHERE workspace_sid = $1)
+              c AS (DELETE FROM event_cursors WHERE workspace_sid = $1),
+              l AS (DELETE FROM leases WHERE workspace_sid = $1)
          DELETE FROM stat_buckets WHERE workspace_sid = $1",
         &[&ws],
     )?;
@@ -478,6 +545,58 @@ fn purge_events(tx: &mut Transaction<'_>, before_ms: i64) -> Result<(), StoreErr
     Ok(())
 }
 
+/// The stored workspaces (all, or the one given), with their cursors and newest events.
+pub(crate) fn read_workspaces(
+    tx: &mut Transaction<'_>,
+    only: Option<Sid>,
+) -> Result<Vec<StoredWorkspace>, StoreError> {
+    let only = only.map(|s| s.to_string());
+    let rows = tx.query(
+        "SELECT workspace_sid, kind, body FROM resources
+         WHERE $1::text IS NULL OR workspace_sid = $1
+         ORDER BY workspace_sid, kind, sid",
+        &[&only],
+    )?;
+    let mut workspaces: Vec<StoredWorkspace> = Vec::new();
+    for row in rows {
+        let ws = parse_sid(row.get(0), "workspace sid")?;
+        let kind: &str = row.get(1);
+        let kind = Kind::parse(kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown row kind {kind}")))?;
+        let body: String = row.get(2);
+        match workspaces.last_mut() {
+            Some(last) if last.sid == ws => last.rows.push((kind, body)),
+            _ => workspaces.push(StoredWorkspace {
+                sid: ws,
+                rows: vec![(kind, body)],
+                event_cursor: None,
+                newest_event: None,
+            }),
+        }
+    }
+    let mut cursors = HashMap::new();
+    for row in tx.query(
+        "SELECT workspace_sid, sid FROM event_cursors WHERE $1::text IS NULL OR workspace_sid = $1",
+        &[&only],
+    )? {
+        cursors.insert(
+            parse_sid(row.get(0), "cursor workspace sid")?,
+            parse_sid(row.get(1), "cursor event sid")?,
+        );
+    }
+    // One index probe per workspace; a GROUP BY over the events would read them all.
+    let newest = tx.prepare("SELECT max(sid) FROM events WHERE workspace_sid = $1")?;
+    for ws in &mut workspaces {
+        ws.event_cursor = cursors.remove(&ws.sid);
+        let row = tx.query_one(&newest, &[&ws.sid.to_string()])?;
+        ws.newest_event = row
+            .get::<_, Option<&str>>(0)
+            .map(|s| parse_sid(s, "event sid"))
+            .transpose()?;
+    }
+    Ok(workspaces)
+}
+
 impl Store for PostgresStore {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
         // One snapshot for all of it: a row and the events of the same commit agree.
@@ -493,43 +612,7 @@ impl Store for PostgresStore {
                 .map_err(|e| StoreError::Corrupt(format!("account row: {e}")))?;
             snapshot.accounts.push(account);
         }
-        let rows = tx.query(
-            "SELECT workspace_sid, kind, body FROM resources ORDER BY workspace_sid, kind, sid",
-            &[],
-        )?;
-        for row in rows {
-            let ws = parse_sid(row.get(0), "workspace sid")?;
-            let kind: &str = row.get(1);
-            let kind = Kind::parse(kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown row kind {kind}")))?;
-            let body: String = row.get(2);
-            match snapshot.workspaces.last_mut() {
-                Some(last) if last.sid == ws => last.rows.push((kind, body)),
-                _ => snapshot.workspaces.push(StoredWorkspace {
-                    sid: ws,
-                    rows: vec![(kind, body)],
-                    event_cursor: None,
-                    newest_event: None,
-                }),
-            }
-        }
-        let mut cursors = HashMap::new();
-        for row in tx.query("SELECT workspace_sid, sid FROM event_cursors", &[])? {
-            cursors.insert(
-                parse_sid(row.get(0), "cursor workspace sid")?,
-                parse_sid(row.get(1), "cursor event sid")?,
-            );
-        }
-        // One index probe per workspace; a GROUP BY over the events would read them all.
-        let newest = tx.prepare("SELECT max(sid) FROM events WHERE workspace_sid = $1")?;
-        for ws in &mut snapshot.workspaces {
-            ws.event_cursor = cursors.remove(&ws.sid);
-            let row = tx.query_one(&newest, &[&ws.sid.to_string()])?;
-            ws.newest_event = row
-                .get::<_, Option<&str>>(0)
-                .map(|s| parse_sid(s, "event sid"))
-                .transpose()?;
-        }
+        snapshot.workspaces = read_workspaces(&mut tx, None)?;
         tx.commit()?;
         Ok(snapshot)
     }
@@ -576,12 +659,64 @@ impl Store for PostgresStore {
 /// they do not queue behind each other. Each query is one statement, which PostgreSQL runs
 /// against one committed snapshot.
 pub struct PostgresEventLog {
+    sessions: Sessions,
+}
+
+/// A pool of sessions for queries that run beside the writer: opened on demand, kept for
+/// reuse, and given one each to concurrent callers, so that they do not queue behind each
+/// other.
+pub(crate) struct Sessions {
     location: Location,
+    read_only: bool,
     idle: Mutex<Vec<Client>>,
 }
 
 /// Idle sessions beyond this are closed (each one is a server process).
-const MAX_IDLE_READERS: usize = 4;
+const MAX_IDLE_SESSIONS: usize = 4;
+
+impl Sessions {
+    pub(crate) fn new(location: Location, read_only: bool) -> Sessions {
+        Sessions {
+            location,
+            read_only,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // The pool is only pushed to and popped from: a poisoned lock is safe to use.
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut client = match idle {
+            Some(c) if !c.is_closed() => c,
+            _ => {
+                let mut c = self.location.connect()?;
+                if self.read_only {
+                    // This side must never change what the writer committed.
+                    c.batch_execute("SET default_transaction_read_only = on")?;
+                } else {
+                    c.batch_execute("SET synchronous_commit = on")?;
+                }
+                c
+            }
+        };
+        let out = f(&mut client);
+        // A session that just failed is not trusted with the next query.
+        if out.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_SESSIONS {
+                idle.push(client);
+            }
+        }
+        out
+    }
+}
 
 /// The columns `read_event` reads, in its order.
 const EVENT_COLUMNS: &str = "sid, event_type, date_ms, task_sid, worker_sid, reservation_sid,
@@ -600,30 +735,7 @@ impl PostgresEventLog {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // The pool is only pushed to and popped from: a poisoned lock is safe to use.
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut client = match idle {
-            Some(c) if !c.is_closed() => c,
-            _ => {
-                let mut c = self.location.connect()?;
-                // This side must never change what the writer committed.
-                c.batch_execute("SET default_transaction_read_only = on")?;
-                c
-            }
-        };
-        let out = f(&mut client);
-        // A session that just failed is not trusted with the next query.
-        if out.is_ok() {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(client);
-            }
-        }
-        out
+        self.sessions.with_client(f)
     }
 }
 
@@ -880,19 +992,6 @@ mod tests {
             .expect("count")
             .get(0);
         assert_eq!(n, MIGRATIONS.len() as i64);
-    }
-
-    #[test]
-    fn a_second_writer_on_the_same_schema_is_refused_until_the_first_is_gone() {
-        let scratch = scratch();
-        let first = PostgresStore::open(scratch.location.clone()).expect("open");
-        match PostgresStore::open(scratch.location.clone()) {
-            Err(StoreError::InUse { .. }) => {}
-            Err(e) => panic!("wrong error: {e}"),
-            Ok(_) => panic!("two writers on one schema"),
-        }
-        drop(first);
-        PostgresStore::open(scratch.location.clone()).expect("free again");
     }
 
     #[test]
