@@ -40,7 +40,14 @@ pub mod code {
     pub const INTERNAL: u32 = 20500;
     /// A TaskRouter route Taskyard does not serve yet.
     pub const NOT_IMPLEMENTED: u32 = 20501;
+    /// Service unavailable: on a cluster, the workspace is between nodes (Twilio's code for
+    /// a 503).
+    pub const UNAVAILABLE: u32 = 20503;
 }
+
+/// Set on the answer to a request that changed nothing because its workspace moved to
+/// another node meanwhile: the node that forwarded it (or the client) may send it again.
+pub const MOVED_HEADER: &str = "x-taskyard-moved";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
@@ -83,6 +90,13 @@ impl ApiError {
         match e {
             HubError::Engine(e) => Self::from_engine(e, path),
             HubError::WorkspaceNotFound => Self::not_found(path),
+            HubError::Moved(ws) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::UNAVAILABLE,
+                format!(
+                    "Workspace {ws} moved to another node while the request ran; nothing was changed, send it again"
+                ),
+            ),
             HubError::Store(e) => {
                 tracing::error!(error = %e, "request failed in the store");
                 Self::new(
@@ -141,6 +155,12 @@ impl IntoResponse for ApiError {
             text,
         )
             .into_response();
+        if self.code == code::UNAVAILABLE {
+            resp.headers_mut()
+                .insert(MOVED_HEADER, HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -17,6 +17,7 @@
 //! committed them. The actor meanwhile moves on to the next job, so commits of many requests
 //! share one fsync. Reads run as jobs on the actor too and see its current state.
 
+pub mod cluster;
 pub mod dispatch;
 pub mod push;
 pub mod writer;
@@ -53,6 +54,10 @@ pub enum HubError {
     /// The change could not be made durable. The server stops after this (see [`writer`]).
     #[error("the change could not be stored: {0}")]
     Store(Arc<StoreError>),
+    /// The workspace moved to another node of the cluster while the request ran; nothing
+    /// it asked for was done, and it can be sent again (to the new owner).
+    #[error("workspace {0} moved to another node")]
+    Moved(Sid),
     /// Stored data could not be loaded at start-up.
     #[error("cannot restore workspace {sid}: {reason}")]
     Restore { sid: Sid, reason: String },
@@ -164,6 +169,18 @@ pub struct WorkspaceHandle {
     pub account_sid: Sid,
     jobs: mpsc::UnboundedSender<Job>,
     watchers: Arc<Watchers>,
+    /// Set when the workspace moved to another node: requests that find the actor gone
+    /// then fail with [`HubError::Moved`] rather than "not found".
+    moved: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A commit's failure as the request sees it: refused because the lease moved, or a
+/// failure of the store.
+fn commit_error(ws: Sid, e: Arc<StoreError>) -> HubError {
+    match &*e {
+        StoreError::Fenced { .. } => HubError::Moved(ws),
+        _ => HubError::Store(e),
+    }
 }
 
 impl WorkspaceHandle {
@@ -180,6 +197,7 @@ impl WorkspaceHandle {
             account_sid: ws.info().account_sid,
             jobs: tx,
             watchers: watchers.clone(),
+            moved: Arc::default(),
         };
         let mut sids = new_sids();
         sids.resume_after(ws.newest_sid());
@@ -228,12 +246,28 @@ impl WorkspaceHandle {
         f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
     ) -> Result<R, HubError> {
         let (tx, rx) = oneshot::channel();
+        let gone = || {
+            if self.moved.load(Ordering::Acquire) {
+                HubError::Moved(self.sid)
+            } else {
+                HubError::WorkspaceNotFound
+            }
+        };
         self.jobs
             .send(Box::new(move |st: &mut ActorState| {
                 let _ = tx.send(f(st));
             }))
-            .map_err(|_| HubError::WorkspaceNotFound)?;
-        rx.await.map_err(|_| HubError::WorkspaceNotFound)
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Stops the actor once the jobs queued before this are done (`moved`: because another
+    /// node runs the workspace now).
+    pub(crate) async fn close(&self, moved: bool) {
+        if moved {
+            self.moved.store(true, Ordering::Release);
+        }
+        let _ = self.run(|st| st.closed = true).await;
     }
 
     /// Runs `f` on the workspace's current state, and answers once that state is durable.
@@ -272,7 +306,7 @@ impl WorkspaceHandle {
             })
             .await?;
         if let Some((done, upto, durable)) = barrier {
-            done.await.map_err(HubError::Store)?;
+            done.await.map_err(|e| commit_error(self.sid, e))?;
             durable.fetch_max(upto, Ordering::AcqRel);
         }
         Ok(out)
@@ -301,7 +335,7 @@ impl WorkspaceHandle {
                 Ok::<_, EngineError>((out, committed, st.submitted, st.durable.clone()))
             })
             .await??;
-        committed.await.map_err(HubError::Store)?;
+        committed.await.map_err(|e| commit_error(self.sid, e))?;
         durable.fetch_max(seq, Ordering::AcqRel);
         Ok(out)
     }
@@ -326,6 +360,8 @@ struct Inner {
     dispatch: Dispatch,
     /// Set once by [`Hub::push_to`]; shared with every actor.
     pusher: Arc<OnceLock<Pusher>>,
+    /// Set on a node of a cluster (see [`cluster`]).
+    cluster: Option<cluster::ClusterState>,
 }
 
 impl Hub {
@@ -340,15 +376,34 @@ impl Hub {
         mut store: Box<dyn Store>,
         options: CallbackOptions,
     ) -> Result<Hub, HubError> {
+        let snapshot = store.load().map_err(|e| HubError::Store(Arc::new(e)))?;
+        Hub::assemble(
+            store,
+            options,
+            snapshot.workspaces,
+            snapshot.accounts,
+            None,
+            None,
+        )
+    }
+
+    /// Starts the writer, the actors of `stored` and the dispatcher.
+    fn assemble(
+        store: Box<dyn Store>,
+        options: CallbackOptions,
+        stored: Vec<taskyard_store::StoredWorkspace>,
+        accounts: Vec<Account>,
+        lost: Option<mpsc::UnboundedSender<Sid>>,
+        cluster: Option<cluster::ClusterState>,
+    ) -> Result<Hub, HubError> {
         let store_error = |e: StoreError| HubError::Store(Arc::new(e));
-        let snapshot = store.load().map_err(store_error)?;
         let log: Arc<dyn EventLog> = Arc::from(store.event_log().map_err(store_error)?);
         let (outbox, committed) = mpsc::unbounded_channel();
-        let writer = Writer::start(store, Some(outbox));
+        let writer = Writer::start_fenced(store, Some(outbox), lost);
         let mut workspaces = BTreeMap::new();
         let mut cursors = Vec::new();
         let pusher = Arc::new(OnceLock::new());
-        for stored in snapshot.workspaces {
+        for stored in stored {
             let sid = stored.sid;
             let ws = Workspace::restore(stored.rows).map_err(|e| HubError::Restore {
                 sid,
@@ -360,8 +415,8 @@ impl Hub {
                 WorkspaceHandle::spawn(ws, writer.clone(), stored.newest_event, pusher.clone()),
             );
         }
-        let keys = key_index(&snapshot.accounts);
-        let accounts = snapshot.accounts.into_iter().map(|a| (a.sid, a)).collect();
+        let keys = key_index(&accounts);
+        let accounts = accounts.into_iter().map(|a| (a.sid, a)).collect();
         let hub = Hub {
             inner: Arc::new(Inner {
                 accounts: RwLock::new(accounts),
@@ -372,6 +427,7 @@ impl Hub {
                 sids: Mutex::new(new_sids()),
                 dispatch: Dispatch::new(options, log),
                 pusher,
+                cluster,
             }),
         };
         // Deliverers start from their stored cursors before anything new is dispatched,
@@ -519,12 +575,16 @@ impl Hub {
     }
 
     /// Changes an account with `f` and stores it; `None` if there is no such account.
-    async fn change_account<R>(
+    async fn change_account<R: Send + 'static>(
         &self,
         sid: Sid,
-        f: impl FnOnce(&mut Account) -> R,
+        f: impl FnOnce(&mut Account) -> R + Send + 'static,
     ) -> Result<Option<R>, HubError> {
         let _one_at_a_time = self.inner.account_changes.lock().await;
+        // Other nodes may change the same account: do it in the database, row-locked.
+        if self.inner.cluster.is_some() {
+            return self.change_stored_account(sid, f).await.unwrap_or(Ok(None));
+        }
         let Some(mut account) = self.account(sid) else {
             return Ok(None);
         };
@@ -565,6 +625,12 @@ impl Hub {
             .submit(Write::Account(account.clone()))
             .await
             .map_err(HubError::Store)?;
+        self.cache_account(account.clone());
+        Ok(account)
+    }
+
+    /// Makes `account`, as stored, the one this node authenticates with.
+    pub(crate) fn cache_account(&self, account: Account) {
         let mut keys = self.inner.keys.write().unwrap_or_else(|p| p.into_inner());
         keys.retain(|_, (owner, _)| *owner != account.sid);
         keys.extend(key_index(std::slice::from_ref(&account)));
@@ -572,8 +638,7 @@ impl Hub {
             .accounts
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(account.sid, account.clone());
-        Ok(account)
+            .insert(account.sid, account);
     }
 
     /// Creates a new account (a subaccount of `owner`, when given) with a random auth token.
@@ -646,6 +711,7 @@ impl Hub {
             let mut sids = self.inner.sids.lock().unwrap_or_else(|p| p.into_inner());
             Workspace::create(account, params, now_ms(), &mut *sids)?
         };
+        self.lease_new_workspace(ws.sid(), account).await?;
         self.inner
             .writer
             .submit_with_events(
@@ -682,7 +748,12 @@ impl Hub {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&sid);
-        handle.apply(Command::DeleteWorkspace, |_, _| ()).await
+        handle.apply(Command::DeleteWorkspace, |_, _| ()).await?;
+        // Its lease row went with it.
+        if let Some(c) = &self.inner.cluster {
+            c.forget_lease(sid);
+        }
+        Ok(())
     }
 }
 

@@ -18,7 +18,11 @@
 //! queue, workflow and workspace, by minute and by hour), and the three it shares with the
 //! other tasks of a commit would otherwise be rewritten for each of them.
 //!
-//! If a commit fails, memory and disk no longer agree. Rather than keep serving state that
+//! On a node of a cluster, a commit may be refused for some workspaces only: their leases
+//! moved to another node (see `taskyard_store::cluster`). Those requests fail, the
+//! workspaces are reported lost, and the rest of the batch is committed again.
+//!
+//! If a commit fails otherwise, memory and disk no longer agree. Rather than keep serving state that
 //! might vanish, the writer fails the waiting requests and stops the process (fail-stop); a
 //! restart reloads exactly what was committed.
 
@@ -100,8 +104,19 @@ impl std::future::Future for Done {
 impl Writer {
     /// Starts the writer thread over `store`; committed events go to `outbox`.
     pub fn start(
+        store: Box<dyn Store>,
+        outbox: Option<mpsc::UnboundedSender<Committed>>,
+    ) -> Writer {
+        Writer::start_fenced(store, outbox, None)
+    }
+
+    /// [`Writer::start`] over a fenced store (a node of a cluster): each workspace whose
+    /// writes were refused because its lease moved is sent to `lost`, and its requests fail
+    /// with [`StoreError::Fenced`]; the other writes of the batch are committed.
+    pub fn start_fenced(
         mut store: Box<dyn Store>,
         outbox: Option<mpsc::UnboundedSender<Committed>>,
+        lost: Option<mpsc::UnboundedSender<Sid>>,
     ) -> Writer {
         let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
         std::thread::Builder::new()
@@ -155,7 +170,7 @@ impl Writer {
                             }
                         }
                         writes.push(write);
-                        waiting.push(r.done);
+                        waiting.push(Some(r.done));
                     }
                     let stats_at = writes.len();
                     for (ws, mut keys) in touched {
@@ -178,21 +193,55 @@ impl Writer {
                     }
                     // A bucket that could not be read back would be overwritten with only the
                     // new counts: fail the batch instead (and stop, as for any failed commit).
-                    let result = match unreadable {
+                    let mut kept = vec![true; writes.len()];
+                    let mut result = match unreadable {
                         Some(e) => Err(Arc::new(e)),
                         None => store.commit(&writes).map_err(Arc::new),
                     };
+                    // On a node of a cluster, writes of workspaces whose leases moved to another
+                    // node are refused, and nothing of the commit was kept: answer those, drop
+                    // the workspaces, and commit the rest again.
+                    while let Err(e) = &result
+                        && let StoreError::Fenced { workspaces } = &**e
+                    {
+                        let fenced = workspaces.clone();
+                        for ws in &fenced {
+                            rollup.forget(*ws);
+                            if let Some(lost) = &lost {
+                                let _ = lost.send(*ws);
+                            }
+                        }
+                        for (i, w) in writes.iter().enumerate() {
+                            if kept[i] && w.workspace().is_some_and(|ws| fenced.contains(&ws)) {
+                                kept[i] = false;
+                                if let Some(done) = waiting.get_mut(i).and_then(Option::take) {
+                                    let _ = done.send(result.clone());
+                                }
+                            }
+                        }
+                        tracing::warn!(error = %e, "writes refused: another node owns these workspaces now");
+                        let rest: Vec<Write> = writes
+                            .iter()
+                            .zip(&kept)
+                            .filter(|(_, k)| **k)
+                            .map(|(w, _)| w.clone())
+                            .collect();
+                        result = store.commit(&rest).map_err(Arc::new);
+                    }
                     writes.truncate(stats_at);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "commit failed; stopping so that a restart reloads the committed state");
                     }
-                    for done in waiting {
+                    for done in waiting.into_iter().flatten() {
                         let _ = done.send(result.clone());
                     }
                     if result.is_ok()
                         && let Some(outbox) = &outbox
                     {
                         for (i, workspace, events, pushes) in events {
+                            if !kept[i] {
+                                continue;
+                            }
                             let stored = match &mut writes[i] {
                                 Write::Workspace { events, .. } => std::mem::take(events),
                                 _ => Vec::new(),

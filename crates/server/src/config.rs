@@ -62,6 +62,22 @@ pub struct Serve {
     #[arg(long, env = "TASKYARD_DATABASE_SCHEMA", default_value = taskyard_store::postgres::DEFAULT_SCHEMA)]
     pub database_schema: String,
 
+    /// This node's name in a cluster (PostgreSQL only); unique among the nodes
+    /// [default: <host name>-<listen port>].
+    #[arg(long, env = "TASKYARD_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The URL the other nodes of a cluster reach this one's API at, to forward requests
+    /// for the workspaces it runs [default: http://<listen address>, with the host name for
+    /// an unspecified address such as 0.0.0.0].
+    #[arg(long, env = "TASKYARD_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Seconds a node's leases on its workspaces last without renewal (renewed every third
+    /// of it): how soon other nodes take over from a node that died (PostgreSQL only).
+    #[arg(long, env = "TASKYARD_LEASE_SECONDS", default_value_t = 3.0)]
+    pub lease_seconds: f64,
+
     /// How hard each commit works to reach the disk: `full` survives power loss, `normal`
     /// survives a crash of the process only. SQLite only: on PostgreSQL every acknowledged
     /// write is committed (synchronous_commit = on).
@@ -108,6 +124,16 @@ pub struct Serve {
 }
 
 impl Serve {
+    /// The lease period, checked.
+    pub fn lease(&self) -> anyhow::Result<std::time::Duration> {
+        let v = self.lease_seconds;
+        anyhow::ensure!(
+            v.is_finite() && (0.3..=600.0).contains(&v),
+            "--lease-seconds must be between 0.3 and 600"
+        );
+        Ok(std::time::Duration::from_secs_f64(v))
+    }
+
     /// The event bridge's settings, checked.
     pub fn bridge(&self) -> anyhow::Result<taskyard_bridge::Options> {
         let v = self.agent_offline_after;

@@ -7,12 +7,14 @@
 //! until SIGINT/SIGTERM.
 
 mod config;
+mod forward;
 
 use anyhow::Context as _;
 use clap::Parser;
 use taskyard_engine::{Account, Sid, sid::prefix};
+use taskyard_hub::cluster::Cluster;
 use taskyard_hub::{Hub, now_ms};
-use taskyard_store::Store;
+use taskyard_store::cluster::{Directory, Held, Leases, NodeConfig};
 use taskyard_store::postgres::{Location, PostgresStore};
 use taskyard_store::sqlite::SqliteStore;
 
@@ -43,12 +45,25 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cfg: Serve) -> anyhow::Result<()> {
     let callbacks = cfg.callbacks()?;
+    let lease = cfg.lease()?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let local = listener.local_addr()?;
     let started = std::time::Instant::now();
     // Opening and loading block (the PostgreSQL client runs a runtime of its own), so they
     // leave this runtime's worker thread to it meanwhile.
     let hub = tokio::task::block_in_place(|| -> anyhow::Result<Hub> {
-        let store = open_store(&cfg)?;
-        Hub::start_with(store, callbacks).context("loading stored workspaces")
+        match cfg.database_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => start_node(&cfg, url, local, lease, callbacks),
+            None => {
+                let store =
+                    SqliteStore::open(&cfg.data_dir, cfg.durability.into()).with_context(|| {
+                        format!("opening the database in {}", cfg.data_dir.display())
+                    })?;
+                Hub::start_with(Box::new(store), callbacks).context("loading stored workspaces")
+            }
+        }
     })?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -56,53 +71,100 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
     );
     ensure_account(&hub, &cfg).await?;
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
-    let local = listener.local_addr()?;
     let public_url = cfg
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
     let app = taskyard_api::App::new(hub.clone(), &public_url, cfg.list_attributes);
-    let rest = taskyard_api::router(app);
+    let mut rest = taskyard_api::router(app);
+    if hub.node().is_some() {
+        let forwarder = std::sync::Arc::new(forward::Forwarder::new(hub.clone(), lease)?);
+        rest = rest.layer(axum::middleware::from_fn_with_state(
+            forwarder,
+            forward::route,
+        ));
+    }
     // Agents' SDKs (TaskRouter.js) connect to the event bridge on the same port.
-    let bridge = taskyard_bridge::Bridge::start(hub, rest.clone(), cfg.bridge()?);
+    let bridge = taskyard_bridge::Bridge::start(hub.clone(), rest.clone(), cfg.bridge()?);
     let database = match cfg.database_url {
         Some(_) => format!("postgresql (schema {})", cfg.database_schema),
         None => cfg.data_dir.display().to_string(),
     };
-    tracing::info!(listen = %local, public_url, database, "taskyard is ready");
+    match hub.node() {
+        Some(node) => {
+            tracing::info!(listen = %local, public_url, database, node_id = node.node_id, advertise_url = node.url, "taskyard is ready")
+        }
+        None => tracing::info!(listen = %local, public_url, database, "taskyard is ready"),
+    }
     axum::serve(listener, bridge.router().merge(rest))
         .with_graceful_shutdown(shutdown())
         .await
         .context("serving HTTP")?;
+    // On a cluster, the other nodes take this one's workspaces at once.
+    hub.hand_over().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The embedded SQLite database in the data directory, or PostgreSQL when a URL is given.
-fn open_store(cfg: &Serve) -> anyhow::Result<Box<dyn Store>> {
-    match cfg.database_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => {
-            let location = Location {
-                url: url.to_string(),
-                schema: cfg.database_schema.clone(),
-            };
-            let store = PostgresStore::open(location).with_context(|| {
-                format!(
-                    "opening the PostgreSQL database (schema {})",
-                    cfg.database_schema
-                )
-            })?;
-            Ok(Box::new(store))
-        }
-        None => {
-            let store = SqliteStore::open(&cfg.data_dir, cfg.durability.into())
-                .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
-            Ok(Box::new(store))
-        }
-    }
+/// A node of a cluster on PostgreSQL: a fenced store, the lease keeper and the directory.
+fn start_node(
+    cfg: &Serve,
+    url: &str,
+    local: std::net::SocketAddr,
+    lease: std::time::Duration,
+    callbacks: taskyard_hub::CallbackOptions,
+) -> anyhow::Result<Hub> {
+    let location = Location {
+        url: url.to_string(),
+        schema: cfg.database_schema.clone(),
+    };
+    let context = || {
+        format!(
+            "opening the PostgreSQL database (schema {})",
+            cfg.database_schema
+        )
+    };
+    let mut store = PostgresStore::open(location.clone()).with_context(context)?;
+    let host = host_name();
+    let node = NodeConfig {
+        node_id: cfg
+            .node_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("{host}-{}", local.port())),
+        url: cfg.advertise_url.clone().unwrap_or_else(|| {
+            if local.ip().is_unspecified() {
+                format!("http://{host}:{}", local.port())
+            } else {
+                format!("http://{local}")
+            }
+        }),
+        lease,
+    };
+    let held = Held::default();
+    store.fence(&node.node_id, held.clone());
+    let leases = Leases::join(&location, node.clone(), held.clone()).with_context(context)?;
+    let directory = Directory::new(&location, node, held.clone());
+    Hub::start_cluster(
+        Box::new(store),
+        callbacks,
+        Cluster {
+            leases,
+            directory,
+            held,
+        },
+    )
+    .context("starting the node")
+}
+
+/// This machine's name, for a default node id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 async fn shutdown() {

@@ -128,8 +128,10 @@ impl Leases {
     }
 
     /// Extends this node's row and every lease it holds by one lease period, and returns
-    /// the leases it turned out not to hold any more (taken over while it could not renew),
-    /// which are dropped from the held set at once.
+    /// the leases it turned out not to hold any more, which are dropped from the held set at
+    /// once. A lease that expired counts as lost even if nobody took it yet (the node was
+    /// too slow to renew, or handed it over meanwhile): [`Leases::claim`] may take it back,
+    /// at a new epoch, from what is committed.
     pub fn renew(&mut self) -> Result<Vec<Sid>, StoreError> {
         let mine: Vec<(Sid, i64)> = lock(&self.held).iter().map(|(s, e)| (*s, *e)).collect();
         let sids: Vec<String> = mine.iter().map(|(s, _)| s.to_string()).collect();
@@ -146,6 +148,7 @@ impl Leases {
             "UPDATE leases l SET expires_at = now() + $2::int8 * interval '1 millisecond'
              FROM unnest($3::text[], $4::int8[]) AS h(sid, epoch)
              WHERE l.workspace_sid = h.sid AND l.epoch = h.epoch AND l.node_id = $1
+               AND l.expires_at > now()
              RETURNING l.workspace_sid",
             &[&self.node.node_id, &lease, &sids, &epochs],
         )?;
@@ -223,40 +226,6 @@ impl Leases {
         let found = read_workspaces(&mut tx, Some(ws))?.pop();
         tx.commit()?;
         Ok(found)
-    }
-
-    /// Gives up `workspaces` (a node shutting down, once their last writes are committed):
-    /// their leases expire now and the other nodes are told to claim them. With `leave`,
-    /// the node's row goes too.
-    pub fn release(&mut self, workspaces: &[Sid], leave: bool) -> Result<(), StoreError> {
-        let released: Vec<(Sid, i64)> = {
-            let mut held = lock(&self.held);
-            workspaces
-                .iter()
-                .filter_map(|s| held.remove(s).map(|e| (*s, e)))
-                .collect()
-        };
-        let sids: Vec<String> = released.iter().map(|(s, _)| s.to_string()).collect();
-        let epochs: Vec<i64> = released.iter().map(|(_, e)| *e).collect();
-        let mut tx = self.client.transaction()?;
-        tx.execute(
-            "UPDATE leases l SET expires_at = '-infinity'
-             FROM unnest($2::text[], $3::int8[]) AS h(sid, epoch)
-             WHERE l.workspace_sid = h.sid AND l.epoch = h.epoch AND l.node_id = $1",
-            &[&self.node.node_id, &sids, &epochs],
-        )?;
-        if leave {
-            tx.execute(
-                "DELETE FROM nodes WHERE node_id = $1",
-                &[&self.node.node_id],
-            )?;
-        }
-        tx.execute(
-            "SELECT pg_notify($1, current_schema() || ' leases')",
-            &[&CHANNEL],
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Waits up to `timeout` for notices from other nodes (of this schema), and returns
@@ -374,6 +343,42 @@ impl Directory {
         Ok(())
     }
 
+    /// Gives up `workspaces` (a node shutting down, once their last writes are committed):
+    /// their leases expire now and the other nodes are told to claim them. With `leave`,
+    /// the node's row goes too.
+    pub fn release(&self, workspaces: &[Sid], leave: bool) -> Result<(), StoreError> {
+        let released: Vec<(Sid, i64)> = {
+            let mut held = lock(&self.held);
+            workspaces
+                .iter()
+                .filter_map(|s| held.remove(s).map(|e| (*s, e)))
+                .collect()
+        };
+        let sids: Vec<String> = released.iter().map(|(s, _)| s.to_string()).collect();
+        let epochs: Vec<i64> = released.iter().map(|(_, e)| *e).collect();
+        self.sessions.with_client(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "UPDATE leases l SET expires_at = '-infinity'
+                 FROM unnest($2::text[], $3::int8[]) AS h(sid, epoch)
+                 WHERE l.workspace_sid = h.sid AND l.epoch = h.epoch AND l.node_id = $1",
+                &[&self.node.node_id, &sids, &epochs],
+            )?;
+            if leave {
+                tx.execute(
+                    "DELETE FROM nodes WHERE node_id = $1",
+                    &[&self.node.node_id],
+                )?;
+            }
+            tx.execute(
+                "SELECT pg_notify($1, current_schema() || ' leases')",
+                &[&CHANNEL],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
     /// The workspaces of `account` (SIDs), whichever node has them.
     pub fn workspaces_of(&self, account: Sid) -> Result<Vec<Sid>, StoreError> {
         self.sessions.with_client(|c| {
@@ -415,6 +420,19 @@ impl Directory {
             c.query_opt(
                 "SELECT body FROM accounts WHERE sid = $1",
                 &[&sid.to_string()],
+            )?
+            .map(|r| account_of(r.get(0)))
+            .transpose()
+        })
+    }
+
+    /// The stored account that has the API key `key`.
+    pub fn account_with_key(&self, key: Sid) -> Result<Option<Account>, StoreError> {
+        self.sessions.with_client(|c| {
+            c.query_opt(
+                "SELECT body FROM accounts
+                 WHERE body::jsonb -> 'api_keys' @> jsonb_build_array(jsonb_build_object('sid', $1::text))",
+                &[&key.to_string()],
             )?
             .map(|r| account_of(r.get(0)))
             .transpose()

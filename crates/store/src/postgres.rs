@@ -718,6 +718,20 @@ impl Sessions {
     }
 }
 
+impl Drop for Sessions {
+    fn drop(&mut self) {
+        // Closing a session blocks on the client's own runtime, which panics on a thread
+        // that drives an async runtime (where the server drops its pools): close them on a
+        // thread of their own.
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("taskyard-pg-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
 /// The columns `read_event` reads, in its order.
 const EVENT_COLUMNS: &str = "sid, event_type, date_ms, task_sid, worker_sid, reservation_sid,
     task_queue_sid, workflow_sid, task_channel_sid, callback, body";

@@ -329,7 +329,14 @@ impl FromRequestParts<App> for Ctx {
                 account: a.0,
                 api_key: None,
             },
-            None => authenticate(parts, &app.hub).ok_or_else(ApiError::unauthorized)?,
+            None => {
+                let (user, token) = basic_credentials(parts).ok_or_else(ApiError::unauthorized)?;
+                // On a cluster, credentials stored by another node a moment ago.
+                app.hub.learn_credentials(&user).await;
+                app.hub
+                    .authenticate(&user, &token)
+                    .ok_or_else(ApiError::unauthorized)?
+            }
         };
         Ok(Ctx {
             app: app.clone(),
@@ -346,7 +353,8 @@ impl FromRequestParts<App> for Ctx {
     }
 }
 
-fn authenticate(parts: &Parts, hub: &Hub) -> Option<taskyard_hub::Principal> {
+/// The user and password of HTTP Basic credentials.
+fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -357,7 +365,7 @@ fn authenticate(parts: &Parts, hub: &Hub) -> Option<taskyard_hub::Principal> {
         .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, token) = decoded.split_once(':')?;
-    hub.authenticate(user, token)
+    Some((user.to_string(), token.to_string()))
 }
 
 /// The form-encoded request body.

@@ -31,6 +31,17 @@ pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
             all.insert(h.sid, entry);
         }
     }
+    // On a cluster, the ones other nodes run, as committed.
+    let remote = ctx
+        .app
+        .hub
+        .remote_workspaces(ctx.account)
+        .await
+        .map_err(|e| ApiError::from_hub(e, &ctx.path))?;
+    for ws in remote {
+        let v = serde_json::to_value(render::workspace(&ctx.app.urls, &ws)).unwrap_or_default();
+        all.insert(ws.sid(), (ws.info().friendly_name.clone(), v));
+    }
     let (items, meta) = page.select(&all, |(n, _)| name.as_ref().is_none_or(|f| **f == **n));
     let items: Vec<_> = items.into_iter().map(|(_, v)| v).collect();
     Ok(json(StatusCode::OK, envelope("workspaces", items, meta)))

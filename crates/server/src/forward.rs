@@ -1,0 +1,265 @@
+//! On a cluster, any node answers any request: a request for a workspace another node runs
+//! is forwarded there, and its answer passed back unchanged.
+//!
+//! Whose a workspace is comes from its lease (the database), asked again whenever it is not
+//! known or a forward did not reach its owner. While a workspace is between owners (its
+//! owner died and the lease has not run out yet, or a new owner is loading it), requests
+//! wait and try again, for up to a lease and a few seconds: a client sees a slow answer
+//! rather than an error across a failover. A request is sent again only when it surely
+//! changed nothing: the owner could not be reached at all, or answered that the workspace
+//! moved (`x-taskyard-moved`). If an owner fails mid-answer, the client gets a 502 and, as
+//! with any lost answer, should check before retrying a create.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use taskyard_api::error::{ApiError, MOVED_HEADER, code};
+use taskyard_engine::{Sid, sid::prefix};
+use taskyard_hub::Hub;
+
+/// Marks a request one node sent another; it names the sender.
+const FORWARDED_BY: &str = "x-taskyard-forwarded-by";
+
+/// Request bodies are forms of a few kilobytes; this is far above any real one.
+const MAX_BODY: usize = 4 << 20;
+
+pub struct Forwarder {
+    hub: Hub,
+    client: reqwest::Client,
+    /// Owners' URLs seen lately, by workspace.
+    owners: Mutex<HashMap<Sid, String>>,
+    /// How long a request waits for its workspace to have a reachable owner.
+    patience: Duration,
+}
+
+impl Forwarder {
+    pub fn new(hub: Hub, lease: Duration) -> anyhow::Result<Forwarder> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Forwarder {
+            hub,
+            client,
+            owners: Mutex::new(HashMap::new()),
+            patience: lease + Duration::from_secs(3),
+        })
+    }
+
+    fn cached(&self, ws: Sid) -> Option<String> {
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ws)
+            .cloned()
+    }
+
+    fn remember(&self, ws: Sid, url: Option<String>) {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        match url {
+            Some(u) => {
+                if owners.len() > 100_000 {
+                    owners.clear();
+                }
+                owners.insert(ws, u);
+            }
+            None => {
+                owners.remove(&ws);
+            }
+        }
+    }
+}
+
+/// The workspace a request path is about, if it names one.
+fn workspace_of(path: &str) -> Option<Sid> {
+    let rest = path.strip_prefix("/v1/Workspaces/")?;
+    let sid = rest.split('/').next()?;
+    Sid::parse_with(sid, prefix::WORKSPACE).ok()
+}
+
+fn unavailable(message: &str) -> Response {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE, message).into_response()
+}
+
+/// The middleware.
+pub async fn route(State(f): State<Arc<Forwarder>>, req: Request, next: Next) -> Response {
+    let Some(ws) = workspace_of(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let Some(node) = f.hub.node().cloned() else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError::invalid("The request body is too large").into_response();
+    };
+    let forwarded = parts.headers.contains_key(FORWARDED_BY);
+    let deadline = Instant::now() + f.patience;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if f.hub.is_local(ws) {
+            let local = Request::from_parts(parts.clone(), Body::from(body.clone()));
+            let resp = next.clone().run(local).await;
+            if !resp.headers().contains_key(MOVED_HEADER) || forwarded {
+                return resp;
+            }
+        } else if forwarded {
+            // The sender thought this node runs it; let the sender look again.
+            return moved(ws);
+        } else {
+            let url = match f.cached(ws) {
+                Some(u) => Some(u),
+                None => match f.hub.owner(ws).await {
+                    // No lease: no such workspace; the handlers answer 404.
+                    Ok(None) => {
+                        return next.run(Request::from_parts(parts, Body::from(body))).await;
+                    }
+                    Ok(Some(o)) if o.node_id != node.node_id && !o.expired => {
+                        f.remember(ws, o.url.clone());
+                        o.url
+                    }
+                    // Ours but not started yet, or between owners.
+                    Ok(Some(_)) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot look up a workspace's owner");
+                        None
+                    }
+                },
+            };
+            if let Some(url) = url {
+                match send(&f.client, &url, &parts, &body, &node.node_id).await {
+                    Sent::Answer(resp) => return resp,
+                    Sent::NotThere => f.remember(ws, None),
+                    Sent::Failed(e) => {
+                        tracing::warn!(workspace = %ws, owner = %url, error = %e, "the owner failed while answering a forwarded request");
+                        return ApiError::new(
+                            StatusCode::BAD_GATEWAY,
+                            code::UNAVAILABLE,
+                            "The node running this workspace failed while answering; the request may or may not have been applied",
+                        )
+                        .into_response();
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return unavailable(
+                "No node runs this workspace at the moment (failover in progress); try again",
+            );
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+fn moved(ws: Sid) -> Response {
+    ApiError::from_hub(taskyard_hub::HubError::Moved(ws), "").into_response()
+}
+
+enum Sent {
+    Answer(Response),
+    /// Not delivered (nothing listening there) or the owner had moved on: nothing changed.
+    NotThere,
+    Failed(reqwest::Error),
+}
+
+/// Headers that describe one hop, not the message.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "host"
+            | "content-length"
+    )
+}
+
+async fn send(
+    client: &reqwest::Client,
+    owner: &str,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+    node_id: &str,
+) -> Sent {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut headers = HeaderMap::new();
+    for (k, v) in &parts.headers {
+        if !hop_by_hop(k) {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(node_id) {
+        headers.insert(FORWARDED_BY, v);
+    }
+    let sent = client
+        .request(
+            parts.method.clone(),
+            format!("{}{path}", owner.trim_end_matches('/')),
+        )
+        .headers(headers)
+        .body(body.clone())
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Sent::NotThere,
+        Err(e) => return Sent::Failed(e),
+    };
+    if resp.headers().contains_key(MOVED_HEADER) {
+        return Sent::NotThere;
+    }
+    let status = resp.status();
+    let mut headers = HeaderMap::new();
+    for (k, v) in resp.headers() {
+        if !hop_by_hop(k) {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return Sent::Failed(e),
+    };
+    let mut out = Response::new(Body::from(bytes));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    if !out.headers().contains_key(header::CONTENT_TYPE) {
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Sent::Answer(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_workspace_paths_are_routed() {
+        let ws = "WS0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            workspace_of(&format!("/v1/Workspaces/{ws}/Tasks")).map(|s| s.to_string()),
+            Some(ws.to_string())
+        );
+        assert!(workspace_of(&format!("/v1/Workspaces/{ws}")).is_some());
+        assert!(workspace_of("/v1/Workspaces").is_none());
+        assert!(workspace_of("/v1/Workspaces/WSnot-a-sid/Tasks").is_none());
+        assert!(workspace_of("/2010-04-01/Accounts").is_none());
+    }
+}
