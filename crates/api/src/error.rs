@@ -16,6 +16,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: u32,
     pub message: String,
+    /// The request changed nothing because its workspace moved to another node: the
+    /// answer carries [`MOVED_HEADER`], and sending it again is safe.
+    pub moved: bool,
 }
 
 /// Twilio's error codes used by Taskyard.
@@ -55,6 +58,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            moved: false,
         }
     }
 
@@ -90,13 +94,24 @@ impl ApiError {
         match e {
             HubError::Engine(e) => Self::from_engine(e, path),
             HubError::WorkspaceNotFound => Self::not_found(path),
-            HubError::Moved(ws) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                code::UNAVAILABLE,
-                format!(
-                    "Workspace {ws} moved to another node while the request ran; nothing was changed, send it again"
-                ),
-            ),
+            HubError::Moved(ws) => Self {
+                moved: true,
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::UNAVAILABLE,
+                    format!(
+                        "Workspace {ws} moved to another node while the request ran; nothing was changed, send it again"
+                    ),
+                )
+            },
+            HubError::Store(e) if e.connection_lost() => {
+                tracing::error!(error = %e, "lost the database connection during a request");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::UNAVAILABLE,
+                    "The database connection was lost; the change may or may not have been stored",
+                )
+            }
             HubError::Store(e) => {
                 tracing::error!(error = %e, "request failed in the store");
                 Self::new(
@@ -155,9 +170,11 @@ impl IntoResponse for ApiError {
             text,
         )
             .into_response();
-        if self.code == code::UNAVAILABLE {
+        if self.moved {
             resp.headers_mut()
                 .insert(MOVED_HEADER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

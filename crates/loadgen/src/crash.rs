@@ -57,6 +57,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 
+mod cluster;
+
 use crate::measure::{report, set_up, summarise};
 use crate::server::{Api, ServerCmd, Spawned, sid_of, wait_healthy};
 
@@ -86,6 +88,14 @@ pub struct CrashArgs {
     /// Tasks whose reservation list is fetched and cross-checked at each verification.
     #[arg(long, default_value_t = 200)]
     pub sample: usize,
+    /// Run a cluster of this many nodes on the --database-url database and stop the
+    /// workspace's owner each round (see `crash/cluster.rs`).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// On a cluster, every this many rounds pause the owner (SIGSTOP, then SIGCONT once its
+    /// lease has run out) instead of killing it; 0: never.
+    #[arg(long, default_value_t = 3)]
+    pub pause_every: u32,
 }
 
 /// A task's lifecycle, from its attribute `n`.
@@ -422,6 +432,8 @@ async fn client_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
         if one_task(&ctx, n, &mut stop).await.is_err() {
             // No HTTP answer: the server was killed under this request.
             ctx.shared.transport_errors.fetch_add(1, Ordering::Relaxed);
+            // Not at full speed against a port nobody listens on any more.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
@@ -442,6 +454,13 @@ async fn step(
     let a = send(&ctx.api, &format!("{}{path}", ctx.api.base), Some(form)).await?;
     if a.ok() {
         Ok(Some(a))
+    } else if lost_answer(&a) {
+        bail!(
+            "no answer through {}: {} {}",
+            ctx.api.base,
+            a.status,
+            a.body
+        )
     } else {
         ctx.shared.violation(
             "legal request refused",
@@ -449,6 +468,13 @@ async fn step(
         );
         Ok(None)
     }
+}
+
+/// On a cluster: the owner died while a node forwarded the request to it, or none was
+/// reachable for long (502/503). That is no answer, as when a lone server is killed
+/// mid-request.
+fn lost_answer(a: &Answer) -> bool {
+    a.status == 502 || a.status == 503
 }
 
 /// Records an acknowledged step, and checks the answer showed what was asked for.
@@ -485,8 +511,8 @@ async fn reservation_of(ctx: &Ctx, task: &str, stop: &mut watch::Receiver<bool>)
     }
 }
 
-async fn one_task(ctx: &Ctx, n: u64, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
-    let class = Class::of(n);
+/// Creates task `n` and records it acknowledged; `None` if it was refused.
+async fn create_task(ctx: &Ctx, n: u64) -> anyhow::Result<Option<String>> {
     let attrs = format!("{{\"n\":{n}}}");
     let tasks = format!("{}/Tasks", ctx.ws_path);
     let Some(a) = step(
@@ -497,7 +523,7 @@ async fn one_task(ctx: &Ctx, n: u64, stop: &mut watch::Receiver<bool>) -> anyhow
     )
     .await?
     else {
-        return Ok(());
+        return Ok(None);
     };
     let sid = sid_of(&a.body)?;
     lock(&ctx.shared.acked).insert(
@@ -517,7 +543,15 @@ async fn one_task(ctx: &Ctx, n: u64, stop: &mut watch::Receiver<bool>) -> anyhow
         a.str("assignment_status"),
         &["pending", "reserved"],
     );
+    Ok(Some(sid))
+}
 
+async fn one_task(ctx: &Ctx, n: u64, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    let class = Class::of(n);
+    let tasks = format!("{}/Tasks", ctx.ws_path);
+    let Some(sid) = create_task(ctx, n).await? else {
+        return Ok(());
+    };
     let task = format!("{tasks}/{sid}");
     let cancel = [("AssignmentStatus", "canceled"), ("Reason", "crash test")];
     let complete = [("AssignmentStatus", "completed"), ("Reason", "crash test")];
@@ -610,6 +644,14 @@ async fn one_task(ctx: &Ctx, n: u64, stop: &mut watch::Receiver<bool>) -> anyhow
                         &["completed"],
                     );
                     return Ok(());
+                }
+                if lost_answer(&a) {
+                    bail!(
+                        "no answer through {}: {} {}",
+                        ctx.api.base,
+                        a.status,
+                        a.body
+                    );
                 }
                 if a.status != 400 {
                     ctx.shared.violation(
@@ -1041,6 +1083,9 @@ pub async fn run(
     spawned: Option<Spawned>,
     json_out: bool,
 ) -> anyhow::Result<()> {
+    if args.nodes > 1 {
+        return cluster::run(args, api, server, data_dir, spawned, json_out).await;
+    }
     let Some(mut spawned) = spawned else {
         bail!("crash needs --spawn: it kills and restarts the server itself");
     };

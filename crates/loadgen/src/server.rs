@@ -46,6 +46,36 @@ impl ServerCmd {
     /// Starts `taskyard serve` on `listen` (`127.0.0.1:port`) with `data_dir`, with the
     /// harness's account.
     pub fn start(&self, listen: &str, data_dir: &Path) -> anyhow::Result<Spawned> {
+        self.spawn(self.command(listen, data_dir))
+    }
+
+    /// Starts one node of a cluster (PostgreSQL): [`ServerCmd::start`] with a node id of
+    /// its own, its log (warnings and up) appended to `log`.
+    pub fn start_node(
+        &self,
+        listen: &str,
+        data_dir: &Path,
+        node_id: &str,
+        log: &Path,
+    ) -> anyhow::Result<Spawned> {
+        let mut cmd = self.command(listen, data_dir);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        cmd.env("TASKYARD_NODE_ID", node_id).stderr(file);
+        self.spawn(cmd)
+    }
+
+    fn spawn(&self, mut cmd: Command) -> anyhow::Result<Spawned> {
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        Ok(Spawned { child })
+    }
+
+    fn command(&self, listen: &str, data_dir: &Path) -> Command {
         let mut cmd = match self.core {
             Some(core) => {
                 let mut c = Command::new("taskset");
@@ -67,10 +97,7 @@ impl ServerCmd {
             cmd.env("TASKYARD_DATABASE_URL", &db.url)
                 .env("TASKYARD_DATABASE_SCHEMA", &db.schema);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        Ok(Spawned { child })
+        cmd
     }
 }
 

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use taskyard_api::error::{ApiError, MOVED_HEADER, code};
 use taskyard_engine::{Sid, sid::prefix};
 use taskyard_hub::Hub;
+use taskyard_store::cluster::Owner;
 
 /// Marks a request one node sent another; it names the sender.
 const FORWARDED_BY: &str = "x-taskyard-forwarded-by";
@@ -32,11 +33,17 @@ const MAX_BODY: usize = 4 << 20;
 pub struct Forwarder {
     hub: Hub,
     client: reqwest::Client,
-    /// Owners' URLs seen lately, by workspace.
-    owners: Mutex<HashMap<Sid, String>>,
+    /// Owners (node id, URL) seen lately, by workspace.
+    owners: Mutex<HashMap<Sid, (String, String)>>,
+    /// Lease lookups of the last moment, by workspace: the requests waiting on one
+    /// workspace share one query every [`LOOKUP_TTL`] instead of each making its own.
+    recent: Mutex<HashMap<Sid, (Instant, Option<Owner>)>>,
     /// How long a request waits for its workspace to have a reachable owner.
     patience: Duration,
 }
+
+/// How long a lease lookup is reused.
+const LOOKUP_TTL: Duration = Duration::from_millis(200);
 
 impl Forwarder {
     pub fn new(hub: Hub, lease: Duration) -> anyhow::Result<Forwarder> {
@@ -48,11 +55,31 @@ impl Forwarder {
             hub,
             client,
             owners: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
             patience: lease + Duration::from_secs(3),
         })
     }
 
-    fn cached(&self, ws: Sid) -> Option<String> {
+    /// Who holds `ws`'s lease, looked up at most [`LOOKUP_TTL`] ago.
+    async fn lookup(&self, ws: Sid) -> Result<Option<Owner>, taskyard_hub::HubError> {
+        {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, o)) = recent.get(&ws)
+                && at.elapsed() < LOOKUP_TTL
+            {
+                return Ok(o.clone());
+            }
+        }
+        let o = self.hub.owner(ws).await?;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() > 10_000 {
+            recent.retain(|_, (at, _)| at.elapsed() < LOOKUP_TTL);
+        }
+        recent.insert(ws, (Instant::now(), o.clone()));
+        Ok(o)
+    }
+
+    fn cached(&self, ws: Sid) -> Option<(String, String)> {
         self.owners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -60,9 +87,9 @@ impl Forwarder {
             .cloned()
     }
 
-    fn remember(&self, ws: Sid, url: Option<String>) {
+    fn remember(&self, ws: Sid, owner: Option<(String, String)>) {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        match url {
+        match owner {
             Some(u) => {
                 if owners.len() > 100_000 {
                     owners.clear();
@@ -113,16 +140,17 @@ pub async fn route(State(f): State<Arc<Forwarder>>, req: Request, next: Next) ->
             // The sender thought this node runs it; let the sender look again.
             return moved(ws);
         } else {
-            let url = match f.cached(ws) {
-                Some(u) => Some(u),
-                None => match f.hub.owner(ws).await {
+            let owner = match f.cached(ws) {
+                Some(o) => Some(o),
+                None => match f.lookup(ws).await {
                     // No lease: no such workspace; the handlers answer 404.
                     Ok(None) => {
                         return next.run(Request::from_parts(parts, Body::from(body))).await;
                     }
                     Ok(Some(o)) if o.node_id != node.node_id && !o.expired => {
-                        f.remember(ws, o.url.clone());
-                        o.url
+                        let known = o.url.map(|u| (o.node_id, u));
+                        f.remember(ws, known.clone());
+                        known
                     }
                     // Ours but not started yet, or between owners.
                     Ok(Some(_)) => None,
@@ -132,11 +160,21 @@ pub async fn route(State(f): State<Arc<Forwarder>>, req: Request, next: Next) ->
                     }
                 },
             };
-            if let Some(url) = url {
-                match send(&f.client, &url, &parts, &body, &node.node_id).await {
+            if let Some((owner_id, url)) = owner {
+                // An owner that is paused or cut off accepts the connection and never
+                // answers; once its lease has moved, its commit will be refused (or it made
+                // it before pausing): either way, waiting longer tells nothing more.
+                let sent = tokio::select! {
+                    sent = send(&f.client, &url, &parts, &body, &node.node_id) => sent,
+                    () = lease_moves(&f, ws, &owner_id) => {
+                        Sent::Failed(format!("{owner_id} stopped answering and lost the lease"))
+                    }
+                };
+                match sent {
                     Sent::Answer(resp) => return resp,
                     Sent::NotThere => f.remember(ws, None),
                     Sent::Failed(e) => {
+                        f.remember(ws, None);
                         tracing::warn!(workspace = %ws, owner = %url, error = %e, "the owner failed while answering a forwarded request");
                         return ApiError::new(
                             StatusCode::BAD_GATEWAY,
@@ -166,7 +204,20 @@ enum Sent {
     Answer(Response),
     /// Not delivered (nothing listening there) or the owner had moved on: nothing changed.
     NotThere,
-    Failed(reqwest::Error),
+    /// Sent, but no answer came back.
+    Failed(String),
+}
+
+/// Resolves once `ws`'s lease is no longer `owner`'s.
+async fn lease_moves(f: &Forwarder, ws: Sid, owner: &str) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(now) = f.lookup(ws).await
+            && now.is_none_or(|o| o.node_id != owner)
+        {
+            return;
+        }
+    }
 }
 
 /// Headers that describe one hop, not the message.
@@ -218,7 +269,7 @@ async fn send(
     let resp = match sent {
         Ok(r) => r,
         Err(e) if e.is_connect() => return Sent::NotThere,
-        Err(e) => return Sent::Failed(e),
+        Err(e) => return Sent::Failed(e.to_string()),
     };
     if resp.headers().contains_key(MOVED_HEADER) {
         return Sent::NotThere;
@@ -232,7 +283,7 @@ async fn send(
     }
     let bytes = match resp.bytes().await {
         Ok(b) => b,
-        Err(e) => return Sent::Failed(e),
+        Err(e) => return Sent::Failed(e.to_string()),
     };
     let mut out = Response::new(Body::from(bytes));
     *out.status_mut() = status;

@@ -142,7 +142,9 @@ fn start_node(
         lease,
     };
     let held = Held::default();
-    store.fence(&node.node_id, held.clone());
+    store
+        .fence(&node.node_id, held.clone(), lease)
+        .with_context(context)?;
     let leases = Leases::join(&location, node.clone(), held.clone()).with_context(context)?;
     let directory = Directory::new(&location, node, held.clone());
     Hub::start_cluster(

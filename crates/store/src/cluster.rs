@@ -27,7 +27,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel};
 use taskyard_engine::{Account, Kind, Sid};
 
-use crate::postgres::{Location, Sessions, read_workspaces};
+use crate::postgres::{Location, Sessions, idle_limit, read_workspaces};
 use crate::{StoreError, StoredWorkspace, parse_sid};
 
 /// The `NOTIFY` channel. Notifications are database-wide, so each payload starts with the
@@ -95,7 +95,8 @@ impl Leases {
     pub fn join(location: &Location, node: NodeConfig, held: Held) -> Result<Leases, StoreError> {
         let mut client = location.connect()?;
         client.batch_execute(&format!(
-            "SET synchronous_commit = on; LISTEN {}",
+            "SET synchronous_commit = on; {}; LISTEN {}",
+            idle_limit(node.lease),
             crate::postgres::quote_ident(CHANNEL)
         ))?;
         let deadline = Instant::now() + node.lease + Duration::from_secs(1);
@@ -295,7 +296,7 @@ pub struct Directory {
 impl Directory {
     pub fn new(location: &Location, node: NodeConfig, held: Held) -> Directory {
         Directory {
-            sessions: Sessions::new(location.clone(), false),
+            sessions: Sessions::new(location.clone(), false, idle_limit(node.lease)),
             node,
             held,
         }

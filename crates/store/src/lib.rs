@@ -250,6 +250,25 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database connection was lost: a commit that failed so may or may not
+    /// have been made durable (the answer to COMMIT never came back).
+    pub fn connection_lost(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || e.as_db_error().is_none_or(|db| {
+                        // The server ended the session: idle in a transaction too long
+                        // (25P03), shut down (57P..), or the connection failed (08...).
+                        let code = db.code().code();
+                        code == "25P03" || code.starts_with("57P") || code.starts_with("08")
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A durable home for accounts, workspace rows and events.
 pub trait Store: Send + 'static {
     /// Reads everything back (used once, at start-up).

@@ -198,19 +198,40 @@ impl PostgresStore {
     /// a workspace it no longer holds are refused ([`StoreError::Fenced`]) and nothing of
     /// the commit is kept. This is what keeps a node that lost a lease (paused, partitioned)
     /// from writing over its new owner.
-    pub fn fence(&mut self, node: &str, held: Held) {
+    ///
+    /// A commit share-locks the lease rows it checks until it ends, so a node paused or cut
+    /// off mid-commit would keep every other node from taking those leases; the database
+    /// ends such a session after `lease / 2` idle in its transaction (the node then stops
+    /// when it finds its session gone, and a restart reloads what is committed).
+    pub fn fence(
+        &mut self,
+        node: &str,
+        held: Held,
+        lease: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.client.batch_execute(&idle_limit(lease))?;
         self.fence = Some(Fence {
             node: node.to_string(),
             held,
         });
+        Ok(())
     }
 
     /// A reader of the committed events, with sessions of its own.
     pub fn event_log(&self) -> PostgresEventLog {
         PostgresEventLog {
-            sessions: Sessions::new(self.location.clone(), true),
+            sessions: Sessions::new(self.location.clone(), true, String::new()),
         }
     }
+}
+
+/// The setting that ends a session left idle inside a transaction for half a lease (a node
+/// paused or cut off while holding lease rows locked).
+pub(crate) fn idle_limit(lease: std::time::Duration) -> String {
+    format!(
+        "SET idle_in_transaction_session_timeout = {}",
+        (lease.as_millis() / 2).max(100)
+    )
 }
 
 /// The key that serialises migrations between nodes (any constant; "TY" in ASCII).
@@ -668,22 +689,61 @@ pub struct PostgresEventLog {
 pub(crate) struct Sessions {
     location: Location,
     read_only: bool,
+    /// Run once on each new session.
+    setup: String,
     idle: Mutex<Vec<Client>>,
+    /// Sessions open now (idle or in use), and a wake-up for callers waiting for one.
+    open: Mutex<usize>,
+    freed: std::sync::Condvar,
 }
 
 /// Idle sessions beyond this are closed (each one is a server process).
 const MAX_IDLE_SESSIONS: usize = 4;
 
+/// At most this many sessions are open at once: more callers wait for one, rather than
+/// use up the database's connections.
+const MAX_SESSIONS: usize = 16;
+
 impl Sessions {
-    pub(crate) fn new(location: Location, read_only: bool) -> Sessions {
+    pub(crate) fn new(location: Location, read_only: bool, setup: String) -> Sessions {
         Sessions {
             location,
             read_only,
+            setup,
             idle: Mutex::new(Vec::new()),
+            open: Mutex::new(0),
+            freed: std::sync::Condvar::new(),
         }
     }
 
+    /// Waits until a session may be opened (or an idle one is back), and counts it open.
+    fn reserve(&self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        while *open >= MAX_SESSIONS {
+            open = self
+                .freed
+                .wait(open)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *open += 1;
+    }
+
+    fn release(&self) {
+        *self.open.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        self.freed.notify_one();
+    }
+
     pub(crate) fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // Counted from here until the session is back in the pool or closed.
+        self.reserve();
+        let _counted = Reserved(self);
+        self.use_session(f)
+    }
+
+    fn use_session<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -703,6 +763,9 @@ impl Sessions {
                 } else {
                     c.batch_execute("SET synchronous_commit = on")?;
                 }
+                if !self.setup.is_empty() {
+                    c.batch_execute(&self.setup)?;
+                }
                 c
             }
         };
@@ -715,6 +778,15 @@ impl Sessions {
             }
         }
         out
+    }
+}
+
+/// Releases a reserved session slot however the call ends.
+struct Reserved<'a>(&'a Sessions);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 

@@ -19,7 +19,9 @@ fn node(scratch: &ScratchSchema, id: &str, lease_ms: u64) -> Node {
     let location = &scratch.location;
     let mut store = PostgresStore::open(location.clone()).expect("open");
     let held = Held::default();
-    store.fence(id, held.clone());
+    store
+        .fence(id, held.clone(), Duration::from_millis(lease_ms))
+        .expect("fence");
     let config = NodeConfig {
         node_id: id.to_string(),
         url: format!("http://{id}.invalid"),
