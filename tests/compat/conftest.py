@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 from twilio.http.http_client import TwilioHttpClient
@@ -104,6 +104,12 @@ class TaskyardServer:
         self.port: Optional[int] = None
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
+        # With TASKYARD_COMPAT_DATABASE_URL the server keeps its data in PostgreSQL, in a
+        # schema of this server's own (kept across its restarts, dropped by ``drop_schema``).
+        self.database_url = os.environ.get("TASKYARD_COMPAT_DATABASE_URL") or None
+        self.schema = f"compat_{os.getpid()}_{secrets.token_hex(6)}" if self.database_url else None
+        if self.database_url:
+            _SCHEMAS.append((self.database_url, self.schema))
 
     # -- process control -------------------------------------------------
     @property
@@ -163,6 +169,11 @@ class TaskyardServer:
                 "TASKYARD_AUTH_TOKEN": self.auth_token,
             }
         )
+        if self.database_url:
+            env["TASKYARD_DATABASE_URL"] = self.database_url
+            env["TASKYARD_DATABASE_SCHEMA"] = self.schema
+        else:
+            env.pop("TASKYARD_DATABASE_URL", None)
         env.update(self.env)
         self.starts += 1
         log = open(self.log_path, "ab")
@@ -267,6 +278,22 @@ def make_client(base_url: str, account_sid: str, auth_token: str, *, timeout: fl
 # ---------------------------------------------------------------------------
 
 _SESSION_SERVER: Optional[TaskyardServer] = None
+
+# (database URL, schema) of every server started on PostgreSQL, dropped after the run.
+_SCHEMAS: List[Tuple[str, str]] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drops the PostgreSQL schemas the run made (with ``psql``), so runs leave nothing."""
+    if os.environ.get("TASKYARD_KEEP_DATA"):
+        return
+    for url, schema in _SCHEMAS:
+        subprocess.run(
+            ["psql", url, "-q", "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
 
 
 @pytest.fixture(scope="session")
