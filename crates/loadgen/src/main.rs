@@ -78,6 +78,7 @@ mod crash;
 mod measure;
 mod scale;
 mod server;
+mod spread;
 mod sustain;
 
 use std::collections::HashMap;
@@ -193,6 +194,9 @@ enum Load {
     /// Issue 7, target 1: healthz, then task creation with assignment callbacks sustained
     /// (60 s by default), in one run; see `sustain.rs`.
     Sustain(sustain::SustainArgs),
+    /// Issue 17: many workspaces on a cluster of nodes on one PostgreSQL database, tasks
+    /// through every node (needs --spawn and --database-url); see `spread.rs`.
+    Spread(spread::SpreadArgs),
     /// Issue 16: agents connected over the event bridge — memory per connection, idle CPU
     /// with heartbeats, push latency of `reservation.created`; see `agents.rs`.
     Agents(agents::AgentsArgs),
@@ -278,6 +282,16 @@ async fn run(cli: Cli, database: Option<Location>) -> anyhow::Result<()> {
         Load::Sustain(args) => {
             let server = spawned.as_ref().map(|s| s.child.id());
             sustain::run(&api, args, server).await?
+        }
+        Load::Spread(args) => {
+            let bin = cli.spawn.clone().context("spread needs --spawn")?;
+            let server = ServerCmd {
+                bin,
+                core: cli.server_core,
+                durability: cli.durability.clone(),
+                database: database.clone(),
+            };
+            spread::run(&api, &server, data_dir.path(), spawned.take(), args).await?
         }
         Load::Agents(args) => {
             let server = spawned.as_ref().map(|s| s.child.id());

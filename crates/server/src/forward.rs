@@ -220,6 +220,18 @@ async fn lease_moves(f: &Forwarder, ws: Sid, owner: &str) {
     }
 }
 
+/// An error and its causes, for the log.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Headers that describe one hop, not the message.
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -269,7 +281,7 @@ async fn send(
     let resp = match sent {
         Ok(r) => r,
         Err(e) if e.is_connect() => return Sent::NotThere,
-        Err(e) => return Sent::Failed(e.to_string()),
+        Err(e) => return Sent::Failed(chain(&e)),
     };
     if resp.headers().contains_key(MOVED_HEADER) {
         return Sent::NotThere;
@@ -283,7 +295,7 @@ async fn send(
     }
     let bytes = match resp.bytes().await {
         Ok(b) => b,
-        Err(e) => return Sent::Failed(e.to_string()),
+        Err(e) => return Sent::Failed(chain(&e)),
     };
     let mut out = Response::new(Body::from(bytes));
     *out.status_mut() = status;

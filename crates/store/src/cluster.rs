@@ -145,11 +145,18 @@ impl Leases {
              ON CONFLICT (node_id) DO UPDATE SET url = excluded.url, expires_at = excluded.expires_at",
             &[&self.node.node_id, &self.node.url, &lease],
         )?;
+        // Rows are locked in SID order, as the writer's lease check locks them: two orders
+        // would deadlock against a commit in flight.
         let rows = tx.query(
-            "UPDATE leases l SET expires_at = now() + $2::int8 * interval '1 millisecond'
-             FROM unnest($3::text[], $4::int8[]) AS h(sid, epoch)
-             WHERE l.workspace_sid = h.sid AND l.epoch = h.epoch AND l.node_id = $1
-               AND l.expires_at > now()
+            "WITH mine AS (
+                 SELECT l.workspace_sid FROM leases l
+                 JOIN unnest($3::text[], $4::int8[]) AS h(sid, epoch)
+                   ON l.workspace_sid = h.sid AND l.epoch = h.epoch
+                 WHERE l.node_id = $1 AND l.expires_at > now()
+                 ORDER BY l.workspace_sid
+                 FOR UPDATE OF l)
+             UPDATE leases l SET expires_at = now() + $2::int8 * interval '1 millisecond'
+             FROM mine WHERE l.workspace_sid = mine.workspace_sid
              RETURNING l.workspace_sid",
             &[&self.node.node_id, &lease, &sids, &epochs],
         )?;
@@ -360,9 +367,15 @@ impl Directory {
         self.sessions.with_client(|c| {
             let mut tx = c.transaction()?;
             tx.execute(
-                "UPDATE leases l SET expires_at = '-infinity'
-                 FROM unnest($2::text[], $3::int8[]) AS h(sid, epoch)
-                 WHERE l.workspace_sid = h.sid AND l.epoch = h.epoch AND l.node_id = $1",
+                "WITH mine AS (
+                     SELECT l.workspace_sid FROM leases l
+                     JOIN unnest($2::text[], $3::int8[]) AS h(sid, epoch)
+                       ON l.workspace_sid = h.sid AND l.epoch = h.epoch
+                     WHERE l.node_id = $1
+                     ORDER BY l.workspace_sid
+                     FOR UPDATE OF l)
+                 UPDATE leases l SET expires_at = '-infinity'
+                 FROM mine WHERE l.workspace_sid = mine.workspace_sid",
                 &[&self.node.node_id, &sids, &epochs],
             )?;
             if leave {

@@ -498,6 +498,12 @@ impl PostgresStore {
     }
 }
 
+/// Deadlock detected, or a serialization failure: the transaction was rolled back.
+fn retryable(e: &postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| matches!(db.code().code(), "40P01" | "40001"))
+}
+
 /// Refuses the commit unless this node holds, at the epochs it knows, the lease of every
 /// workspace the writes touch. The lease rows stay share-locked until the commit ends, so
 /// another node cannot take one of them in between: it takes it after this commit, and
@@ -516,7 +522,8 @@ fn check_leases(
     let sids: Vec<String> = touched.iter().map(Sid::to_string).collect();
     let rows = tx.query(
         "SELECT workspace_sid, epoch FROM leases
-         WHERE workspace_sid = ANY($1) AND node_id = $2 FOR SHARE",
+         WHERE workspace_sid = ANY($1) AND node_id = $2
+         ORDER BY workspace_sid FOR SHARE",
         &[&sids, &fence.node],
     )?;
     let mut current = HashMap::with_capacity(rows.len());
@@ -642,7 +649,18 @@ impl Store for PostgresStore {
         if writes.is_empty() {
             return Ok(());
         }
-        self.write_all(writes)
+        // A deadlock or serialization failure rolls the whole transaction back: nothing of
+        // it was kept, so it is simply run again.
+        let mut attempts = 0;
+        loop {
+            match self.write_all(writes) {
+                Err(StoreError::Postgres(e)) if attempts < 5 && retryable(&e) => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(attempts * 5));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {

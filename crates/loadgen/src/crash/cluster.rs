@@ -21,35 +21,10 @@
 //! a different node each round. A node's answer that the outcome is unknown (502/503 from
 //! forwarding to an owner that died mid-request) counts like a request without an answer.
 
-use std::path::PathBuf;
-
 use taskyard_store::cluster::{Directory, Held, NodeConfig};
 
 use super::*;
-use crate::server::free_listen_addr;
-
-struct Node {
-    id: String,
-    listen: String,
-    api: Api,
-    log: PathBuf,
-    process: Option<Spawned>,
-}
-
-impl Node {
-    fn start(&mut self, server: &ServerCmd, data_dir: &Path) -> anyhow::Result<()> {
-        self.process = Some(server.start_node(&self.listen, data_dir, &self.id, &self.log)?);
-        Ok(())
-    }
-
-    fn pid(&self) -> Option<i32> {
-        self.process.as_ref().map(|p| p.child.id() as i32)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
+use crate::server::{Node, start_nodes};
 
 fn signal(pid: i32, sig: &str) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill")
@@ -119,31 +94,7 @@ pub(super) async fn run(
         args.nodes
     );
     let mut rng = Rng(seed);
-    let mut nodes = Vec::new();
-    for i in 0..args.nodes {
-        let listen = free_listen_addr()?;
-        let mut node_api = api.clone();
-        node_api.base = format!("http://{listen}");
-        nodes.push(Node {
-            id: format!("crash-node-{i}"),
-            listen,
-            api: node_api,
-            log: data_dir.join(format!("node-{i}.log")),
-            process: None,
-        });
-    }
-    for n in &mut nodes {
-        n.start(server, data_dir)?;
-    }
-    for n in &mut nodes {
-        wait_healthy(
-            &n.api.client,
-            &n.api.base,
-            n.process.as_mut(),
-            Duration::from_secs(120),
-        )
-        .await?;
-    }
+    let mut nodes = start_nodes(api, server, data_dir, "crash-node", args.nodes).await?;
     let lease = Duration::from_secs(3);
     let directory = Arc::new(Directory::new(
         &location,
@@ -210,14 +161,7 @@ pub(super) async fn run(
         if round > 1 {
             if let Some(i) = down.take() {
                 nodes[i].start(server, data_dir)?;
-                let n = &mut nodes[i];
-                wait_healthy(
-                    &n.api.client,
-                    &n.api.base,
-                    n.process.as_mut(),
-                    Duration::from_secs(120),
-                )
-                .await?;
+                nodes[i].wait_healthy().await?;
             }
             quiesce(&shared).await;
             let through = round as usize % nodes.len();
