@@ -278,6 +278,71 @@ pub async fn wait_healthy(
     }
 }
 
+/// One node of a cluster the harness runs (see [`ServerCmd::start_node`]).
+pub struct Node {
+    pub id: String,
+    pub listen: String,
+    /// The harness's client, pointed at this node.
+    pub api: Api,
+    pub log: PathBuf,
+    pub process: Option<Spawned>,
+}
+
+impl Node {
+    pub fn start(&mut self, server: &ServerCmd, data_dir: &Path) -> anyhow::Result<()> {
+        self.process = Some(server.start_node(&self.listen, data_dir, &self.id, &self.log)?);
+        Ok(())
+    }
+
+    pub async fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        wait_healthy(
+            &self.api.client,
+            &self.api.base,
+            self.process.as_mut(),
+            Duration::from_secs(120),
+        )
+        .await
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.process.as_ref().map(|p| p.child.id() as i32)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Starts `n` nodes named `<name>-<i>` on free ports (their logs in `data_dir`) and waits
+/// until each answers.
+pub async fn start_nodes(
+    api: &Api,
+    server: &ServerCmd,
+    data_dir: &Path,
+    name: &str,
+    n: usize,
+) -> anyhow::Result<Vec<Node>> {
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        let listen = free_listen_addr()?;
+        let mut node_api = api.clone();
+        node_api.base = format!("http://{listen}");
+        let mut node = Node {
+            id: format!("{name}-{i}"),
+            listen,
+            api: node_api,
+            log: data_dir.join(format!("{name}-{i}.log")),
+            process: None,
+        };
+        node.start(server, data_dir)?;
+        nodes.push(node);
+    }
+    for node in &mut nodes {
+        node.wait_healthy().await?;
+    }
+    Ok(nodes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,69 +417,4 @@ mod tests {
             Duration::ZERO
         );
     }
-}
-
-/// One node of a cluster the harness runs (see [`ServerCmd::start_node`]).
-pub struct Node {
-    pub id: String,
-    pub listen: String,
-    /// The harness's client, pointed at this node.
-    pub api: Api,
-    pub log: PathBuf,
-    pub process: Option<Spawned>,
-}
-
-impl Node {
-    pub fn start(&mut self, server: &ServerCmd, data_dir: &Path) -> anyhow::Result<()> {
-        self.process = Some(server.start_node(&self.listen, data_dir, &self.id, &self.log)?);
-        Ok(())
-    }
-
-    pub async fn wait_healthy(&mut self) -> anyhow::Result<()> {
-        wait_healthy(
-            &self.api.client,
-            &self.api.base,
-            self.process.as_mut(),
-            Duration::from_secs(120),
-        )
-        .await
-    }
-
-    pub fn pid(&self) -> Option<i32> {
-        self.process.as_ref().map(|p| p.child.id() as i32)
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Starts `n` nodes named `<name>-<i>` on free ports (their logs in `data_dir`) and waits
-/// until each answers.
-pub async fn start_nodes(
-    api: &Api,
-    server: &ServerCmd,
-    data_dir: &Path,
-    name: &str,
-    n: usize,
-) -> anyhow::Result<Vec<Node>> {
-    let mut nodes = Vec::with_capacity(n);
-    for i in 0..n {
-        let listen = free_listen_addr()?;
-        let mut node_api = api.clone();
-        node_api.base = format!("http://{listen}");
-        let mut node = Node {
-            id: format!("{name}-{i}"),
-            listen,
-            api: node_api,
-            log: data_dir.join(format!("{name}-{i}.log")),
-            process: None,
-        };
-        node.start(server, data_dir)?;
-        nodes.push(node);
-    }
-    for node in &mut nodes {
-        node.wait_healthy().await?;
-    }
-    Ok(nodes)
 }
