@@ -273,7 +273,7 @@ impl Hub {
             std::mem::take(&mut *map).into_values().collect()
         };
         for h in &handles {
-            h.close(true).await;
+            h.close_moved().await;
         }
         // The writer commits in order: this one lands after every write of those actors.
         let sids: Vec<Sid> = handles.iter().map(|h| h.sid).collect();
@@ -310,7 +310,7 @@ impl Hub {
         }
         if let Some(h) = handle {
             tracing::warn!(workspace = %ws, "lease lost: another node runs this workspace now");
-            tokio::spawn(async move { h.close(true).await });
+            tokio::spawn(async move { h.close_moved().await });
         }
     }
 

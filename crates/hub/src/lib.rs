@@ -261,12 +261,10 @@ impl WorkspaceHandle {
         rx.await.map_err(|_| gone())
     }
 
-    /// Stops the actor once the jobs queued before this are done (`moved`: because another
-    /// node runs the workspace now).
-    pub(crate) async fn close(&self, moved: bool) {
-        if moved {
-            self.moved.store(true, Ordering::Release);
-        }
+    /// Stops the actor, once the jobs queued before this are done, because another node
+    /// runs the workspace now: later requests fail with [`HubError::Moved`].
+    pub(crate) async fn close_moved(&self) {
+        self.moved.store(true, Ordering::Release);
         let _ = self.run(|st| st.closed = true).await;
     }
 

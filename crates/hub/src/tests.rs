@@ -145,29 +145,43 @@ async fn a_refused_command_changes_nothing_and_a_deleted_workspace_is_gone() {
 }
 
 /// A store whose commits wait while its gate is shut, so that a test can look at the hub
-/// between a change and its commit. It notes the statistics buckets each commit writes.
+/// between a change and its commit. It notes the statistics buckets each commit writes, and
+/// refuses, as a fenced PostgreSQL store does, any commit that writes the workspace in
+/// `moved` (its lease went to another node).
 struct Gated {
     inner: SqliteStore,
     open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
     buckets: Arc<Mutex<Vec<Vec<String>>>>,
+    moved: Arc<Mutex<Option<Sid>>>,
 }
 
 type Gate = Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>;
+type Buckets = Arc<Mutex<Vec<Vec<String>>>>;
+type Moved = Arc<Mutex<Option<Sid>>>;
 
 /// A hub over a [`Gated`] store: its gate and the buckets of each commit.
-fn gated(dir: &std::path::Path) -> (Hub, Gate, Arc<Mutex<Vec<Vec<String>>>>) {
+fn gated(dir: &std::path::Path) -> (Hub, Gate, Buckets) {
+    let (hub, gate, buckets, _) = gated_fenced(dir);
+    (hub, gate, buckets)
+}
+
+/// [`gated`], and the workspace its store treats as moved to another node.
+fn gated_fenced(dir: &std::path::Path) -> (Hub, Gate, Buckets, Moved) {
     let gate: Gate = Arc::default();
     *gate.0.lock().expect("gate") = true;
     let buckets = Arc::new(Mutex::new(Vec::new()));
+    let moved = Arc::new(Mutex::new(None));
     let store = Gated {
         inner: SqliteStore::open(dir, Durability::Normal).expect("open store"),
         open: gate.clone(),
         buckets: buckets.clone(),
+        moved: moved.clone(),
     };
     (
         Hub::start(Box::new(store)).expect("start hub"),
         gate,
         buckets,
+        moved,
     )
 }
 
@@ -188,6 +202,13 @@ impl Store for Gated {
             open = changed.wait(open).expect("gate");
         }
         drop(open);
+        if let Some(ws) = *self.moved.lock().expect("moved")
+            && writes.iter().any(|w| w.workspace() == Some(ws))
+        {
+            return Err(StoreError::Fenced {
+                workspaces: vec![ws],
+            });
+        }
         let written = writes
             .iter()
             .filter_map(|w| match w {
@@ -222,6 +243,70 @@ impl Store for Gated {
         self.inner
             .stat_bucket(workspace, scope, span_ms, start_ms, channel)
     }
+}
+
+#[tokio::test]
+async fn a_moved_workspace_s_writes_are_refused_and_the_rest_of_their_batch_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub, gate, _, moved) = gated_fenced(dir.path());
+    let (account, stays) = account_and_workspace(&hub).await;
+    let gone = hub
+        .create_workspace(account.sid, new_ws("moves"), |ws| ws.sid())
+        .await
+        .expect("ws");
+    let gone = hub.workspace(account.sid, gone).expect("handle");
+    let worker = |name: &str| {
+        Command::CreateWorker(CreateWorker {
+            friendly_name: name.into(),
+            activity_sid: None,
+            attributes: None,
+        })
+    };
+    // A first commit holds the writer at the shut gate, so that both changes queue behind
+    // it and go into the next commit together, which the store refuses for `gone` only.
+    set_gate(&gate, false);
+    let first = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.create_account("holds the writer".into(), None).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let kept = tokio::spawn({
+        let stays = stays.clone();
+        let cmd = worker("kept");
+        async move { stays.apply(cmd, |_, a| a.sid).await }
+    });
+    let refused = tokio::spawn({
+        let gone = gone.clone();
+        let cmd = worker("refused");
+        async move { gone.apply(cmd, |_, a| a.sid).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    *moved.lock().expect("moved") = Some(gone.sid);
+    set_gate(&gate, true);
+    first.await.expect("join").expect("the first commit");
+    match refused.await.expect("join") {
+        Err(HubError::Moved(ws)) => assert_eq!(ws, gone.sid),
+        other => panic!("the moved workspace's change was not refused: {other:?}"),
+    }
+    let kept = kept
+        .await
+        .expect("join")
+        .expect("the other workspace's change commits");
+    drop(hub);
+    let hub = open(dir.path());
+    let stays = hub.workspace(account.sid, stays.sid).expect("stays");
+    assert!(
+        stays
+            .read(move |ws| ws.workers().contains_key(&kept))
+            .await
+            .expect("read"),
+        "the rest of the batch is durable"
+    );
+    let gone = hub.workspace(account.sid, gone.sid).expect("gone");
+    assert!(
+        gone.read(|ws| ws.workers().is_empty()).await.expect("read"),
+        "nothing of the refused change was stored"
+    );
 }
 
 #[tokio::test]

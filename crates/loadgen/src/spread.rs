@@ -117,7 +117,6 @@ pub async fn run(
     let forwarded = Arc::new(AtomicU64::new(0));
     let callbacks_before = rx.count.load(Ordering::Relaxed);
     let connections = args.connections.max(1);
-    let loop_of = Arc::new(AtomicU64::new(0));
     let (ws2, apis2, fwd2) = (workspaces.clone(), apis.clone(), forwarded.clone());
     let (lat, errors, secs) = closed_loop(args.duration, connections, move |i| {
         let (workspaces, apis, forwarded) = (ws2.clone(), apis2.clone(), fwd2.clone());
@@ -134,7 +133,6 @@ pub async fn run(
         }
     })
     .await?;
-    drop(loop_of);
     let tasks = lat.len() as u64;
     let drain_end = Instant::now() + Duration::from_secs_f64(args.drain.max(0.0));
     while rx.count.load(Ordering::Relaxed) - callbacks_before < tasks && Instant::now() < drain_end

@@ -255,15 +255,20 @@ impl StoreError {
     /// have been made durable (the answer to COMMIT never came back).
     pub fn connection_lost(&self) -> bool {
         match self {
-            StoreError::Postgres(e) => {
-                e.is_closed()
-                    || e.as_db_error().is_none_or(|db| {
-                        // The server ended the session: idle in a transaction too long
-                        // (25P03), shut down (57P..), or the connection failed (08...).
-                        let code = db.code().code();
-                        code == "25P03" || code.starts_with("57P") || code.starts_with("08")
-                    })
-            }
+            StoreError::Postgres(e) => match e.as_db_error() {
+                // The server ended the session: idle in a transaction too long (25P03),
+                // shut down (57P..), or the connection failed (08...).
+                Some(db) => {
+                    let code = db.code().code();
+                    code == "25P03" || code.starts_with("57P") || code.starts_with("08")
+                }
+                // Closed, or a socket error on the way (not a type or protocol error).
+                None => {
+                    e.is_closed()
+                        || std::error::Error::source(e)
+                            .is_some_and(|c| c.downcast_ref::<std::io::Error>().is_some())
+                }
+            },
             _ => false,
         }
     }

@@ -61,6 +61,16 @@ fn put_workspace(ws: Sid, name: &str) -> Write {
     }
 }
 
+/// `n` creates workspaces `1..=count` (leases and rows).
+fn create_workspaces(n: &mut Node, count: u128) {
+    for i in 1..=count {
+        n.directory.create_lease(ws(i), account()).expect("lease");
+        n.store
+            .commit(&[put_workspace(ws(i), "x")])
+            .expect("commit");
+    }
+}
+
 fn body_of(n: &mut Node, w: Sid) -> String {
     let found = n.leases.load(w).expect("load").expect("stored");
     found.rows[0].1.clone()
@@ -121,14 +131,7 @@ fn a_stale_owner_is_fenced_and_the_new_owner_sees_every_commit_it_made() {
 fn expired_leases_are_shared_out_between_live_nodes() {
     let scratch = scratch();
     let mut dead = node(&scratch, "dead", 300);
-    for i in 1..=6 {
-        dead.directory
-            .create_lease(ws(i), account())
-            .expect("lease");
-        dead.store
-            .commit(&[put_workspace(ws(i), "x")])
-            .expect("commit");
-    }
+    create_workspaces(&mut dead, 6);
     let mut a = node(&scratch, "a", 5_000);
     let mut b = node(&scratch, "b", 5_000);
     thread::sleep(Duration::from_millis(400));
@@ -147,14 +150,7 @@ fn expired_leases_are_shared_out_between_live_nodes() {
 fn a_lease_left_expired_by_a_slow_peer_is_taken_whatever_the_share() {
     let scratch = scratch();
     let mut dead = node(&scratch, "dead", 200);
-    for i in 1..=4 {
-        dead.directory
-            .create_lease(ws(i), account())
-            .expect("lease");
-        dead.store
-            .commit(&[put_workspace(ws(i), "x")])
-            .expect("commit");
-    }
+    create_workspaces(&mut dead, 4);
     let mut a = node(&scratch, "a", 1_000);
     let _slow = node(&scratch, "slow", 60_000);
     thread::sleep(Duration::from_millis(250));
