@@ -13,6 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-all}
+# The PostgreSQL the cluster tests use (each takes a schema of its own and drops it after).
+database_url=${TASKYARD_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 step() { printf '\n==> %s\n' "$*"; }
 
 if [[ $what == all || $what == --rust ]]; then
@@ -42,7 +44,6 @@ if [[ $what == all || $what == --compat ]]; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
     step "compatibility suite (official twilio helper library)"
     TASKYARD_BIN="$PWD/target/release/taskyard" "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
-    database_url=${TASKYARD_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
     step "compatibility suite on PostgreSQL (a schema per server, dropped afterwards)"
     TASKYARD_COMPAT_DATABASE_URL="$database_url" TASKYARD_BIN="$PWD/target/release/taskyard" \
         "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
@@ -79,5 +80,5 @@ if [[ $what == all || $what == --sdk ]]; then
     npm run --prefix "$sdk" --silent bundle-agent-sdk
     step "SDK suite (twilio-taskrouter worker SDK and twilio helper library from npm)"
     bin="$PWD/target/release/taskyard"
-    (cd "$sdk" && TASKYARD_BIN="$bin" node --test --test-concurrency=1 --test-force-exit test/)
+    (cd "$sdk" && TASKYARD_BIN="$bin" TASKYARD_SDK_DATABASE_URL="$database_url" node --test --test-concurrency=1 --test-force-exit test/)
 fi

@@ -70,7 +70,7 @@ async fn serve(b: &Bridge, headers: &HeaderMap, body: &[u8]) -> Result<String, A
             "The request body must be the SDK's JSON envelope {{url, method, params, token}}: {e}"
         ))
     })?;
-    let grant = crate::token::check(&b.hub, &env.token, now_ms().div_euclid(1000))?;
+    let grant = crate::token::check(&b.hub, &env.token, now_ms().div_euclid(1000)).await?;
     let path = env.url.replace('\\', "/");
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (ws_sid, rest) = match segs.as_slice() {

@@ -214,7 +214,7 @@ async fn upgrade(
         )
         .into_response();
     };
-    let grant = match token::check(&b.hub, token, taskyard_hub::now_ms().div_euclid(1000)) {
+    let grant = match token::check(&b.hub, token, taskyard_hub::now_ms().div_euclid(1000)).await {
         Ok(g) => g,
         Err(e) => return e.into_response(),
     };
@@ -258,5 +258,5 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
-        .on_upgrade(move |socket| session::run(socket, hub, sessions, opened, watch))
+        .on_upgrade(move |socket| session::run(socket, hub, sessions, opened, h, watch))
 }

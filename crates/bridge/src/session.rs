@@ -20,6 +20,8 @@
 //! 4. The connection ends when the client goes, when its token expires (the SDK then
 //!    reconnects only if the app gave it a new token), when its worker, workspace or API key
 //!    is deleted, or when another connection of the worker asks for `closeExistingSessions`.
+//!    On a cluster it also ends, with [`MOVED`], when another node takes the workspace over:
+//!    the SDK reconnects and its new connection reaches the new owner.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +30,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use taskyard_engine::{Command, EventType as E, Sid, UpdateWorker};
-use taskyard_hub::{Hub, Push, PushBatch, WatchGuard};
+use taskyard_hub::{Hub, Push, PushBatch, WatchGuard, WorkspaceHandle};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -62,6 +64,8 @@ const GONE: (u16, &str) = (
     4004,
     "The worker, its workspace or the token's API key was deleted",
 );
+/// On a cluster: another node runs the workspace now; a new connection reaches it.
+pub const MOVED: (u16, &str) = (4005, "Another node runs this workspace now; reconnect");
 
 /// What a connection's task is told.
 pub(crate) enum Msg {
@@ -310,6 +314,7 @@ pub(crate) async fn run(
     hub: Hub,
     sessions: Arc<Sessions>,
     opened: Opened,
+    workspace: WorkspaceHandle,
     _watch: WatchGuard,
 ) {
     let key = (opened.grant.workspace, opened.worker);
@@ -409,6 +414,10 @@ pub(crate) async fn run(
                     break;
                 }
             }
+            () = workspace.stopped() => {
+                close = Some(if workspace.moved() { MOVED } else { GONE });
+                break;
+            }
             _ = tokio::time::sleep_until(expires) => {
                 close = Some(EXPIRED);
                 break;
@@ -431,7 +440,7 @@ pub(crate) async fn run(
     }
     // A connection the server closed so that the SDK reconnects at once (to reload, or
     // because a newer one replaced it) does not mean the agent left.
-    let reconnects = matches!(close, Some(c) if c == REFRESH || c == REPLACED);
+    let reconnects = matches!(close, Some(c) if c == REFRESH || c == REPLACED || c == MOVED);
     if let (Some(after), false) = (opened.offline_after, reconnects) {
         tokio::spawn(offline_later(
             hub,

@@ -62,9 +62,11 @@ fn from_token_error(e: TokenError) -> ApiError {
     refuse(code, format!("Invalid Access Token: {e}"))
 }
 
-/// Checks `token` at `now_s` (Unix seconds).
-pub fn check(hub: &Hub, token: &str, now_s: i64) -> Result<Grant, ApiError> {
+/// Checks `token` at `now_s` (Unix seconds). On a cluster, an API key another node made is
+/// looked up first.
+pub async fn check(hub: &Hub, token: &str, now_s: i64) -> Result<Grant, ApiError> {
     let unverified = taskyard_auth::parse(token).map_err(from_token_error)?;
+    hub.learn_credentials(&unverified.claims().key_sid).await;
     let claims = unverified.claims();
     let issuer = || {
         refuse(

@@ -261,6 +261,17 @@ impl WorkspaceHandle {
         rx.await.map_err(|_| gone())
     }
 
+    /// Resolves once the actor has stopped: the workspace was deleted, or (see
+    /// [`WorkspaceHandle::moved`]) another node runs it now.
+    pub async fn stopped(&self) {
+        self.jobs.closed().await
+    }
+
+    /// Whether the actor stopped because the workspace moved to another node.
+    pub fn moved(&self) -> bool {
+        self.moved.load(Ordering::Acquire)
+    }
+
     /// Stops the actor, once the jobs queued before this are done, because another node
     /// runs the workspace now: later requests fail with [`HubError::Moved`].
     pub(crate) async fn close_moved(&self) {

@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use taskyard_api::error::{ApiError, MOVED_HEADER, code};
 use taskyard_engine::{Sid, sid::prefix};
 use taskyard_hub::Hub;
 use taskyard_store::cluster::Owner;
+
+mod relay;
 
 /// Marks a request one node sent another; it names the sender.
 const FORWARDED_BY: &str = "x-taskyard-forwarded-by";
@@ -40,6 +42,9 @@ pub struct Forwarder {
     recent: Mutex<HashMap<Sid, (Instant, Option<Owner>)>>,
     /// How long a request waits for its workspace to have a reachable owner.
     patience: Duration,
+    /// Set when this node shuts down: relayed agent connections close (and reconnect
+    /// elsewhere) instead of holding the node up.
+    leaving: tokio::sync::watch::Sender<bool>,
 }
 
 /// How long a lease lookup is reused.
@@ -57,7 +62,13 @@ impl Forwarder {
             owners: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             patience: lease + Duration::from_secs(3),
+            leaving: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Closes the agents' connections relayed through this node (it is shutting down).
+    pub fn leave(&self) {
+        self.leaving.send_replace(true);
     }
 
     /// Who holds `ws`'s lease, looked up at most [`LOOKUP_TTL`] ago.
@@ -114,59 +125,139 @@ fn unavailable(message: &str) -> Response {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE, message).into_response()
 }
 
-/// The middleware.
+/// Where a workspace's requests go, as far as this node knows now.
+enum Whose {
+    /// This node runs it.
+    Local,
+    /// Another node (id, URL) holds its lease.
+    Remote(String, String),
+    /// No lease: no such workspace (the handlers answer 404).
+    NoSuch,
+    /// Between owners, or this node's own lease while it is not serving yet.
+    Between,
+}
+
+impl Forwarder {
+    async fn whose(&self, ws: Sid, node_id: &str) -> Whose {
+        if self.hub.is_local(ws) {
+            return Whose::Local;
+        }
+        if let Some((id, url)) = self.cached(ws) {
+            return Whose::Remote(id, url);
+        }
+        match self.lookup(ws).await {
+            Ok(None) => Whose::NoSuch,
+            Ok(Some(o)) if o.node_id != node_id && !o.expired => match o.url {
+                Some(url) => {
+                    self.remember(ws, Some((o.node_id.clone(), url.clone())));
+                    Whose::Remote(o.node_id, url)
+                }
+                None => Whose::Between,
+            },
+            Ok(Some(_)) => Whose::Between,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look up a workspace's owner");
+                Whose::Between
+            }
+        }
+    }
+}
+
+/// The middleware of the REST API.
 pub async fn route(State(f): State<Arc<Forwarder>>, req: Request, next: Next) -> Response {
     let Some(ws) = workspace_of(req.uri().path()) else {
-        return next.run(req).await;
-    };
-    let Some(node) = f.hub.node().cloned() else {
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return ApiError::invalid("The request body is too large").into_response();
     };
+    forward(&f, ws, parts, body, next).await
+}
+
+/// The middleware of the event bridge: an agent's envelope or websocket for a workspace
+/// another node runs goes there. The workspace is the one the Access Token's grant names
+/// (read here without verifying it: the owner checks the token).
+pub async fn route_bridge(State(f): State<Arc<Forwarder>>, req: Request, next: Next) -> Response {
+    if req.uri().path() != taskyard_bridge::PATH {
+        return next.run(req).await;
+    }
+    if req.method() == Method::GET {
+        let Some(ws) = token_in_query(req.uri().query()).and_then(|t| granted_workspace(&t)) else {
+            return next.run(req).await;
+        };
+        return relay::socket(f, ws, req, next).await;
+    }
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError::invalid("The request body is too large").into_response();
+    };
+    let token = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("token")?.as_str().and_then(granted_workspace));
+    match token {
+        Some(ws) => forward(&f, ws, parts, body, next).await,
+        None => next.run(Request::from_parts(parts, Body::from(body))).await,
+    }
+}
+
+/// The `token` query parameter (the last one, as the bridge reads it).
+fn token_in_query(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .filter(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .last()
+}
+
+/// The workspace an Access Token's TaskRouter grant names, unverified.
+fn granted_workspace(token: &str) -> Option<Sid> {
+    let unverified = taskyard_auth::parse(token).ok()?;
+    let ws = unverified
+        .claims()
+        .task_router
+        .as_ref()?
+        .workspace_sid
+        .as_deref()?;
+    Sid::parse_with(ws, prefix::WORKSPACE).ok()
+}
+
+/// Answers a buffered request for `ws` here or on its owner.
+async fn forward(
+    f: &Forwarder,
+    ws: Sid,
+    parts: axum::http::request::Parts,
+    body: Bytes,
+    next: Next,
+) -> Response {
+    let Some(node) = f.hub.node().cloned() else {
+        return next.run(Request::from_parts(parts, Body::from(body))).await;
+    };
     let forwarded = parts.headers.contains_key(FORWARDED_BY);
     let deadline = Instant::now() + f.patience;
     let mut pause = Duration::from_millis(20);
     loop {
-        if f.hub.is_local(ws) {
-            let local = Request::from_parts(parts.clone(), Body::from(body.clone()));
-            let resp = next.clone().run(local).await;
-            if !resp.headers().contains_key(MOVED_HEADER) || forwarded {
-                return resp;
+        match f.whose(ws, &node.node_id).await {
+            Whose::Local => {
+                let local = Request::from_parts(parts.clone(), Body::from(body.clone()));
+                let resp = next.clone().run(local).await;
+                if !resp.headers().contains_key(MOVED_HEADER) || forwarded {
+                    return resp;
+                }
             }
-        } else if forwarded {
             // The sender thought this node runs it; let the sender look again.
-            return moved(ws);
-        } else {
-            let owner = match f.cached(ws) {
-                Some(o) => Some(o),
-                None => match f.lookup(ws).await {
-                    // No lease: no such workspace; the handlers answer 404.
-                    Ok(None) => {
-                        return next.run(Request::from_parts(parts, Body::from(body))).await;
-                    }
-                    Ok(Some(o)) if o.node_id != node.node_id && !o.expired => {
-                        let known = o.url.map(|u| (o.node_id, u));
-                        f.remember(ws, known.clone());
-                        known
-                    }
-                    // Ours but not started yet, or between owners.
-                    Ok(Some(_)) => None,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot look up a workspace's owner");
-                        None
-                    }
-                },
-            };
-            if let Some((owner_id, url)) = owner {
+            _ if forwarded => return moved(ws),
+            Whose::NoSuch => return next.run(Request::from_parts(parts, Body::from(body))).await,
+            Whose::Between => {}
+            Whose::Remote(owner_id, url) => {
                 // An owner that is paused or cut off accepts the connection and never
                 // answers; once its lease has moved, its commit will be refused (or it made
                 // it before pausing): either way, waiting longer tells nothing more.
                 let sent = tokio::select! {
                     sent = send(&f.client, &url, &parts, &body, &node.node_id) => sent,
-                    () = lease_moves(&f, ws, &owner_id) => {
+                    () = lease_moves(f, ws, &owner_id) => {
                         Sent::Failed(format!("{owner_id} stopped answering and lost the lease"))
                     }
                 };
@@ -187,13 +278,15 @@ pub async fn route(State(f): State<Arc<Forwarder>>, req: Request, next: Next) ->
             }
         }
         if Instant::now() > deadline {
-            return unavailable(
-                "No node runs this workspace at the moment (failover in progress); try again",
-            );
+            return no_owner();
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
+}
+
+fn no_owner() -> Response {
+    unavailable("No node runs this workspace at the moment (failover in progress); try again")
 }
 
 fn moved(ws: Sid) -> Response {

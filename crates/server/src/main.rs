@@ -77,15 +77,26 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{local}"));
     let app = taskyard_api::App::new(hub.clone(), &public_url, cfg.list_attributes);
     let mut rest = taskyard_api::router(app);
-    if hub.node().is_some() {
-        let forwarder = std::sync::Arc::new(forward::Forwarder::new(hub.clone(), lease)?);
-        rest = rest.layer(axum::middleware::from_fn_with_state(
-            forwarder,
-            forward::route,
-        ));
-    }
+    let forwarder = match hub.node() {
+        Some(_) => {
+            let f = std::sync::Arc::new(forward::Forwarder::new(hub.clone(), lease)?);
+            rest = rest.layer(axum::middleware::from_fn_with_state(
+                f.clone(),
+                forward::route,
+            ));
+            Some(f)
+        }
+        None => None,
+    };
     // Agents' SDKs (TaskRouter.js) connect to the event bridge on the same port.
     let bridge = taskyard_bridge::Bridge::start(hub.clone(), rest.clone(), cfg.bridge()?);
+    let mut agents = bridge.router();
+    if let Some(f) = &forwarder {
+        agents = agents.layer(axum::middleware::from_fn_with_state(
+            f.clone(),
+            forward::route_bridge,
+        ));
+    }
     let database = match cfg.database_url {
         Some(_) => format!("postgresql (schema {})", cfg.database_schema),
         None => cfg.data_dir.display().to_string(),
@@ -96,12 +107,23 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         }
         None => tracing::info!(listen = %local, public_url, database, "taskyard is ready"),
     }
-    axum::serve(listener, bridge.router().merge(rest))
-        .with_graceful_shutdown(shutdown())
+    let leaving = (hub.clone(), forwarder);
+    let stopping = async move {
+        let (hub, forwarder) = leaving;
+        shutdown().await;
+        // On a cluster, the other nodes take this one's workspaces at once: its actors
+        // finish what is queued, its agents' sessions close (the SDKs reconnect, through
+        // any node, to the new owners), and requests still arriving here are forwarded to
+        // them. Then the HTTP server stops.
+        hub.hand_over().await;
+        if let Some(f) = &forwarder {
+            f.leave();
+        }
+    };
+    axum::serve(listener, agents.merge(rest))
+        .with_graceful_shutdown(stopping)
         .await
         .context("serving HTTP")?;
-    // On a cluster, the other nodes take this one's workspaces at once.
-    hub.hand_over().await;
     tracing::info!("stopped");
     Ok(())
 }
