@@ -48,10 +48,13 @@ describe('agents on a cluster of three nodes', { skip: !DATABASE_URL && 'TASKYAR
   });
 
   after(async () => {
-    await disconnectAll();
-    for (const node of nodes) await node.cleanup();
-    if (!process.env.TASKYARD_KEEP_DATA) {
-      execFileSync('psql', [DATABASE_URL, '-q', '-c', `DROP SCHEMA IF EXISTS "${schema}" CASCADE`]);
+    try {
+      await disconnectAll();
+      for (const node of nodes) await node.cleanup();
+    } finally {
+      if (!process.env.TASKYARD_KEEP_DATA) {
+        execFileSync('psql', [DATABASE_URL, '-q', '-c', `DROP SCHEMA IF EXISTS "${schema}" CASCADE`]);
+      }
     }
   });
 
