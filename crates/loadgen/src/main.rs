@@ -281,7 +281,7 @@ async fn run(cli: Cli, database: Option<Location>) -> anyhow::Result<()> {
         }
         Load::Sustain(args) => {
             let server = spawned.as_ref().map(|s| s.child.id());
-            sustain::run(&api, args, server).await?
+            sustain::run(&api, args, server, database.as_ref()).await?
         }
         Load::Spread(args) => {
             let bin = cli.spawn.clone().context("spread needs --spawn")?;

@@ -28,6 +28,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use taskyard_store::postgres::Location;
 
 use serde_json::{Value, json};
 
@@ -57,10 +58,20 @@ pub struct SustainArgs {
     drain: f64,
 }
 
-pub async fn run(api: &Api, args: SustainArgs, server: Option<u32>) -> anyhow::Result<Value> {
+pub async fn run(
+    api: &Api,
+    args: SustainArgs,
+    server: Option<u32>,
+    database: Option<&Location>,
+) -> anyhow::Result<Value> {
     let cpu = || server.and_then(cpu_time);
     let cpu_before = cpu();
+    let idle_before = commit_counters(database).await;
     let (lat, _, secs) = healthz_loop(api, args.healthz_secs, args.connections).await?;
+    // Nothing is written during the healthz phase: what the lease keeper alone scans.
+    let idle = idle_before
+        .zip(commit_counters(database).await)
+        .map(|((c0, _), (c1, _))| (c1 - c0) as f64 / secs);
     let healthz_per_s = lat.len() as f64 / secs;
     let healthz_cpu = cpu_per(cpu_before, cpu(), lat.len(), secs);
 
@@ -89,6 +100,7 @@ pub async fn run(api: &Api, args: SustainArgs, server: Option<u32>) -> anyhow::R
     let (api2, acked2) = (api.clone(), acked.clone());
     let threads = || server.and_then(thread_cpu_times);
     let (cpu_before, threads_before) = (cpu(), threads());
+    let commits_before = commit_counters(database).await;
     let (lat, errors, secs) = closed_loop(args.duration, args.connections, move |i| {
         let (api, tasks_path, workflow, acked) = (
             api2.clone(),
@@ -104,6 +116,15 @@ pub async fn run(api: &Api, args: SustainArgs, server: Option<u32>) -> anyhow::R
     })
     .await?;
     let (cpu_after, threads_after) = (cpu(), threads());
+    let commits_after = commit_counters(database).await;
+    // PostgreSQL only: how the writer's group commits went (see `commit_counters`).
+    let commits = commits_before
+        .zip(commits_after)
+        .zip(idle)
+        .map(|(((c0, e0), (c1, e1)), idle)| {
+            ((c1 - c0) as f64 - idle * secs, (e1 - e0) as f64)
+        })
+        .filter(|(c, _)| *c > 0.0);
     let task_cpu = cpu_per(cpu_before, cpu_after, lat.len(), secs);
     // The part of a task that is not the store's: the live threads not named as store
     // threads. A thread that ended during the run counts as the store's, so this part is
@@ -137,6 +158,7 @@ pub async fn run(api: &Api, args: SustainArgs, server: Option<u32>) -> anyhow::R
     let tasks_per_s = tasks as f64 / secs;
     let worst_task_second = task_seconds.iter().copied().min().unwrap_or(0);
     let ratio = tasks_per_s / healthz_per_s;
+    let lat_len = lat.len();
     let s = summarise(lat);
     Ok(json!({
         "healthz_per_s": healthz_per_s,
@@ -163,7 +185,40 @@ pub async fn run(api: &Api, args: SustainArgs, server: Option<u32>) -> anyhow::R
         "meets_10k_per_s": worst_task_second >= 10_000,
         "meets_25_percent": ratio >= 0.25,
         "tasks_per_second": task_seconds,
+        "pg_commits_per_s": commits.map(|(c, _)| c / secs),
+        "pg_tasks_per_commit": commits.map(|(c, _)| lat_len as f64 / c),
+        "pg_events_per_commit": commits.map(|(c, e)| e / c),
+        "pg_mean_commit_ms": commits.map(|(c, _)| secs * 1e3 / c),
     }))
+}
+
+/// On PostgreSQL: (scans of the `leases` table, events stored) so far, from the database's
+/// own statistics for the run's schema. Every commit of a fenced writer scans `leases` once
+/// (its lease check); the only other scans are the lease keeper's few a second, measured
+/// while nothing is written (the healthz phase) and taken off. The statistics are flushed
+/// about once a second, so the counts lag by up to a second at both ends of a phase.
+async fn commit_counters(database: Option<&Location>) -> Option<(i64, i64)> {
+    let db = database?.clone();
+    let read = tokio::task::spawn_blocking(move || -> Result<(i64, i64), postgres::Error> {
+        let mut c = postgres::Client::connect(&db.url, postgres::NoTls)?;
+        let row = c.query_one(
+            "SELECT
+                 (SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0)::int8
+                  FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'leases'),
+                 (SELECT coalesce(sum(n_tup_ins), 0)::int8 FROM pg_stat_user_tables
+                  WHERE schemaname = $1 AND relname = 'events')",
+            &[&db.schema],
+        )?;
+        Ok((row.get(0), row.get(1)))
+    });
+    match read.await {
+        Ok(Ok(counts)) => Some(counts),
+        Ok(Err(e)) => {
+            eprintln!("cannot read PostgreSQL's statistics: {e}");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// The server's CPU time per request (µs) and its busy share (cores) over a phase of
