@@ -121,9 +121,7 @@ pub async fn run(
     let commits = commits_before
         .zip(commits_after)
         .zip(idle)
-        .map(|(((c0, e0), (c1, e1)), idle)| {
-            ((c1 - c0) as f64 - idle * secs, (e1 - e0) as f64)
-        })
+        .map(|(((c0, e0), (c1, e1)), idle)| ((c1 - c0) as f64 - idle * secs, (e1 - e0) as f64))
         .filter(|(c, _)| *c > 0.0);
     let task_cpu = cpu_per(cpu_before, cpu_after, lat.len(), secs);
     // The part of a task that is not the store's: the live threads not named as store
