@@ -120,7 +120,8 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
             f.leave();
         }
     };
-    axum::serve(listener, agents.merge(rest))
+    // The console (`/console/`) is static files that call the REST API like any client.
+    axum::serve(listener, agents.merge(taskyard_console::router()).merge(rest))
         .with_graceful_shutdown(stopping)
         .await
         .context("serving HTTP")?;

@@ -1,0 +1,829 @@
+// The Taskyard console: one page, the public TaskRouter v1 API, the workspace's event stream.
+//
+// State comes from REST once per workspace (activities, queues, workflows, workers, the
+// newest event), then from the event stream, resumed from that newest event so that nothing
+// committed in between is missed. Events carry the task's and the worker's fields, so rows
+// are updated from them directly; what they do not carry (queue statistics, the task page
+// being looked at) is read again when an event says it changed, at most once a second.
+// Rendering is batched into animation frames, so a burst of events costs one redraw.
+//
+// Everything shown is built with textContent, never HTML: attributes and names are data
+// that any API user can set.
+
+import { bars, colour, histogram, lineChart } from './charts.js';
+
+const ROOT = new URL('../', window.location.href);
+const SHOWN_WORKERS = 500;
+const KEPT_EVENTS = 1000;
+const TASK_PAGE = 50;
+const SLA_SECONDS = 30;
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+const S = {
+  auth: sessionStorage.getItem('taskyard.auth'),
+  who: sessionStorage.getItem('taskyard.who'),
+  ws: null,
+  gen: 0, // bumped when the workspace changes: late answers for the old one are dropped
+  stream: null,
+  lastEvent: null,
+  activities: new Map(),
+  queues: new Map(),
+  stats: new Map(),
+  history: new Map(),
+  workflows: new Map(),
+  workers: new Map(),
+  work: new Map(), // worker SID -> Map(reservation SID -> {task, status})
+  events: [],
+  tasks: { filter: {}, tokens: [null], page: 0, rows: new Map(), order: [] },
+  dirty: new Set(),
+  frame: 0,
+  refreshTimer: 0,
+  lastRefresh: 0,
+};
+
+// ---------------------------------------------------------------------------------------
+// REST
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+function url(path) {
+  return new URL(path.replace(/^\/+/, ''), ROOT);
+}
+
+/** The path of a `next_page_url` (an absolute URL, maybe under another host name). */
+function relative(absolute) {
+  const u = new URL(absolute);
+  return u.pathname.slice(u.pathname.indexOf('/v1/') + 1) + u.search;
+}
+
+async function api(path, { method = 'GET', form, auth = S.auth } = {}) {
+  const headers = { Authorization: auth };
+  let body;
+  if (form) {
+    headers['Content-Type'] = 'application/x-www-form-urlencoded';
+    body = new URLSearchParams(Object.entries(form).filter(([, v]) => v !== undefined));
+  }
+  const res = await fetch(url(path), { method, headers, body });
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = { message: text };
+  }
+  if (!res.ok) {
+    if (res.status === 401 && auth === S.auth && S.auth) logout('The server refused the credentials; log in again.');
+    throw new ApiError(res.status, json);
+  }
+  return json;
+}
+
+async function all(path, key, onPage) {
+  let next = path;
+  const out = [];
+  while (next) {
+    const page = await api(next);
+    const items = page[key] || [];
+    out.push(...items);
+    if (onPage) onPage(items);
+    next = page.meta?.next_page_url ? relative(page.meta.next_page_url) : null;
+  }
+  return out;
+}
+
+const wsPath = (rest = '') => `v1/Workspaces/${S.ws}${rest}`;
+
+// ---------------------------------------------------------------------------------------
+// DOM helpers
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'dataset') Object.assign(e.dataset, v);
+    // Through the CSSOM: the page's policy allows no inline style attributes.
+    else if (k === 'style') Object.assign(e.style, v);
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k === 'text') e.textContent = v;
+    else if (k in e && typeof v !== 'string') e[k] = v;
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== undefined && c !== null) e.append(c);
+  return e;
+}
+
+function showError(target, err) {
+  const node = typeof target === 'string' ? $(target) : target;
+  if (!node) return;
+  node.textContent = err ? (err.body?.code ? `${err.message} (code ${err.body.code})` : String(err.message || err)) : '';
+}
+
+function age(seconds) {
+  if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return '–';
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function ageOf(isoDate) {
+  return (Date.now() - Date.parse(isoDate)) / 1000;
+}
+
+function brief(json, max = 120) {
+  const text = typeof json === 'string' ? json : JSON.stringify(json);
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+function schedule(...what) {
+  for (const w of what) S.dirty.add(w);
+  if (!S.frame) S.frame = requestAnimationFrame(render);
+}
+
+// ---------------------------------------------------------------------------------------
+// Log in and out
+
+function showLogin(message) {
+  $('#login').hidden = false;
+  $('#app').hidden = true;
+  $('#logout').hidden = true;
+  $('#workspace').hidden = true;
+  $('#who').textContent = '';
+  showError('#login-error', message ? { message } : null);
+}
+
+function logout(message) {
+  S.auth = null;
+  S.who = null;
+  sessionStorage.removeItem('taskyard.auth');
+  sessionStorage.removeItem('taskyard.who');
+  S.stream?.abort();
+  S.ws = null;
+  S.gen += 1;
+  setLive('off');
+  showLogin(message);
+}
+
+async function login(user, password) {
+  const auth = `Basic ${btoa(`${user.trim()}:${password}`)}`;
+  try {
+    await api('v1/Workspaces?PageSize=1', { auth });
+  } catch (err) {
+    if (err.status === 401) throw new Error('Those credentials are not valid here.');
+    throw err;
+  }
+  S.auth = auth;
+  S.who = user.trim();
+  sessionStorage.setItem('taskyard.auth', auth);
+  sessionStorage.setItem('taskyard.who', S.who);
+}
+
+async function start() {
+  $('#login').hidden = true;
+  $('#app').hidden = false;
+  $('#logout').hidden = false;
+  $('#who').textContent = S.who;
+  const list = await all('v1/Workspaces?PageSize=1000', 'workspaces');
+  const select = $('#workspace');
+  select.replaceChildren(...list.map((w) => el('option', { value: w.sid, text: `${w.friendly_name} (${w.sid})` })));
+  select.hidden = false;
+  if (!list.length) {
+    showError('#app-error', { message: 'This account has no workspace yet: create one through the API.' });
+    return;
+  }
+  const wanted = window.location.hash.slice(1);
+  const ws = list.some((w) => w.sid === wanted) ? wanted : list[0].sid;
+  select.value = ws;
+  await openWorkspace(ws);
+}
+
+// ---------------------------------------------------------------------------------------
+// A workspace: initial load, then the event stream
+
+async function openWorkspace(ws) {
+  S.stream?.abort();
+  S.gen += 1;
+  const gen = S.gen;
+  Object.assign(S, {
+    ws, lastEvent: null, events: [],
+    activities: new Map(), queues: new Map(), stats: new Map(), history: new Map(),
+    workflows: new Map(), workers: new Map(), work: new Map(),
+    tasks: { filter: S.tasks.filter, tokens: [null], page: 0, rows: new Map(), order: [] },
+  });
+  if (window.location.hash.slice(1) !== ws) window.history.replaceState(null, '', `#${ws}`);
+  showError('#app-error', null);
+  try {
+    // The newest event first: the stream resumes after it, so what is committed while the
+    // lists load is replayed on top of them.
+    const newest = await api(wsPath('/Events?PageSize=50'));
+    S.lastEvent = newest.events?.[0]?.sid ?? null;
+    S.events = newest.events || [];
+    const [activities, queues, workflows] = await Promise.all([
+      all(wsPath('/Activities?PageSize=1000'), 'activities'),
+      all(wsPath('/TaskQueues?PageSize=1000'), 'task_queues'),
+      all(wsPath('/Workflows?PageSize=1000'), 'workflows'),
+    ]);
+    if (gen !== S.gen) return;
+    for (const a of activities) S.activities.set(a.sid, a);
+    for (const q of queues) S.queues.set(q.sid, q);
+    for (const w of workflows) S.workflows.set(w.sid, w);
+    schedule('queues', 'workflows', 'events', 'filters');
+    refreshStats();
+    loadTasks();
+    follow(ws, gen);
+    // Workers page by page: the first thousand are on the screen while the rest load.
+    await all(wsPath('/Workers?PageSize=1000'), 'workers', (page) => {
+      if (gen !== S.gen) return;
+      for (const w of page) if (!S.workers.has(w.sid)) S.workers.set(w.sid, w);
+      schedule('workers');
+    });
+  } catch (err) {
+    if (gen === S.gen) showError('#app-error', err);
+  }
+}
+
+function setLive(state) {
+  const node = $('#live');
+  node.dataset.state = state;
+  node.textContent = { on: 'live', retrying: 'reconnecting…', off: 'offline' }[state];
+}
+
+async function follow(ws, gen) {
+  let delay = 500;
+  const ctrl = new AbortController();
+  S.stream = ctrl;
+  while (gen === S.gen && S.auth) {
+    try {
+      const headers = { Authorization: S.auth };
+      if (S.lastEvent) headers['Last-Event-ID'] = S.lastEvent;
+      const res = await fetch(url(`v1/Workspaces/${ws}/Events/Stream`), { headers, signal: ctrl.signal });
+      if (res.status === 401) {
+        logout('The server refused the credentials; log in again.');
+        return;
+      }
+      if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+      setLive('on');
+      delay = 500;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = [];
+          let id = null;
+          for (const line of block.split('\n')) {
+            if (line.startsWith('data:')) data.push(line.slice(line[5] === ' ' ? 6 : 5));
+            else if (line.startsWith('id:')) id = line.slice(3).trim();
+          }
+          if (!data.length || gen !== S.gen) continue;
+          if (id) S.lastEvent = id;
+          try {
+            onEvent(JSON.parse(data.join('\n')));
+          } catch (err) {
+            console.error('an event the console cannot read', err);
+          }
+        }
+      }
+    } catch (err) {
+      if (ctrl.signal.aborted) return;
+      console.warn('event stream', err);
+    }
+    if (gen !== S.gen) return;
+    setLive('retrying');
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 10_000);
+  }
+}
+
+/** A committed event of the workspace, from the stream. */
+function onEvent(e) {
+  S.events.unshift(e);
+  if (S.events.length > KEPT_EVENTS) S.events.length = KEPT_EVENTS;
+  const d = e.event_data || {};
+  const type = e.event_type || '';
+  if (d.worker_sid && d.worker_activity_sid) {
+    if (type === 'worker.deleted') {
+      S.workers.delete(d.worker_sid);
+      S.work.delete(d.worker_sid);
+    } else {
+      const w = S.workers.get(d.worker_sid) || { sid: d.worker_sid };
+      Object.assign(w, {
+        friendly_name: d.worker_name ?? w.friendly_name,
+        attributes: d.worker_attributes ?? w.attributes,
+        activity_sid: d.worker_activity_sid,
+        activity_name: d.worker_activity_name ?? S.activities.get(d.worker_activity_sid)?.friendly_name,
+        available: d.worker_available ?? w.available,
+      });
+      S.workers.set(w.sid, w);
+    }
+    schedule('workers');
+  }
+  if (d.reservation_sid && d.worker_sid) {
+    const status = d.reservation_status || type.split('.')[1];
+    const mine = S.work.get(d.worker_sid) || new Map();
+    if (['pending', 'accepted', 'wrapping'].includes(status)) mine.set(d.reservation_sid, { task: d.task_sid, status });
+    else mine.delete(d.reservation_sid);
+    S.work.set(d.worker_sid, mine);
+    schedule('workers');
+  }
+  if (d.task_sid && d.task_assignment_status) {
+    const row = S.tasks.rows.get(d.task_sid);
+    if (row) {
+      Object.assign(row, {
+        assignment_status: d.task_assignment_status,
+        attributes: d.task_attributes ?? row.attributes,
+        task_queue_sid: d.task_queue_sid ?? row.task_queue_sid,
+        priority: d.task_priority ?? row.priority,
+      });
+      schedule('tasks');
+    }
+    if (type === 'task.created' || !row) S.dirty.add('task-page');
+    if (type === 'task.deleted' && row) S.dirty.add('task-page');
+  }
+  if (type.startsWith('task-queue.')) S.dirty.add('queue-list');
+  if (type.startsWith('workflow.')) S.dirty.add('workflow-list');
+  if (type.startsWith('activity.')) S.dirty.add('activity-list');
+  if (type.startsWith('task.') || type.startsWith('reservation.') || type.startsWith('worker.')) S.dirty.add('stats');
+  schedule('events');
+  refreshSoon();
+}
+
+/** Reads again, at most once a second, what events said changed but do not carry. */
+function refreshSoon() {
+  if (S.refreshTimer) return;
+  const wait = Math.max(0, 1000 - (Date.now() - S.lastRefresh));
+  S.refreshTimer = setTimeout(async () => {
+    S.refreshTimer = 0;
+    S.lastRefresh = Date.now();
+    const want = new Set(S.dirty);
+    for (const w of ['stats', 'task-page', 'queue-list', 'workflow-list', 'activity-list']) S.dirty.delete(w);
+    const gen = S.gen;
+    try {
+      if (want.has('queue-list')) {
+        const queues = await all(wsPath('/TaskQueues?PageSize=1000'), 'task_queues');
+        if (gen !== S.gen) return;
+        S.queues = new Map(queues.map((q) => [q.sid, q]));
+        schedule('queues', 'filters');
+      }
+      if (want.has('workflow-list')) {
+        const wfs = await all(wsPath('/Workflows?PageSize=1000'), 'workflows');
+        if (gen !== S.gen) return;
+        S.workflows = new Map(wfs.map((w) => [w.sid, w]));
+        schedule('workflows');
+      }
+      if (want.has('activity-list')) {
+        const acts = await all(wsPath('/Activities?PageSize=1000'), 'activities');
+        if (gen !== S.gen) return;
+        S.activities = new Map(acts.map((a) => [a.sid, a]));
+        schedule('workers');
+      }
+      if (want.has('stats') || want.has('queue-list')) await refreshStats();
+      if (want.has('task-page') && S.tasks.page === 0) await loadTasks({ quiet: true });
+    } catch (err) {
+      console.warn('refresh', err);
+    }
+    if ([...S.dirty].some((w) => ['stats', 'task-page', 'queue-list', 'workflow-list', 'activity-list'].includes(w))) refreshSoon();
+  }, wait);
+}
+
+async function refreshStats() {
+  const gen = S.gen;
+  const [queues, workspace] = await Promise.all([
+    all(wsPath(`/TaskQueues/Statistics?PageSize=1000&Minutes=1440&SplitByWaitTime=${SLA_SECONDS}`), 'task_queues_statistics'),
+    api(wsPath('/RealTimeStatistics')),
+  ]);
+  if (gen !== S.gen) return;
+  const now = Date.now();
+  for (const q of queues) {
+    S.stats.set(q.task_queue_sid, q);
+    const waiting = q.realtime?.tasks_by_status?.pending ?? 0;
+    const h = S.history.get(q.task_queue_sid) || [];
+    h.push([now, waiting]);
+    while (h.length > 2000 || (h.length && h[0][0] < now - 60 * 60_000)) h.shift();
+    S.history.set(q.task_queue_sid, h);
+  }
+  S.workspaceStats = workspace;
+  schedule('queues', 'charts');
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering
+
+function render() {
+  S.frame = 0;
+  const dirty = S.dirty;
+  if (dirty.has('queues')) renderQueues();
+  if (dirty.has('charts') || dirty.has('workers')) renderCharts();
+  if (dirty.has('workers')) renderWorkers();
+  if (dirty.has('tasks')) renderTasks();
+  if (dirty.has('workflows')) renderWorkflows();
+  if (dirty.has('events')) renderEvents();
+  if (dirty.has('filters')) renderFilters();
+  for (const w of ['queues', 'charts', 'workers', 'tasks', 'workflows', 'events', 'filters']) dirty.delete(w);
+}
+
+function splitAccepted(cumulative) {
+  const split = cumulative?.split_by_wait_time?.[String(SLA_SECONDS)];
+  if (!split) return '–';
+  const below = split.below?.reservations_accepted ?? 0;
+  const above = split.above?.reservations_accepted ?? 0;
+  if (!below && !above) return '–';
+  return `${Math.round((100 * below) / (below + above))}% (${below} of ${below + above})`;
+}
+
+function renderQueues() {
+  const ws = S.workspaceStats;
+  const byStatus = ws?.tasks_by_status || {};
+  $('#totals').replaceChildren(
+    ...[
+      ['Tasks waiting', byStatus.pending ?? 0],
+      ['Reserved', byStatus.reserved ?? 0],
+      ['Assigned', byStatus.assigned ?? 0],
+      ['Wrapping', byStatus.wrapping ?? 0],
+      ['Longest wait', age(ws?.longest_task_waiting_age)],
+      ['Workers', ws?.total_workers ?? S.workers.size],
+    ].map(([label, value]) => el('div', { class: 'figure' }, el('span', { text: label }), el('strong', { text: String(value) }))),
+  );
+  const rows = [...S.queues.values()].sort((a, b) => a.friendly_name.localeCompare(b.friendly_name)).map((q) => {
+    const st = S.stats.get(q.sid);
+    const rt = st?.realtime || {};
+    const tbs = rt.tasks_by_status || {};
+    const avg = st?.cumulative?.avg_task_acceptance_time;
+    return el('tr', { dataset: { queue: q.sid } },
+      el('td', {}, el('strong', { text: q.friendly_name }), el('div', { class: 'muted mono', text: q.target_workers || '' })),
+      el('td', { class: 'num', dataset: { field: 'waiting' }, text: String(tbs.pending ?? 0) }),
+      el('td', { class: 'num', text: age(rt.longest_task_waiting_age) }),
+      el('td', { class: 'num', text: String(tbs.reserved ?? 0) }),
+      el('td', { class: 'num', text: String(tbs.assigned ?? 0) }),
+      el('td', { class: 'num', text: String(rt.total_available_workers ?? '–') }),
+      el('td', { class: 'num', text: String(rt.total_eligible_workers ?? '–') }),
+      el('td', { class: 'num', text: splitAccepted(st?.cumulative) }),
+      el('td', { class: 'num', text: avg === undefined ? '–' : age(avg) }));
+  });
+  $('#queues tbody').replaceChildren(...rows);
+}
+
+function renderCharts() {
+  const queues = [...S.queues.values()];
+  lineChart($('#chart-waiting'), queues.map((q) => ({ label: q.friendly_name, points: S.history.get(q.sid) || [] })));
+  $('#legend-waiting').replaceChildren(...queues.map((q, i) => el('span', { class: 'key' },
+    el('i', { style: { background: colour(i) } }), q.friendly_name)));
+  // The waits of the tasks on the page being looked at are not all tasks; the queue
+  // statistics give the longest. So the histogram is of the visible waiting tasks.
+  const edges = [10, 30, 60, 120, 300, 600, Infinity];
+  const labels = ['<10s', '<30s', '<1m', '<2m', '<5m', '<10m', '10m+'];
+  const counts = labels.map((label) => ({ label, value: 0 }));
+  for (const t of S.tasks.rows.values()) {
+    if (t.assignment_status !== 'pending') continue;
+    const a = ageOf(t.date_created);
+    counts[edges.findIndex((e) => a < e)].value += 1;
+  }
+  histogram($('#chart-waits'), counts);
+  const byActivity = new Map();
+  for (const w of S.workers.values()) {
+    const name = w.activity_name || S.activities.get(w.activity_sid)?.friendly_name || '?';
+    byActivity.set(name, (byActivity.get(name) || 0) + 1);
+  }
+  bars($('#chart-occupancy'), [...byActivity].sort((a, b) => b[1] - a[1]).slice(0, 7).map(([label, value]) => ({ label, value })));
+}
+
+function activitySelect(worker) {
+  const select = el('select', { 'aria-label': `Activity of ${worker.friendly_name}`, dataset: { worker: worker.sid } },
+    [...S.activities.values()].map((a) => el('option', { value: a.sid, text: a.friendly_name, selected: a.sid === worker.activity_sid })));
+  select.addEventListener('change', async () => {
+    select.disabled = true;
+    try {
+      const updated = await api(wsPath(`/Workers/${worker.sid}`), { method: 'POST', form: { ActivitySid: select.value } });
+      Object.assign(S.workers.get(worker.sid) || {}, updated);
+    } catch (err) {
+      showError('#app-error', err);
+      select.value = worker.activity_sid;
+    } finally {
+      select.disabled = false;
+      schedule('workers');
+    }
+  });
+  return select;
+}
+
+function renderWorkers() {
+  const list = [...S.workers.values()];
+  const counts = { available: 0, busy: 0 };
+  for (const w of list) {
+    if (w.available) counts.available += 1;
+    if (S.work.get(w.sid)?.size) counts.busy += 1;
+  }
+  $('#worker-counts').textContent = `${list.length} workers · ${counts.available} in an available activity · ${counts.busy} with reservations or tasks`;
+  const shown = list.slice(0, SHOWN_WORKERS);
+  const tbody = $('#workers tbody');
+  const rows = shown.map((w) => {
+    const work = [...(S.work.get(w.sid)?.entries() || [])];
+    return el('tr', { dataset: { worker: w.sid, activity: w.activity_name || '' } },
+      el('td', {}, el('strong', { text: w.friendly_name || w.sid }), el('div', { class: 'muted mono', text: w.sid })),
+      el('td', {}, activitySelect(w)),
+      el('td', {}, work.length ? work.map(([r, x]) => el('div', { class: 'mono', text: `${x.status}: ${x.task}` })) : el('span', { class: 'muted', text: 'none' })),
+      el('td', { class: 'mono', text: brief(w.attributes || '{}') }),
+      el('td', {}, el('button', { type: 'button', text: 'Edit', onclick: () => editWorker(w) })));
+  });
+  tbody.replaceChildren(...rows);
+  $('#workers-more').textContent = list.length > SHOWN_WORKERS ? `Showing the first ${SHOWN_WORKERS} of ${list.length}.` : '';
+}
+
+function editWorker(w) {
+  const dialog = $('#edit-worker');
+  const form = $('#edit-worker-form');
+  form.FriendlyName.value = w.friendly_name || '';
+  form.Attributes.value = JSON.stringify(JSON.parse(w.attributes || '{}'), null, 2);
+  showError($('.error', form), null);
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    const error = jsonError(form.Attributes.value);
+    if (error) {
+      showError($('.error', form), { message: `Attributes: ${error.message}` });
+      selectAt(form.Attributes, error.position);
+      return;
+    }
+    try {
+      const updated = await api(wsPath(`/Workers/${w.sid}`), {
+        method: 'POST',
+        form: { FriendlyName: form.FriendlyName.value, Attributes: JSON.stringify(JSON.parse(form.Attributes.value)) },
+      });
+      Object.assign(S.workers.get(w.sid) || {}, updated);
+      dialog.close();
+      schedule('workers');
+    } catch (err) {
+      showError($('.error', form), err);
+    }
+  };
+  $('[data-close]', form).onclick = () => dialog.close();
+  dialog.showModal();
+}
+
+async function loadTasks({ quiet = false } = {}) {
+  const gen = S.gen;
+  const t = S.tasks;
+  const q = new URLSearchParams({ PageSize: String(TASK_PAGE) });
+  for (const [k, v] of Object.entries(t.filter)) if (v) q.set(k, v);
+  const token = t.tokens[t.page];
+  if (token) {
+    for (const [k, v] of new URLSearchParams(token)) q.set(k, v);
+  }
+  try {
+    const page = await api(wsPath(`/Tasks?${q}`));
+    if (gen !== S.gen) return;
+    showError('#task-filter-error', null);
+    t.rows = new Map(page.tasks.map((x) => [x.sid, x]));
+    t.order = page.tasks.map((x) => x.sid);
+    const next = page.meta?.next_page_url;
+    t.tokens[t.page + 1] = next ? new URL(next).search.slice(1) : undefined;
+    schedule('tasks', 'charts');
+  } catch (err) {
+    if (!quiet || err.status === 400) showError('#task-filter-error', err);
+  }
+}
+
+async function taskAction(task, status) {
+  try {
+    const form = { AssignmentStatus: status, Reason: `${status} from the console` };
+    const updated = await api(wsPath(`/Tasks/${task.sid}`), { method: 'POST', form });
+    S.tasks.rows.set(task.sid, updated);
+    schedule('tasks');
+  } catch (err) {
+    showError('#task-filter-error', err);
+  }
+}
+
+function renderTasks() {
+  const t = S.tasks;
+  const rows = t.order.map((sid) => t.rows.get(sid)).filter(Boolean).map((task) => {
+    const actions = [];
+    if (['pending', 'reserved', 'assigned'].includes(task.assignment_status)) {
+      actions.push(el('button', { type: 'button', dataset: { action: 'cancel' }, text: 'Cancel', onclick: () => taskAction(task, 'canceled') }));
+    }
+    if (['assigned', 'wrapping'].includes(task.assignment_status)) {
+      actions.push(el('button', { type: 'button', dataset: { action: 'complete' }, text: 'Complete', onclick: () => taskAction(task, 'completed') }));
+    }
+    return el('tr', { dataset: { task: task.sid, status: task.assignment_status } },
+      el('td', { class: 'mono', text: task.sid }),
+      el('td', {}, el('span', { class: `status ${task.assignment_status}`, text: task.assignment_status })),
+      el('td', { text: S.queues.get(task.task_queue_sid)?.friendly_name || task.task_queue_friendly_name || '–' }),
+      el('td', { class: 'num', text: age(ageOf(task.date_created)) }),
+      el('td', { class: 'num', text: String(task.priority ?? 0) }),
+      el('td', { class: 'mono', text: brief(task.attributes) }),
+      el('td', {}, actions));
+  });
+  $('#tasks tbody').replaceChildren(...rows);
+  $('#tasks-page').textContent = `page ${t.page + 1}`;
+  $('#tasks-prev').disabled = t.page === 0;
+  $('#tasks-next').disabled = !t.tokens[t.page + 1];
+}
+
+function renderFilters() {
+  const select = $('#task-filter [name=TaskQueueSid]');
+  const value = select.value;
+  select.replaceChildren(el('option', { value: '', text: 'any' }),
+    ...[...S.queues.values()].map((q) => el('option', { value: q.sid, text: q.friendly_name })));
+  select.value = value;
+}
+
+/** A JSON text's first error, with its offset when the browser gives one. */
+function jsonError(text) {
+  try {
+    JSON.parse(text);
+    return null;
+  } catch (err) {
+    const m = /position (\d+)/.exec(err.message);
+    let position = m ? Number(m[1]) : null;
+    const lc = /line (\d+) column (\d+)/.exec(err.message);
+    if (position === null && lc) {
+      const lines = text.split('\n');
+      position = lines.slice(0, Number(lc[1]) - 1).reduce((n, l) => n + l.length + 1, 0) + Number(lc[2]) - 1;
+    }
+    if (position === null && /end of JSON input/.test(err.message)) position = text.length;
+    let where = '';
+    if (position !== null) {
+      const before = text.slice(0, position).split('\n');
+      where = ` (line ${before.length}, column ${before[before.length - 1].length + 1})`;
+    }
+    return { message: `${err.message}${where}`, position };
+  }
+}
+
+function selectAt(textarea, position) {
+  if (position === null || position === undefined) return;
+  textarea.focus();
+  textarea.setSelectionRange(position, Math.min(textarea.value.length, position + 1));
+}
+
+function renderWorkflows() {
+  const rows = [...S.workflows.values()].map((w) => el('tr', { dataset: { workflow: w.sid } },
+    el('td', {}, el('strong', { text: w.friendly_name }), el('div', { class: 'muted mono', text: w.sid })),
+    el('td', { class: 'num', text: `${w.task_reservation_timeout} s` }),
+    el('td', { class: 'mono', text: w.assignment_callback_url || '–' }),
+    el('td', {}, el('button', { type: 'button', text: 'Edit', dataset: { action: 'edit' }, onclick: () => editWorkflow(w) }))));
+  $('#workflows tbody').replaceChildren(...rows);
+}
+
+function editWorkflow(w) {
+  const form = $('#workflow-editor');
+  form.hidden = false;
+  $('#workflow-title').textContent = w ? `Workflow ${w.friendly_name}` : 'New workflow';
+  form.FriendlyName.value = w?.friendly_name || '';
+  const firstQueue = [...S.queues.keys()][0] || 'WQ…';
+  const config = w ? JSON.parse(w.configuration) : { task_routing: { filters: [], default_filter: { queue: firstQueue } } };
+  form.Configuration.value = JSON.stringify(config, null, 2);
+  showError('#workflow-error', null);
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    const text = form.Configuration.value;
+    const error = jsonError(text);
+    if (error) {
+      showError('#workflow-error', { message: `Configuration is not valid JSON: ${error.message}` });
+      selectAt(form.Configuration, error.position);
+      return;
+    }
+    try {
+      const saved = await api(w ? wsPath(`/Workflows/${w.sid}`) : wsPath('/Workflows'), {
+        method: 'POST',
+        form: { FriendlyName: form.FriendlyName.value, Configuration: text },
+      });
+      S.workflows.set(saved.sid, saved);
+      w = saved;
+      $('#workflow-title').textContent = `Workflow ${saved.friendly_name}`;
+      showError('#workflow-error', null);
+      $('#workflow-error').textContent = 'Saved.';
+      schedule('workflows');
+    } catch (err) {
+      showError('#workflow-error', err);
+    }
+  };
+  form.scrollIntoView({ block: 'nearest' });
+}
+
+function describe(e) {
+  const d = e.event_data || {};
+  const parts = [];
+  if (d.worker_name) parts.push(`worker ${d.worker_name}`);
+  if (d.worker_activity_name && e.event_type?.startsWith('worker.')) parts.push(`now ${d.worker_activity_name}`);
+  if (d.task_queue_name) parts.push(`queue ${d.task_queue_name}`);
+  if (d.task_assignment_status) parts.push(`task ${d.task_assignment_status}`);
+  return e.description || parts.join(' · ');
+}
+
+function renderEvents() {
+  const f = $('#event-filter');
+  if (f.pause.checked) return;
+  const type = f.type.value.trim();
+  const sid = f.sid.value.trim();
+  const shown = [];
+  for (const e of S.events) {
+    if (type && !e.event_type?.includes(type)) continue;
+    if (sid && !JSON.stringify(e).includes(sid)) continue;
+    shown.push(e);
+    if (shown.length >= 200) break;
+  }
+  $('#events tbody').replaceChildren(...shown.map((e) => el('tr', { dataset: { event: e.event_type } },
+    el('td', { class: 'mono', text: (e.event_date || '').replace('T', ' ').replace('Z', '') }),
+    el('td', { text: e.event_type }),
+    el('td', { class: 'mono', text: e.resource_sid || '' }),
+    el('td', { text: describe(e) }))));
+}
+
+// ---------------------------------------------------------------------------------------
+// Wiring
+
+function createForm(selector, path, after) {
+  const form = $(selector);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const data = Object.fromEntries(new FormData(form));
+    const error = data.Attributes !== undefined ? jsonError(data.Attributes) : null;
+    if (error) {
+      showError($('.error', form), { message: `Attributes: ${error.message}` });
+      return;
+    }
+    try {
+      const made = await api(wsPath(path), { method: 'POST', form: data });
+      showError($('.error', form), null);
+      form.reset();
+      after(made);
+    } catch (err) {
+      showError($('.error', form), err);
+    }
+  });
+}
+
+function wire() {
+  $('#login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const form = ev.target;
+    showError('#login-error', null);
+    try {
+      await login(form.user.value, form.password.value);
+      form.reset();
+      await start();
+    } catch (err) {
+      showError('#login-error', err);
+    }
+  });
+  $('#logout').addEventListener('click', () => logout());
+  $('#workspace').addEventListener('change', (ev) => openWorkspace(ev.target.value));
+  for (const tab of $$('#tabs button')) {
+    tab.addEventListener('click', () => {
+      for (const t of $$('#tabs button')) t.setAttribute('aria-selected', String(t === tab));
+      for (const p of $$('[data-panel]')) p.hidden = p.dataset.panel !== tab.dataset.tab;
+      schedule('charts');
+    });
+  }
+  $('#task-filter').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    S.tasks.filter = Object.fromEntries(new FormData(ev.target));
+    S.tasks.page = 0;
+    S.tasks.tokens = [null];
+    loadTasks();
+  });
+  $('#tasks-next').addEventListener('click', () => {
+    S.tasks.page += 1;
+    loadTasks();
+  });
+  $('#tasks-prev').addEventListener('click', () => {
+    S.tasks.page = Math.max(0, S.tasks.page - 1);
+    loadTasks();
+  });
+  $('#event-filter').addEventListener('input', () => schedule('events'));
+  $('#workflow-cancel').addEventListener('click', () => {
+    $('#workflow-editor').hidden = true;
+  });
+  $('#new-workflow').addEventListener('click', () => editWorkflow(null));
+  createForm('#new-queue', '/TaskQueues', (q) => {
+    S.queues.set(q.sid, q);
+    schedule('queues', 'filters');
+    refreshSoon();
+  });
+  createForm('#new-worker', '/Workers', (w) => {
+    S.workers.set(w.sid, w);
+    schedule('workers');
+  });
+  // Ages on the screen keep counting between events.
+  setInterval(() => schedule('tasks'), 5000);
+}
+
+wire();
+if (S.auth) {
+  start().catch((err) => showError('#app-error', err));
+} else {
+  showLogin();
+}
