@@ -11,6 +11,7 @@
 // that any API user can set.
 
 import { bars, colour, histogram, lineChart } from './charts.js';
+import { jsonError } from './json.js';
 
 const ROOT = new URL('../', window.location.href);
 const SHOWN_WORKERS = 500;
@@ -36,6 +37,9 @@ const S = {
   work: new Map(), // worker SID -> Map(reservation SID -> {task, status})
   events: [],
   tasks: { filter: {}, tokens: [null], page: 0, rows: new Map(), order: [] },
+  // Task attributes by SID. Lists show none (as Twilio's: attributes only in a single fetch),
+  // so they come from events and, for a row on the page that no event has shown, a fetch.
+  attrs: new Map(),
   dirty: new Set(),
   frame: 0,
   refreshTimer: 0,
@@ -70,7 +74,10 @@ async function api(path, { method = 'GET', form, auth = S.auth } = {}) {
     headers['Content-Type'] = 'application/x-www-form-urlencoded';
     body = new URLSearchParams(Object.entries(form).filter(([, v]) => v !== undefined));
   }
-  const res = await fetch(url(path), { method, headers, body });
+  // credentials: 'omit' because the console sends its own Authorization header: with the
+  // browser's credentials mode, a 401 (which carries WWW-Authenticate, as Twilio's does)
+  // would open the browser's own password prompt and leave the request hanging.
+  const res = await fetch(url(path), { method, headers, body, credentials: 'omit' });
   if (res.status === 204) return null;
   const text = await res.text();
   let json;
@@ -215,7 +222,7 @@ async function openWorkspace(ws) {
   Object.assign(S, {
     ws, lastEvent: null, events: [],
     activities: new Map(), queues: new Map(), stats: new Map(), history: new Map(),
-    workflows: new Map(), workers: new Map(), work: new Map(),
+    workflows: new Map(), workers: new Map(), work: new Map(), attrs: new Map(),
     tasks: { filter: S.tasks.filter, tokens: [null], page: 0, rows: new Map(), order: [] },
   });
   if (window.location.hash.slice(1) !== ws) window.history.replaceState(null, '', `#${ws}`);
@@ -264,7 +271,7 @@ async function follow(ws, gen) {
     try {
       const headers = { Authorization: S.auth };
       if (S.lastEvent) headers['Last-Event-ID'] = S.lastEvent;
-      const res = await fetch(url(`v1/Workspaces/${ws}/Events/Stream`), { headers, signal: ctrl.signal });
+      const res = await fetch(url(`v1/Workspaces/${ws}/Events/Stream`), { headers, signal: ctrl.signal, credentials: 'omit' });
       if (res.status === 401) {
         logout('The server refused the credentials; log in again.');
         return;
@@ -339,12 +346,13 @@ function onEvent(e) {
     S.work.set(d.worker_sid, mine);
     schedule('workers');
   }
+  if (d.task_sid && d.task_attributes !== undefined && d.task_attributes !== null) remember(d.task_sid, d.task_attributes);
+  if (type === 'task.deleted') S.attrs.delete(d.task_sid);
   if (d.task_sid && d.task_assignment_status) {
     const row = S.tasks.rows.get(d.task_sid);
     if (row) {
       Object.assign(row, {
         assignment_status: d.task_assignment_status,
-        attributes: d.task_attributes ?? row.attributes,
         task_queue_sid: d.task_queue_sid ?? row.task_queue_sid,
         priority: d.task_priority ?? row.priority,
       });
@@ -535,16 +543,27 @@ function renderWorkers() {
       el('td', {}, el('strong', { text: w.friendly_name || w.sid }), el('div', { class: 'muted mono', text: w.sid })),
       el('td', {}, activitySelect(w)),
       el('td', {}, work.length ? work.map(([r, x]) => el('div', { class: 'mono', text: `${x.status}: ${x.task}` })) : el('span', { class: 'muted', text: 'none' })),
-      el('td', { class: 'mono', text: brief(w.attributes || '{}') }),
+      // Lists hide attributes (as Twilio's do); events and Edit show them.
+      el('td', { class: 'mono', text: w.attributes === null || w.attributes === undefined ? '–' : brief(w.attributes) }),
       el('td', {}, el('button', { type: 'button', text: 'Edit', onclick: () => editWorker(w) })));
   });
   tbody.replaceChildren(...rows);
   $('#workers-more').textContent = list.length > SHOWN_WORKERS ? `Showing the first ${SHOWN_WORKERS} of ${list.length}.` : '';
 }
 
-function editWorker(w) {
+async function editWorker(listed) {
   const dialog = $('#edit-worker');
   const form = $('#edit-worker-form');
+  // The worker itself, not the list's row: lists carry no attributes, and saving what a
+  // list showed would overwrite the worker's attributes with nothing.
+  let w;
+  try {
+    w = await api(wsPath(`/Workers/${listed.sid}`));
+  } catch (err) {
+    showError('#app-error', err);
+    return;
+  }
+  Object.assign(S.workers.get(w.sid) || {}, w);
   form.FriendlyName.value = w.friendly_name || '';
   form.Attributes.value = JSON.stringify(JSON.parse(w.attributes || '{}'), null, 2);
   showError($('.error', form), null);
@@ -587,12 +606,41 @@ async function loadTasks({ quiet = false } = {}) {
     showError('#task-filter-error', null);
     t.rows = new Map(page.tasks.map((x) => [x.sid, x]));
     t.order = page.tasks.map((x) => x.sid);
+    for (const x of page.tasks) if (x.attributes !== null && x.attributes !== undefined) remember(x.sid, x.attributes);
     const next = page.meta?.next_page_url;
     t.tokens[t.page + 1] = next ? new URL(next).search.slice(1) : undefined;
     schedule('tasks', 'charts');
+    await fetchAttributes(page.tasks.map((x) => x.sid).filter((sid) => !S.attrs.has(sid)), gen);
   } catch (err) {
     if (!quiet || err.status === 400) showError('#task-filter-error', err);
   }
+}
+
+const KEPT_ATTRIBUTES = 20_000;
+
+function remember(sid, attributes) {
+  S.attrs.delete(sid);
+  S.attrs.set(sid, attributes);
+  // A Map iterates in insertion order: the first key is the one least recently seen.
+  if (S.attrs.size > KEPT_ATTRIBUTES) S.attrs.delete(S.attrs.keys().next().value);
+}
+
+/** Fetches the given tasks one by one (a few at a time) for their attributes. */
+async function fetchAttributes(sids, gen) {
+  const queue = [...sids];
+  const one = async () => {
+    for (let sid = queue.shift(); sid; sid = queue.shift()) {
+      try {
+        const task = await api(wsPath(`/Tasks/${sid}`));
+        if (gen !== S.gen) return;
+        remember(sid, task.attributes);
+        schedule('tasks');
+      } catch (err) {
+        if (err.status !== 404) console.warn('task attributes', err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, one));
 }
 
 async function taskAction(task, status) {
@@ -600,6 +648,7 @@ async function taskAction(task, status) {
     const form = { AssignmentStatus: status, Reason: `${status} from the console` };
     const updated = await api(wsPath(`/Tasks/${task.sid}`), { method: 'POST', form });
     S.tasks.rows.set(task.sid, updated);
+    remember(task.sid, updated.attributes);
     schedule('tasks');
   } catch (err) {
     showError('#task-filter-error', err);
@@ -622,7 +671,7 @@ function renderTasks() {
       el('td', { text: S.queues.get(task.task_queue_sid)?.friendly_name || task.task_queue_friendly_name || '–' }),
       el('td', { class: 'num', text: age(ageOf(task.date_created)) }),
       el('td', { class: 'num', text: String(task.priority ?? 0) }),
-      el('td', { class: 'mono', text: brief(task.attributes) }),
+      el('td', { class: 'mono', text: S.attrs.has(task.sid) ? brief(S.attrs.get(task.sid)) : '…' }),
       el('td', {}, actions));
   });
   $('#tasks tbody').replaceChildren(...rows);
@@ -637,29 +686,6 @@ function renderFilters() {
   select.replaceChildren(el('option', { value: '', text: 'any' }),
     ...[...S.queues.values()].map((q) => el('option', { value: q.sid, text: q.friendly_name })));
   select.value = value;
-}
-
-/** A JSON text's first error, with its offset when the browser gives one. */
-function jsonError(text) {
-  try {
-    JSON.parse(text);
-    return null;
-  } catch (err) {
-    const m = /position (\d+)/.exec(err.message);
-    let position = m ? Number(m[1]) : null;
-    const lc = /line (\d+) column (\d+)/.exec(err.message);
-    if (position === null && lc) {
-      const lines = text.split('\n');
-      position = lines.slice(0, Number(lc[1]) - 1).reduce((n, l) => n + l.length + 1, 0) + Number(lc[2]) - 1;
-    }
-    if (position === null && /end of JSON input/.test(err.message)) position = text.length;
-    let where = '';
-    if (position !== null) {
-      const before = text.slice(0, position).split('\n');
-      where = ` (line ${before.length}, column ${before[before.length - 1].length + 1})`;
-    }
-    return { message: `${err.message}${where}`, position };
-  }
 }
 
 function selectAt(textarea, position) {

@@ -23,7 +23,11 @@ pub const PATH: &str = "/console/";
 
 /// The console's files: name, content type, contents.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("", "text/html; charset=utf-8", include_str!("../assets/index.html")),
+    (
+        "",
+        "text/html; charset=utf-8",
+        include_str!("../assets/index.html"),
+    ),
     (
         "console.js",
         "text/javascript; charset=utf-8",
@@ -33,6 +37,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "charts.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/charts.js"),
+    ),
+    (
+        "json.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/json.js"),
     ),
     (
         "console.css",
@@ -77,7 +86,10 @@ fn asset(name: &str) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }
 
@@ -114,8 +126,14 @@ mod tests {
         let resp = get("/console").await;
         assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
         assert_eq!(resp.headers()[header::LOCATION], PATH);
-        assert_eq!(get("/console/../Cargo.toml").await.status(), StatusCode::NOT_FOUND);
-        assert_eq!(get("/console/nope.js").await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            get("/console/../Cargo.toml").await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get("/console/nope.js").await.status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]

@@ -121,10 +121,13 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         }
     };
     // The console (`/console/`) is static files that call the REST API like any client.
-    axum::serve(listener, agents.merge(taskyard_console::router()).merge(rest))
-        .with_graceful_shutdown(stopping)
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        agents.merge(taskyard_console::router()).merge(rest),
+    )
+    .with_graceful_shutdown(stopping)
+    .await
+    .context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
 }
