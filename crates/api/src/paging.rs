@@ -127,18 +127,20 @@ impl PageRequest {
     /// Picks this page from `items`, a list already filtered and sorted some other way
     /// than by creation; tokens are offsets into it (`PO<n>`).
     pub fn select_sorted<'a, V>(&self, items: Vec<&'a V>) -> (Vec<&'a V>, Meta) {
+        self.select_iter(items.into_iter())
+    }
+
+    /// [`select_sorted`](Self::select_sorted) over items produced in order, reading only as
+    /// far as this page (and one more, to know whether there is a next one).
+    pub fn select_iter<'a, V: 'a>(&self, items: impl Iterator<Item = &'a V>) -> (Vec<&'a V>, Meta) {
         let start = match self.cursor {
             Cursor::Offset(n) => n,
             _ => 0,
         };
-        let total = items.len();
-        let end = (start + self.size).min(total);
-        let page: Vec<&V> = items
-            .into_iter()
-            .skip(start)
-            .take(end.saturating_sub(start))
-            .collect();
-        let next = (end < total).then(|| format!("PO{end}"));
+        let mut page: Vec<&V> = items.skip(start).take(self.size + 1).collect();
+        let more = page.len() > self.size;
+        page.truncate(self.size);
+        let next = more.then(|| format!("PO{}", start + self.size));
         let previous = (start > 0).then(|| format!("PO{}", start.saturating_sub(self.size)));
         (page, self.meta(previous, next))
     }

@@ -1190,6 +1190,131 @@ async fn quickstart(c: &Client) -> (String, Value, Value, String) {
 }
 
 #[tokio::test]
+async fn route_preview_answers_for_attributes_without_creating_a_task() {
+    let c = Client::new().await;
+    let (ws, alice, bob, flow) = quickstart(&c).await;
+    let preview = format!("{ws}/RoutePreview");
+    let body = c
+        .post(
+            &preview,
+            &[
+                ("Attributes", r#"{"selected_language": "es"}"#),
+                ("WorkflowSid", &flow),
+            ],
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(body["matched_filter"], true);
+    assert_eq!(body["outcome"], "wait", "Alice is offline: {body}");
+    assert_eq!(body["stops_at"], 0);
+    let steps = body["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0]["filter_friendly_name"], "Language - Spanish");
+    assert_eq!(
+        steps[0]["task_queue_friendly_name"],
+        "Customer Care Requests - Spanish"
+    );
+    assert_eq!(steps[0]["eligible_workers"], 1);
+    assert_eq!(steps[0]["workers_with_room"], 0);
+    assert_eq!(steps[0]["workers"][0]["sid"], alice["sid"]);
+    assert_eq!(steps[0]["workers"][0]["activity_name"], "Offline");
+
+    // English: Bob is available, so a task would be reserved at once.
+    let body = c
+        .post(
+            &preview,
+            &[
+                ("Attributes", r#"{"selected_language": "en"}"#),
+                ("WorkflowSid", &flow),
+            ],
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(body["outcome"], "reserve");
+    let workers = &body["steps"][0]["workers"];
+    assert_eq!(
+        workers[0]["sid"], bob["sid"],
+        "those with room first: {body}"
+    );
+    assert_eq!(workers[0]["has_room"], true);
+    assert_eq!(body["steps"][0]["eligible_workers"], 2);
+
+    // Nothing matches and there is no default filter: the task would wait without a queue.
+    let body = c
+        .post(
+            &preview,
+            &[
+                ("Attributes", r#"{"selected_language": "fr"}"#),
+                ("WorkflowSid", &flow),
+            ],
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        (&body["matched_filter"], &body["outcome"], &body["stops_at"]),
+        (&Value::Bool(false), &Value::from("no_queue"), &Value::Null)
+    );
+
+    // An unsaved configuration, checked as a save checks it.
+    let queues = c.list_all(&format!("{ws}/TaskQueues"), "task_queues").await;
+    let config = format!(
+        r#"{{"task_routing":{{"filters":[],"default_filter":{{"queue":"{}"}}}}}}"#,
+        sid(&queues[0])
+    );
+    let body = c
+        .post(
+            &preview,
+            &[("Attributes", "{}"), ("Configuration", &config)],
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(body["steps"][0]["filter_friendly_name"], "default");
+    assert_eq!(body["workflow_sid"], Value::Null);
+
+    // Bad input: Twilio-shaped 400s, and no task was made by any of this.
+    for form in [
+        vec![("WorkflowSid", flow.as_str())],
+        vec![("Attributes", "{}")],
+        vec![
+            ("Attributes", "{}"),
+            ("WorkflowSid", &flow),
+            ("Configuration", &config),
+        ],
+        vec![("Attributes", "[1]"), ("WorkflowSid", &flow)],
+        vec![
+            ("Attributes", "{}"),
+            ("WorkflowSid", "WW00000000000000000000000000000000"),
+        ],
+        vec![
+            ("Attributes", "{}"),
+            ("Configuration", "{\"task_routing\": 1}"),
+        ],
+        vec![
+            ("Attributes", "{}"),
+            (
+                "Configuration",
+                r#"{"task_routing":{"default_filter":{"queue":"WQ00000000000000000000000000000000"}}}"#,
+            ),
+        ],
+        vec![
+            ("Attributes", "{}"),
+            ("WorkflowSid", &flow),
+            ("TaskChannel", "fax"),
+        ],
+    ] {
+        c.post(&preview, &form).await.error(400, 20001);
+    }
+    let tasks = c.get(&format!("{ws}/Tasks")).await.ok(StatusCode::OK);
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0));
+    // Another account's workspace is not found.
+    let other = c.other_account().await;
+    other
+        .post(&preview, &[("Attributes", "{}"), ("WorkflowSid", &flow)])
+        .await
+        .error(404, 20404);
+}
+
+#[tokio::test]
 async fn quickstart_task_is_reserved_when_alice_is_available_and_accepted_over_rest() {
     let c = Client::new().await;
     let (ws, alice, _bob, flow) = quickstart(&c).await;
@@ -1375,6 +1500,52 @@ async fn task_lists_filter_order_and_page() {
         .map(|t| t["priority"].as_i64().expect("int"))
         .collect();
     assert_eq!(priorities, vec![5, 3, 2, 1], "followed across two pages");
+    // Newest first (read backwards, without a sort): the reverse of the default order,
+    // across pages, with a filter, and the same as the same order combined with another.
+    let oldest_first: Vec<String> = c
+        .list_all(&format!("{tasks}?PageSize=2"), "tasks")
+        .await
+        .iter()
+        .map(sid)
+        .collect();
+    let newest_first: Vec<String> = c
+        .list_all(
+            &format!("{tasks}?Ordering=DateCreated:desc&PageSize=3"),
+            "tasks",
+        )
+        .await
+        .iter()
+        .map(sid)
+        .collect();
+    assert_eq!(newest_first.len(), 4);
+    assert_eq!(
+        newest_first,
+        oldest_first.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    let sorted: Vec<String> = c
+        .list_all(
+            &format!("{tasks}?Ordering=DateCreated:desc,Priority:asc&PageSize=3"),
+            "tasks",
+        )
+        .await
+        .iter()
+        .map(sid)
+        .collect();
+    assert_eq!(sorted, newest_first, "the general sort agrees");
+    let spanish: Vec<String> = c
+        .list_all(
+            &format!(
+                "{tasks}?Ordering=DateCreated:desc&PageSize=1&EvaluateTaskAttributes={}",
+                urlencode("selected_language == 'es'")
+            ),
+            "tasks",
+        )
+        .await
+        .iter()
+        .map(sid)
+        .collect();
+    assert_eq!(spanish.len(), 3);
+    assert!(spanish.windows(2).all(|w| w[0] > w[1]), "{spanish:?}");
     c.get(&format!("{tasks}?Ordering=Color:asc"))
         .await
         .error(400, 20001);

@@ -21,6 +21,15 @@ const SLA_SECONDS = 30;
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 
+// The console's own figures, for whoever watches the console itself (the benchmark in
+// tests/sdk/bench/ reads them): when the first full view was drawn, how many events were
+// applied, how far behind the newest was (now minus its event_date_ms), how long redraws took.
+const METRICS = {
+  firstPaintMs: null, workersLoadedMs: null,
+  events: 0, lagMs: 0, maxLagMs: 0, renders: 0, renderMs: 0, maxRenderMs: 0,
+};
+window.taskyardConsole = METRICS;
+
 const S = {
   auth: sessionStorage.getItem('taskyard.auth'),
   who: sessionStorage.getItem('taskyard.who'),
@@ -252,6 +261,7 @@ async function openWorkspace(ws) {
       for (const w of page) if (!S.workers.has(w.sid)) S.workers.set(w.sid, w);
       schedule('workers');
     });
+    if (gen === S.gen && METRICS.workersLoadedMs === null) METRICS.workersLoadedMs = performance.now();
   } catch (err) {
     if (gen === S.gen) showError('#app-error', err);
   }
@@ -317,6 +327,11 @@ async function follow(ws, gen) {
 
 /** A committed event of the workspace, from the stream. */
 function onEvent(e) {
+  METRICS.events += 1;
+  if (e.event_date_ms) {
+    METRICS.lagMs = Date.now() - e.event_date_ms;
+    METRICS.maxLagMs = Math.max(METRICS.maxLagMs, METRICS.lagMs);
+  }
   S.events.unshift(e);
   if (S.events.length > KEPT_EVENTS) S.events.length = KEPT_EVENTS;
   const d = e.event_data || {};
@@ -431,6 +446,7 @@ async function refreshStats() {
 // Rendering
 
 function render() {
+  const started = performance.now();
   S.frame = 0;
   const dirty = S.dirty;
   if (dirty.has('queues')) renderQueues();
@@ -441,6 +457,12 @@ function render() {
   if (dirty.has('events')) renderEvents();
   if (dirty.has('filters')) renderFilters();
   for (const w of ['queues', 'charts', 'workers', 'tasks', 'workflows', 'events', 'filters']) dirty.delete(w);
+  const took = performance.now() - started;
+  METRICS.renders += 1;
+  METRICS.renderMs += took;
+  METRICS.maxRenderMs = Math.max(METRICS.maxRenderMs, took);
+  // The first full view: queues with their statistics, and the first page of workers.
+  if (METRICS.firstPaintMs === null && S.stats.size && S.workers.size) METRICS.firstPaintMs = performance.now();
 }
 
 function splitAccepted(cumulative) {
@@ -594,7 +616,8 @@ async function editWorker(listed) {
 async function loadTasks({ quiet = false } = {}) {
   const gen = S.gen;
   const t = S.tasks;
-  const q = new URLSearchParams({ PageSize: String(TASK_PAGE) });
+  // Newest first: the server reads its task map backwards for this order (no sort).
+  const q = new URLSearchParams({ PageSize: String(TASK_PAGE), Ordering: 'DateCreated:desc' });
   for (const [k, v] of Object.entries(t.filter)) if (v) q.set(k, v);
   const token = t.tokens[t.page];
   if (token) {
@@ -701,6 +724,56 @@ function renderWorkflows() {
     el('td', { class: 'mono', text: w.assignment_callback_url || '–' }),
     el('td', {}, el('button', { type: 'button', text: 'Edit', dataset: { action: 'edit' }, onclick: () => editWorkflow(w) }))));
   $('#workflows tbody').replaceChildren(...rows);
+  renderPreviewWorkflows();
+}
+
+function renderPreviewWorkflows() {
+  const select = $('#route-preview [name=WorkflowSid]');
+  const value = select.value;
+  select.replaceChildren(...[...S.workflows.values()].map((w) => el('option', { value: w.sid, text: w.friendly_name })));
+  if (S.workflows.has(value)) select.value = value;
+}
+
+const OUTCOMES = {
+  reserve: 'A task with these attributes would be reserved at once for a worker of the step marked ▶.',
+  wait: 'A task with these attributes would wait in the queue of the step marked ▶: no worker it admits has room now.',
+  cancel: 'A task with these attributes would be canceled: every step it matches is skipped or timed out, and there is no default filter.',
+  no_queue: 'No filter matches and there is no default filter: a task with these attributes would wait in no queue until its timeout.',
+};
+
+async function previewRoute(form) {
+  const out = $('#route-preview-result');
+  showError('#route-preview-error', null);
+  const error = jsonError(form.Attributes.value);
+  if (error) {
+    showError('#route-preview-error', { message: `Attributes: ${error.message}` });
+    selectAt(form.Attributes, error.position);
+    return;
+  }
+  const params = { Attributes: form.Attributes.value };
+  if (form.unsaved.checked) params.Configuration = $('#workflow-editor [name=Configuration]').value;
+  else params.WorkflowSid = form.WorkflowSid.value;
+  try {
+    const p = await api(wsPath('/RoutePreview'), { method: 'POST', form: params });
+    const rows = p.steps.map((s, i) => el('tr', { dataset: { step: String(i), queue: s.task_queue_sid }, class: i === p.stops_at ? 'chosen' : undefined },
+      el('td', { text: i === p.stops_at ? '▶' : '' }),
+      el('td', { text: s.filter_index === null ? 'default filter' : `${s.filter_friendly_name || `filter ${s.filter_index}`} · target ${s.target_index}` }),
+      el('td', { text: s.task_queue_friendly_name || s.task_queue_sid }),
+      el('td', { class: 'num', text: s.timeout_after === null ? '–' : `${s.timeout_after} s` }),
+      el('td', { class: 'num', text: `${s.workers_with_room} of ${s.eligible_workers}` }),
+      el('td', { text: s.skipped_now ? 'yes' : 'no' }),
+      el('td', {}, s.workers.map((w) => el('div', { class: w.has_room ? 'mono' : 'mono muted', dataset: { worker: w.sid } },
+        `${w.friendly_name} (${w.activity_name || '?'})${w.has_room ? '' : ' · no room'}`)),
+      s.eligible_workers > s.workers.length ? el('div', { class: 'muted', text: `and ${s.eligible_workers - s.workers.length} more` }) : null)));
+    out.replaceChildren(
+      el('p', { id: 'route-preview-outcome', dataset: { outcome: p.outcome }, text: OUTCOMES[p.outcome] || p.outcome }),
+      p.steps.length ? el('table', {},
+        el('thead', {}, el('tr', {}, ...['', 'Filter and target', 'Queue', 'Moves on after', 'With room', 'Skipped now', 'Workers'].map((h) => el('th', { text: h })))),
+        el('tbody', {}, rows)) : null);
+  } catch (err) {
+    out.replaceChildren();
+    showError('#route-preview-error', err);
+  }
 }
 
 function editWorkflow(w) {
@@ -834,6 +907,10 @@ function wire() {
     $('#workflow-editor').hidden = true;
   });
   $('#new-workflow').addEventListener('click', () => editWorkflow(null));
+  $('#route-preview').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    previewRoute(ev.target);
+  });
   createForm('#new-queue', '/TaskQueues', (q) => {
     S.queues.set(q.sid, q);
     schedule('queues', 'filters');

@@ -102,9 +102,9 @@ mod tests {
 
     async fn get(path: &str) -> Response {
         router()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
             .await
-            .unwrap()
+            .expect("infallible")
     }
 
     #[tokio::test]
@@ -116,7 +116,7 @@ mod tests {
             assert!(resp.headers().contains_key(header::CONTENT_SECURITY_POLICY));
             let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
                 .await
-                .unwrap();
+                .expect("infallible");
             assert_eq!(bytes.len(), body.len(), "{name}");
         }
     }

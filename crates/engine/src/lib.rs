@@ -14,6 +14,8 @@
 //!   nothing. [`Workspace::restore`] rebuilds the state from stored rows.
 //! * [`events`] — the TaskRouter [`Event`]s every command and timer leaves behind, compact
 //!   on the way out and rendered to JSON or callback parameters by the caller.
+//! * [`preview`] — [`Workspace::preview_route`]: which filter, queue and workers a workflow
+//!   would give task attributes, without a task.
 //! * [`stats`] — real-time statistics ([`Workspace::realtime`], [`Workspace::realtime_queues`]):
 //!   exact figures of a workspace, queue or workflow at a given instant.
 //!
@@ -24,6 +26,7 @@ pub mod contexts;
 pub mod error;
 pub mod events;
 pub mod model;
+pub mod preview;
 pub mod routing;
 pub mod sid;
 pub mod stats;
@@ -34,6 +37,7 @@ pub use contexts::{ChannelLoad, SkipIfView, TargetView, WorkerView, compare_work
 pub use error::EngineError;
 pub use events::{AssignmentTarget, Event, EventType, Field, Rendered};
 pub use model::*;
+pub use preview::{PreviewStep, RoutePreview};
 pub use routing::{
     AssignmentCallback, CallbackAttempt, CallbackInstruction, CallbackKind, CreateTask,
     UpdateReservation, UpdateTask,

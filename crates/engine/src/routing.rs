@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 // SIDs end in 64 random bits, so a fast non-cryptographic hash is plenty.
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::contexts::{TargetView, WorkerView, compare_workers};
+use crate::contexts::{WorkerView, compare_workers};
 use crate::error::EngineError;
 use crate::events::{AssignmentTarget, Event, EventType, Field};
 use crate::model::*;
@@ -1612,7 +1612,7 @@ impl Workspace {
     }
 
     /// Whether `worker` has room for a task on `channel` right now.
-    fn has_room(&self, worker: &Worker, channel: Sid) -> bool {
+    pub(crate) fn has_room(&self, worker: &Worker, channel: Sid) -> bool {
         if !self
             .activities
             .get(&worker.activity_sid)
@@ -1647,30 +1647,7 @@ impl Workspace {
         if task.rejected_by.contains(&worker.sid) {
             return false;
         }
-        let Some(target) = target else { return true };
-        if let Some(key) = &target.known_worker_sid {
-            let wanted = taskyard_expr::lookup(&task.attrs, key.rest());
-            if !matches!(wanted, taskyard_expr::Val::Str(ref s) if *s == *worker.sid.to_string()) {
-                return false;
-            }
-        }
-        if let Some(key) = &target.known_worker_friendly_name {
-            let wanted = taskyard_expr::lookup(&task.attrs, key.rest());
-            if !matches!(wanted, taskyard_expr::Val::Str(ref s) if s.eq_ignore_ascii_case(&worker.friendly_name))
-            {
-                return false;
-            }
-        }
-        match &target.expression {
-            None => true,
-            Some(e) => e.eval(&TargetView {
-                task_attributes: &task.attrs,
-                worker: WorkerView {
-                    workspace: self,
-                    worker,
-                },
-            }),
-        }
+        target.is_none_or(|t| self.target_admits(&task.attrs, worker, t))
     }
 
     /// The workflow target a task is at, if routed by a workflow.

@@ -1390,7 +1390,9 @@ impl Workspace {
         })
     }
 
-    fn parse_configuration(&self, text: &str) -> Result<WorkflowConfig, EngineError> {
+    /// A workflow configuration checked as a create or update checks it: its size, its
+    /// grammar, and that every queue it names is one of this workspace's.
+    pub fn parse_configuration(&self, text: &str) -> Result<WorkflowConfig, EngineError> {
         if text.len() > MAX_CONFIGURATION {
             return Err(EngineError::invalid(
                 "Configuration",

@@ -1010,3 +1010,161 @@ fn a_freed_worker_takes_a_task_per_channel_and_follows_its_skill_between_queues(
         "no longer its queue"
     );
 }
+
+// ----- Route preview ("what would route where") -------------------------------------------
+
+#[test]
+fn a_route_preview_lists_matching_filters_steps_and_admitted_workers() {
+    let mut w = World::new();
+    let alice = w.worker("Alice", json!({"languages": ["es"], "level": 3}), true);
+    let bob = w.worker("Bob", json!({"languages": ["es"], "level": 1}), false);
+    let carol = w.worker("Carol", json!({"languages": ["en"], "level": 5}), true);
+    let spanish = w.queue("Spanish", r#"languages HAS "es""#);
+    let everyone = w.queue("Everyone", "1==1");
+    let flow = w.workflow(
+        json!({"task_routing": {"filters": [
+            {"filter_friendly_name": "Spanish", "expression": "language == 'es'",
+             "targets": [
+                {"queue": spanish.to_string(), "expression": "worker.level >= task.min_level", "timeout": 30},
+                {"queue": everyone.to_string(), "priority": 5}]},
+            {"filter_friendly_name": "Also Spanish", "expression": "language IN ['es', 'pt']",
+             "targets": [{"queue": everyone.to_string()}]}],
+         "default_filter": {"queue": everyone.to_string()}}}),
+        120,
+    );
+    let config = w.ws.workflows()[&flow].config.clone();
+
+    let p =
+        w.ws.preview_route(&config, r#"{"language": "es", "min_level": 2}"#, "default")
+            .expect("preview");
+    assert!(p.matched);
+    let shape: Vec<_> = p
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.filter,
+                s.target,
+                s.queue,
+                s.leaves_after,
+                s.admitted,
+                s.with_room,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (Some(0), 0, spanish, Some(30), 1, 1),
+            (Some(0), 1, everyone, None, 3, 2),
+            (Some(1), 0, everyone, None, 3, 2),
+        ],
+        "Bob is in Spanish but below level 2; the default is not reached"
+    );
+    assert_eq!(p.steps[0].workers, vec![(alice, true)]);
+    assert_eq!(p.steps[1].priority, Some(5));
+    assert_eq!(p.steps[0].filter_friendly_name.as_deref(), Some("Spanish"));
+    assert_eq!(p.stops_at, Some(0));
+    let listed: Vec<_> = p.steps[1].workers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        p.steps[1].workers.last(),
+        Some(&(bob, false)),
+        "those with room first"
+    );
+    assert!(listed.contains(&carol));
+
+    // Nothing matches: the default filter, the only step.
+    let p =
+        w.ws.preview_route(&config, r#"{"language": "fr"}"#, "default")
+            .expect("preview");
+    assert!(!p.matched);
+    assert_eq!(p.steps.len(), 1);
+    assert_eq!((p.steps[0].filter, p.steps[0].queue), (None, everyone));
+    assert_eq!(p.stops_at, Some(0));
+
+    // Bad input is the API's error, not a preview.
+    let e =
+        w.ws.preview_route(&config, "[1]", "default")
+            .expect_err("not an object");
+    assert_eq!(e.to_string(), "Attributes must be a JSON object");
+    assert!(w.ws.preview_route(&config, "{}", "fax").is_err());
+    assert_eq!(w.ws.tasks().len(), 0, "a preview creates nothing");
+}
+
+#[test]
+fn a_route_preview_says_where_a_task_created_now_stops_as_routing_does() {
+    // Random workers, queues with skip_if and target expressions, random task attributes:
+    // each preview's stopping step must be the queue a task with those attributes enters,
+    // and a reservation, when one is made at once, must go to a worker the step admits with
+    // room. The tasks are canceled again so the workers' room stays as it was.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut w = World::new();
+    for i in 0..12 {
+        let skill = ["a", "b", "c"][i % 3];
+        let attrs = json!({"skill": skill, "level": rng.u8(0..5)});
+        w.worker(&format!("W{i}"), attrs, rng.bool());
+    }
+    let qa = w.queue("A", "skill == 'a'");
+    let qb = w.queue("B", "skill IN ['b', 'c']");
+    let qall = w.queue("All", "1==1");
+    let flow = w.workflow(
+        json!({"task_routing": {"filters": [
+            {"expression": "kind == 'x'", "targets": [
+                {"queue": qa.to_string(), "expression": "worker.level >= task.need", "skip_if": "workers.available == 0", "timeout": 60},
+                {"queue": qb.to_string(), "skip_if": "workers.available < 3"}]},
+            {"expression": "kind == 'y' OR need > 3", "targets": [
+                {"queue": qb.to_string(), "expression": "worker.level > task.need", "skip_if": "1==1"}]}],
+         "default_filter": {"queue": qall.to_string()}}}),
+        120,
+    );
+    let config = w.ws.workflows()[&flow].config.clone();
+    let mut checked_reservations = 0;
+    for round in 0..200 {
+        if round % 10 == 0 {
+            // Change who is available now and then, so skip_if and room vary.
+            let workers: Vec<Sid> = w.ws.workers().keys().copied().collect();
+            for sid in workers {
+                w.set_activity(sid, if rng.bool() { "Available" } else { "Offline" });
+            }
+        }
+        let kind = ["x", "y", "z"][rng.usize(0..3)];
+        let attrs = json!({"kind": kind, "need": rng.u8(0..6)});
+        let p =
+            w.ws.preview_route(&config, &attrs.to_string(), "default")
+                .expect("preview");
+        let t = w.task_with(attrs.clone(), |c| c.workflow_sid = Some(flow));
+        let task = &w.ws.tasks()[&t];
+        match p.stops_at {
+            Some(i) => {
+                let step = &p.steps[i];
+                assert_eq!(task.task_queue_sid, Some(step.queue), "{attrs} {p:?}");
+                let reserved = w.reservations(t);
+                assert_eq!(!reserved.is_empty(), step.with_room > 0, "{attrs} {p:?}");
+                if let Some((worker, _)) = reserved.first() {
+                    assert!(
+                        step.workers.contains(&(*worker, true)),
+                        "{attrs}: reserved a worker the preview admits with room"
+                    );
+                    checked_reservations += 1;
+                }
+            }
+            None => assert_eq!(
+                task.assignment_status,
+                TaskStatus::Canceled,
+                "{attrs} {p:?}"
+            ),
+        }
+        if !task.assignment_status.is_terminal() {
+            w.update_task(t, |u| {
+                u.assignment_status = Some(TaskStatus::Canceled);
+                u.reason = Some("preview test".into());
+            })
+            .expect("cancel");
+        }
+    }
+    assert!(
+        checked_reservations > 20,
+        "the test reached reservations ({checked_reservations})"
+    );
+}

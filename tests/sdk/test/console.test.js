@@ -140,10 +140,24 @@ describe('the console in a browser', () => {
     const stored = await r.ws.workflows(r.workflow.sid).fetch();
     assert.equal(stored.configuration, r.workflow.configuration, 'a refused configuration changed nothing');
 
+    // What would route where: the saved workflow sends any task to the one queue, where
+    // Alice and Bob, both Available now, would be offered it.
+    await page.$eval('#route-preview textarea', (t) => { t.value = '{"customer": "Zoe"}'; });
+    await page.click('#route-preview button[type=submit]');
+    await page.waitForSelector('#route-preview-outcome[data-outcome="reserve"]', { timeout: 5000 });
+    assert.match(await page.$eval('#route-preview-result tr.chosen', (tr) => tr.textContent), /Everything/);
+    assert.equal(await page.$$eval(`#route-preview-result [data-worker="${alice.sid}"]`, (x) => x.length), 1);
+    await shoot(page, '06-route-preview');
+    // Bad attributes are placed like the editor's errors, and the server is not asked.
+    await page.$eval('#route-preview textarea', (t) => { t.value = '{"customer": }'; });
+    await page.click('#route-preview button[type=submit]');
+    await page.waitForFunction(() => /line 1, column 14/.test(document.getElementById('route-preview-error').textContent), { timeout: 5000 });
+    assert.equal((await r.ws.tasks.list()).length, 1, 'previews create no task');
+
     // The event log has what happened.
     await page.click('#tabs button[data-tab="events"]');
     await page.waitForSelector('#events tr[data-event="task.canceled"]', { timeout: 5000 });
-    await shoot(page, '06-events');
+    await shoot(page, '07-events');
     assert.deepEqual(problems, []);
     await page.close();
   });

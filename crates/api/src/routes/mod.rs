@@ -5,6 +5,7 @@ mod combined;
 mod cumulative;
 mod events;
 mod keys;
+mod preview;
 mod resources;
 mod statistics;
 mod tasks;
@@ -234,6 +235,10 @@ pub fn router(app: App) -> Router {
         .route(
             &format!("{ws}/Workers/Statistics"),
             methods(get(combined::workers)),
+        )
+        .route(
+            &format!("{ws}/RoutePreview"),
+            methods(post(preview::preview)),
         )
         .route(&format!("{ws}/Events"), methods(get(events::list)))
         .route(&format!("{ws}/Events/Stream"), methods(get(events::stream)))

@@ -186,6 +186,11 @@ pub async fn list(ctx: Ctx, Path(ws): Path<String>) -> Result<Response, ApiError
             let now = now_ms();
             let (items, meta) = if order.is_empty() {
                 page.select(ws.tasks(), keep)
+            } else if order == [("DateCreated".to_string(), true)] {
+                // Newest first, the console's view: SIDs are in creation order, so the map
+                // read backwards is this order, and a page costs its own length, not a sort
+                // of every task.
+                page.select_iter(ws.tasks().values().rev().filter(|t| keep(t)))
             } else {
                 let mut items: Vec<&Task> = ws.tasks().values().filter(|t| keep(t)).collect();
                 items.sort_by(|a, b| {
