@@ -237,11 +237,12 @@ async function openWorkspace(ws) {
   if (window.location.hash.slice(1) !== ws) window.history.replaceState(null, '', `#${ws}`);
   showError('#app-error', null);
   try {
-    // The newest event first: the stream resumes after it, so what is committed while the
-    // lists load is replayed on top of them.
-    const newest = await api(wsPath('/Events?PageSize=50'));
-    S.lastEvent = newest.events?.[0]?.sid ?? null;
-    S.events = newest.events || [];
+    // The stream first: once its answer has arrived the server has subscribed it, so every
+    // event committed from then on reaches the page, and the lists read after that are
+    // brought up to date by the events that follow them. (Resuming from the newest stored
+    // event instead would need that event, and the Events list is oldest first.)
+    await new Promise((resolve) => follow(ws, gen, resolve));
+    if (gen !== S.gen) return;
     const [activities, queues, workflows] = await Promise.all([
       all(wsPath('/Activities?PageSize=1000'), 'activities'),
       all(wsPath('/TaskQueues?PageSize=1000'), 'task_queues'),
@@ -254,7 +255,7 @@ async function openWorkspace(ws) {
     schedule('queues', 'workflows', 'events', 'filters');
     refreshStats();
     loadTasks();
-    follow(ws, gen);
+    recentEvents(gen);
     // Workers page by page: the first thousand are on the screen while the rest load.
     await all(wsPath('/Workers?PageSize=1000'), 'workers', (page) => {
       if (gen !== S.gen) return;
@@ -273,7 +274,9 @@ function setLive(state) {
   node.textContent = { on: 'live', retrying: 'reconnecting…', off: 'offline' }[state];
 }
 
-async function follow(ws, gen) {
+/** The stream of the workspace's events, reconnecting; `connected` is called once, when it
+ * first answers (or first fails: the page then loads without waiting for it). */
+async function follow(ws, gen, connected = () => {}) {
   let delay = 500;
   const ctrl = new AbortController();
   S.stream = ctrl;
@@ -283,11 +286,13 @@ async function follow(ws, gen) {
       if (S.lastEvent) headers['Last-Event-ID'] = S.lastEvent;
       const res = await fetch(url(`v1/Workspaces/${ws}/Events/Stream`), { headers, signal: ctrl.signal, credentials: 'omit' });
       if (res.status === 401) {
+        connected();
         logout('The server refused the credentials; log in again.');
         return;
       }
       if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
       setLive('on');
+      connected();
       delay = 500;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
@@ -315,6 +320,7 @@ async function follow(ws, gen) {
         }
       }
     } catch (err) {
+      connected();
       if (ctrl.signal.aborted) return;
       console.warn('event stream', err);
     }
@@ -322,6 +328,22 @@ async function follow(ws, gen) {
     setLive('retrying');
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 10_000);
+  }
+}
+
+/** The event log's start: the events of the last minute (up to 200, oldest of them first
+ * as the Events list gives them), under those the stream has brought since. */
+async function recentEvents(gen) {
+  try {
+    const since = new Date(Date.now() - 60_000).toISOString().replace(/\.\d+Z$/, 'Z');
+    const page = await api(wsPath(`/Events?StartDate=${since}&PageSize=200`));
+    if (gen !== S.gen) return;
+    const seen = new Set(S.events.map((e) => e.sid));
+    const older = (page.events || []).filter((e) => !seen.has(e.sid)).reverse();
+    S.events = [...S.events, ...older].sort((a, b) => (a.sid < b.sid ? 1 : -1)).slice(0, KEPT_EVENTS);
+    schedule('events');
+  } catch (err) {
+    console.warn('recent events', err);
   }
 }
 

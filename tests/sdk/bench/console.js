@@ -1,0 +1,185 @@
+// Benchmark (not a test): the console at scale, in headless Chromium.
+//
+//   cargo build --release --bin taskyard
+//   cd tests/sdk && npm ci && node bench/console.js [--workers 10000] [--tasks 100000]
+//        [--queues 20] [--rate 250] [--seconds 30] [--paints 3]
+//
+// Builds one workspace through the REST API — `--workers` workers (Offline, so nothing is
+// reserved), `--queues` skill queues, a workflow by skill and `--tasks` tasks, all left
+// waiting — then opens /console/ logged in and reports, from the page's own figures
+// (window.taskyardConsole):
+//
+// * first paint: navigation to the first full view (queues with their statistics, and the
+//   first page of workers), and until every worker is listed; `--paints` fresh pages;
+// * live updates: tasks created at `--rate` per second for `--seconds` (each waiting task
+//   makes 4 events: task.created, workflow.entered, workflow.target-matched,
+//   task-queue.entered), the events the page applied per second, how far behind the newest
+//   applied event was at the end and at worst (now minus its event_date_ms), redraw times,
+//   and how long the page took to answer a script call while it was all going on (its main
+//   thread's responsiveness).
+//
+// The server, the load and the browser share this machine; figures are for it.
+
+import puppeteer from 'puppeteer-core';
+
+import { sleep, startServer } from '../harness.js';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => {
+  if (a.startsWith('--')) pairs.push([a.slice(2), all[i + 1]]);
+  return pairs;
+}, []));
+const WORKERS = Number(args.workers ?? 10_000);
+const TASKS = Number(args.tasks ?? 100_000);
+const QUEUES = Number(args.queues ?? 20);
+const RATE = Number(args.rate ?? 250);
+const SECONDS = Number(args.seconds ?? 30);
+const PAINTS = Number(args.paints ?? 3);
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+const server = await startServer();
+const base = server.baseUrl;
+const auth = `Basic ${Buffer.from(`${server.accountSid}:${server.authToken}`).toString('base64')}`;
+
+async function post(path, form) {
+  const res = await fetch(`${base}/${path}`, {
+    method: 'POST',
+    headers: { Authorization: auth, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form),
+  });
+  const body = await res.json();
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** Runs `count` calls of `one(i)` with `width` in flight. */
+async function many(count, width, one) {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    for (let i = next++; i < count; i = next++) await one(i);
+  }));
+}
+
+const skill = (i) => `s${i % QUEUES}`;
+
+try {
+  const ws = await post('v1/Workspaces', { FriendlyName: 'Console benchmark' });
+  const wsPath = `v1/Workspaces/${ws.sid}`;
+  const queues = [];
+  for (let q = 0; q < QUEUES; q += 1) {
+    queues.push(await post(`${wsPath}/TaskQueues`, { FriendlyName: `Skill ${skill(q)}`, TargetWorkers: `skills HAS "${skill(q)}"` }));
+  }
+  const config = {
+    task_routing: {
+      filters: queues.map((q, i) => ({ filter_friendly_name: skill(i), expression: `skill == "${skill(i)}"`, targets: [{ queue: q.sid }] })),
+      default_filter: { queue: queues[0].sid },
+    },
+  };
+  const flow = await post(`${wsPath}/Workflows`, { FriendlyName: 'By skill', Configuration: JSON.stringify(config) });
+  let t0 = Date.now();
+  await many(WORKERS, 32, (i) => post(`${wsPath}/Workers`, {
+    FriendlyName: `Agent ${i}`,
+    Attributes: JSON.stringify({ skills: [skill(i), skill(i + 7)], level: i % 5 }),
+  }));
+  console.log(`made ${WORKERS} workers in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  t0 = Date.now();
+  const task = (i) => post(`${wsPath}/Tasks`, {
+    WorkflowSid: flow.sid,
+    Attributes: JSON.stringify({ skill: skill(i * 13), customer: `C${i}`, channel: 'chat' }),
+  });
+  await many(TASKS, 32, task);
+  console.log(`made ${TASKS} waiting tasks in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  async function open() {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1400, height: 1000 });
+    await page.evaluateOnNewDocument((a, who) => {
+      sessionStorage.setItem('taskyard.auth', a);
+      sessionStorage.setItem('taskyard.who', who);
+    }, auth, server.accountSid);
+    await page.goto(`${base}/console/#${ws.sid}`);
+    await page.waitForFunction(() => window.taskyardConsole?.workersLoadedMs !== null && window.taskyardConsole?.firstPaintMs !== null,
+      { timeout: 120_000, polling: 50 });
+    return page;
+  }
+  const paints = [];
+  for (let i = 0; i < PAINTS; i += 1) {
+    const page = await open();
+    const m = await page.evaluate(() => ({ ...window.taskyardConsole, shown: document.querySelectorAll('#workers tbody tr').length }));
+    paints.push(m);
+    console.log(`first paint ${m.firstPaintMs.toFixed(0)} ms, worst lag while loading ${m.maxLagMs} ms (${m.events} events), all ${WORKERS} workers listed at ${m.workersLoadedMs.toFixed(0)} ms (${m.shown} rows drawn)`);
+    await page.close();
+  }
+
+  // Live: one page, the Queues tab, tasks created at RATE per second.
+  const page = await open();
+  await page.waitForSelector('#live[data-state="on"]');
+  // Live figures from here on (the worst lag so far was the page's start).
+  const before = await page.evaluate(() => {
+    window.taskyardConsole.maxLagMs = 0;
+    window.taskyardConsole.maxRenderMs = 0;
+    return { ...window.taskyardConsole };
+  });
+  let made = 0;
+  let load = true;
+  const started = Date.now();
+  const driver = (async () => {
+    const inflight = new Set();
+    let issued = 0;
+    while (load && Date.now() - started < SECONDS * 1000) {
+      const due = Math.floor(((Date.now() - started) / 1000) * RATE);
+      while (issued < due && inflight.size < 64) {
+        const p = task(TASKS + issued).then(() => { made += 1; }).finally(() => inflight.delete(p));
+        inflight.add(p);
+        issued += 1;
+      }
+      await sleep(5);
+    }
+    await Promise.all(inflight);
+  })();
+  const answers = [];
+  while (Date.now() - started < SECONDS * 1000) {
+    const t = performance.now();
+    await page.evaluate(() => 1);
+    answers.push(performance.now() - t);
+    await sleep(100);
+  }
+  load = false;
+  await driver;
+  const loadEnded = Date.now();
+  // Let the page catch up with what was committed, then read its figures.
+  const expected = before.events + made * 4;
+  await page.waitForFunction((n) => window.taskyardConsole.events >= n, { timeout: 30_000, polling: 20 }, expected).catch(() => {});
+  const caughtUp = Date.now() - loadEnded;
+  const after = await page.evaluate(() => ({ ...window.taskyardConsole }));
+  const secs = (loadEnded - started) / 1000;
+  answers.sort((a, b) => a - b);
+  const q = (p) => answers[Math.min(answers.length - 1, Math.floor(p * answers.length))].toFixed(1);
+  const renders = after.renders - before.renders;
+  console.log(JSON.stringify({
+    workers: WORKERS,
+    waiting_tasks: TASKS,
+    queues: QUEUES,
+    first_paint_ms: paints.map((m) => Math.round(m.firstPaintMs)),
+    all_workers_listed_ms: paints.map((m) => Math.round(m.workersLoadedMs)),
+    live_tasks_created: made,
+    live_events_applied: after.events - before.events,
+    live_events_expected: made * 4,
+    live_events_per_s: Math.round((after.events - before.events) / secs),
+    caught_up_ms_after_load: caughtUp,
+    lag_at_end_ms: after.lagMs,
+    max_lag_ms: after.maxLagMs,
+    redraws: renders,
+    mean_redraw_ms: Number(((after.renderMs - before.renderMs) / Math.max(1, renders)).toFixed(2)),
+    max_redraw_ms: Number(after.maxRenderMs.toFixed(1)),
+    page_answer_ms_p50: Number(q(0.5)),
+    page_answer_ms_p99: Number(q(0.99)),
+  }, null, 2));
+  await browser.close();
+} finally {
+  await server.cleanup();
+}
