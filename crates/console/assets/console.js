@@ -341,6 +341,7 @@ async function recentEvents(gen) {
     const seen = new Set(S.events.map((e) => e.sid));
     const older = (page.events || []).filter((e) => !seen.has(e.sid)).reverse();
     S.events = [...S.events, ...older].sort((a, b) => (a.sid < b.sid ? 1 : -1)).slice(0, KEPT_EVENTS);
+    eventsDrawn.key = null; // older rows go under the drawn ones: draw the log whole
     schedule('events');
   } catch (err) {
     console.warn('recent events', err);
@@ -844,23 +845,51 @@ function describe(e) {
   return e.description || parts.join(' · ');
 }
 
+const SHOWN_EVENTS = 200;
+let eventsDrawn = { key: null, top: null };
+
+function eventRow(e) {
+  return el('tr', { dataset: { event: e.event_type } },
+    el('td', { class: 'mono', text: (e.event_date || '').replace('T', ' ').replace('Z', '') }),
+    el('td', { text: e.event_type }),
+    el('td', { class: 'mono', text: e.resource_sid || '' }),
+    el('td', { text: describe(e) }));
+}
+
+/** The event log. New events are added on top and the oldest rows dropped, so a burst of
+ * events costs rows for those events only; a changed filter (or workspace) redraws all. */
 function renderEvents() {
   const f = $('#event-filter');
   if (f.pause.checked) return;
   const type = f.type.value.trim();
   const sid = f.sid.value.trim();
-  const shown = [];
-  for (const e of S.events) {
-    if (type && !e.event_type?.includes(type)) continue;
-    if (sid && !JSON.stringify(e).includes(sid)) continue;
-    shown.push(e);
-    if (shown.length >= 200) break;
+  const wanted = (e) => (!type || e.event_type?.includes(type)) && (!sid || JSON.stringify(e).includes(sid));
+  const tbody = $('#events tbody');
+  const key = `${S.gen}\u0000${type}\u0000${sid}`;
+  const fresh = [];
+  let whole = eventsDrawn.key !== key || eventsDrawn.top === null;
+  if (!whole) {
+    for (const e of S.events) {
+      if (e.sid <= eventsDrawn.top) break;
+      if (wanted(e)) fresh.push(e);
+      if (fresh.length >= SHOWN_EVENTS) break;
+    }
+    // A burst larger than the log: draw it whole.
+    if (fresh.length >= SHOWN_EVENTS) whole = true;
   }
-  $('#events tbody').replaceChildren(...shown.map((e) => el('tr', { dataset: { event: e.event_type } },
-    el('td', { class: 'mono', text: (e.event_date || '').replace('T', ' ').replace('Z', '') }),
-    el('td', { text: e.event_type }),
-    el('td', { class: 'mono', text: e.resource_sid || '' }),
-    el('td', { text: describe(e) }))));
+  if (whole) {
+    const shown = [];
+    for (const e of S.events) {
+      if (!wanted(e)) continue;
+      shown.push(e);
+      if (shown.length >= SHOWN_EVENTS) break;
+    }
+    tbody.replaceChildren(...shown.map(eventRow));
+  } else if (fresh.length) {
+    tbody.prepend(...fresh.map(eventRow));
+    while (tbody.rows.length > SHOWN_EVENTS) tbody.lastElementChild.remove();
+  }
+  eventsDrawn = { key, top: S.events[0]?.sid ?? null };
 }
 
 // ---------------------------------------------------------------------------------------

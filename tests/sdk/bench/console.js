@@ -3,6 +3,7 @@
 //   cargo build --release --bin taskyard
 //   cd tests/sdk && npm ci && node bench/console.js [--workers 10000] [--tasks 100000]
 //        [--queues 20] [--rate 250] [--seconds 30] [--paints 3]
+//        [--tabs overview,workers,tasks,events]
 //
 // Builds one workspace through the REST API — `--workers` workers (Offline, so nothing is
 // reserved), `--queues` skill queues, a workflow by skill and `--tasks` tasks, all left
@@ -11,7 +12,8 @@
 //
 // * first paint: navigation to the first full view (queues with their statistics, and the
 //   first page of workers), and until every worker is listed; `--paints` fresh pages;
-// * live updates: tasks created at `--rate` per second for `--seconds` (each waiting task
+// * live updates, on each of `--tabs` in turn: tasks created at `--rate` per second for
+//   `--seconds` (each waiting task
 //   makes 4 events: task.created, workflow.entered, workflow.target-matched,
 //   task-queue.entered), the events the page applied per second, how far behind the newest
 //   applied event was at the end and at worst (now minus its event_date_ms), redraw times,
@@ -34,6 +36,7 @@ const QUEUES = Number(args.queues ?? 20);
 const RATE = Number(args.rate ?? 250);
 const SECONDS = Number(args.seconds ?? 30);
 const PAINTS = Number(args.paints ?? 3);
+const TABS = (args.tabs ?? 'overview,workers,tasks,events').split(',');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 const server = await startServer();
@@ -115,69 +118,82 @@ try {
     await page.close();
   }
 
-  // Live: one page, the Queues tab, tasks created at RATE per second.
+  // Live: one page, each tab in turn, tasks created at RATE per second.
   const page = await open();
   await page.waitForSelector('#live[data-state="on"]');
-  // Live figures from here on (the worst lag so far was the page's start).
-  const before = await page.evaluate(() => {
-    window.taskyardConsole.maxLagMs = 0;
-    window.taskyardConsole.maxRenderMs = 0;
-    return { ...window.taskyardConsole };
-  });
-  let made = 0;
-  let load = true;
-  const started = Date.now();
-  const driver = (async () => {
-    const inflight = new Set();
-    let issued = 0;
-    while (load && Date.now() - started < SECONDS * 1000) {
-      const due = Math.floor(((Date.now() - started) / 1000) * RATE);
-      while (issued < due && inflight.size < 64) {
-        const p = task(TASKS + issued).then(() => { made += 1; }).finally(() => inflight.delete(p));
-        inflight.add(p);
-        issued += 1;
-      }
-      await sleep(5);
-    }
-    await Promise.all(inflight);
-  })();
-  const answers = [];
-  while (Date.now() - started < SECONDS * 1000) {
-    const t = performance.now();
-    await page.evaluate(() => 1);
-    answers.push(performance.now() - t);
-    await sleep(100);
+  let next = TASKS;
+  const live = [];
+  for (const tab of TABS) {
+    await page.click(`#tabs button[data-tab="${tab}"]`);
+    live.push({ tab, ...await livePhase(page) });
   }
-  load = false;
-  await driver;
-  const loadEnded = Date.now();
-  // Let the page catch up with what was committed, then read its figures.
-  const expected = before.events + made * 4;
-  await page.waitForFunction((n) => window.taskyardConsole.events >= n, { timeout: 30_000, polling: 20 }, expected).catch(() => {});
-  const caughtUp = Date.now() - loadEnded;
-  const after = await page.evaluate(() => ({ ...window.taskyardConsole }));
-  const secs = (loadEnded - started) / 1000;
-  answers.sort((a, b) => a - b);
-  const q = (p) => answers[Math.min(answers.length - 1, Math.floor(p * answers.length))].toFixed(1);
-  const renders = after.renders - before.renders;
+
+  async function livePhase(page) {
+    // Figures of this phase only.
+    const before = await page.evaluate(() => {
+      window.taskyardConsole.maxLagMs = 0;
+      window.taskyardConsole.maxRenderMs = 0;
+      return { ...window.taskyardConsole };
+    });
+    let made = 0;
+    let load = true;
+    const started = Date.now();
+    const driver = (async () => {
+      const inflight = new Set();
+      let issued = 0;
+      while (load && Date.now() - started < SECONDS * 1000) {
+        const due = Math.floor(((Date.now() - started) / 1000) * RATE);
+        while (issued < due && inflight.size < 64) {
+          const p = task(next++).then(() => { made += 1; }).finally(() => inflight.delete(p));
+          inflight.add(p);
+          issued += 1;
+        }
+        await sleep(5);
+      }
+      await Promise.all(inflight);
+    })();
+    const answers = [];
+    while (Date.now() - started < SECONDS * 1000) {
+      const t = performance.now();
+      await page.evaluate(() => 1);
+      answers.push(performance.now() - t);
+      await sleep(100);
+    }
+    load = false;
+    await driver;
+    const loadEnded = Date.now();
+    // Let the page catch up with what was committed, then read its figures.
+    const expected = before.events + made * 4;
+    await page.waitForFunction((n) => window.taskyardConsole.events >= n, { timeout: 30_000, polling: 20 }, expected).catch(() => {});
+    const caughtUp = Date.now() - loadEnded;
+    const after = await page.evaluate(() => ({ ...window.taskyardConsole }));
+    const secs = (loadEnded - started) / 1000;
+    answers.sort((x, y) => x - y);
+    const q = (p) => Number(answers[Math.min(answers.length - 1, Math.floor(p * answers.length))].toFixed(1));
+    const renders = after.renders - before.renders;
+    return {
+      tasks_created: made,
+      events_applied: after.events - before.events,
+      events_expected: made * 4,
+      events_per_s: Math.round((after.events - before.events) / secs),
+      caught_up_ms_after_load: caughtUp,
+      lag_at_end_ms: after.lagMs,
+      max_lag_ms: after.maxLagMs,
+      redraws: renders,
+      mean_redraw_ms: Number(((after.renderMs - before.renderMs) / Math.max(1, renders)).toFixed(2)),
+      max_redraw_ms: Number(after.maxRenderMs.toFixed(1)),
+      page_answer_ms_p50: q(0.5),
+      page_answer_ms_p99: q(0.99),
+    };
+  }
+
   console.log(JSON.stringify({
     workers: WORKERS,
     waiting_tasks: TASKS,
     queues: QUEUES,
     first_paint_ms: paints.map((m) => Math.round(m.firstPaintMs)),
     all_workers_listed_ms: paints.map((m) => Math.round(m.workersLoadedMs)),
-    live_tasks_created: made,
-    live_events_applied: after.events - before.events,
-    live_events_expected: made * 4,
-    live_events_per_s: Math.round((after.events - before.events) / secs),
-    caught_up_ms_after_load: caughtUp,
-    lag_at_end_ms: after.lagMs,
-    max_lag_ms: after.maxLagMs,
-    redraws: renders,
-    mean_redraw_ms: Number(((after.renderMs - before.renderMs) / Math.max(1, renders)).toFixed(2)),
-    max_redraw_ms: Number(after.maxRenderMs.toFixed(1)),
-    page_answer_ms_p50: Number(q(0.5)),
-    page_answer_ms_p99: Number(q(0.99)),
+    live,
   }, null, 2));
   await browser.close();
 } finally {

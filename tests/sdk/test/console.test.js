@@ -157,6 +157,13 @@ describe('the console in a browser', () => {
     // The event log has what happened.
     await page.click('#tabs button[data-tab="events"]');
     await page.waitForSelector('#events tr[data-event="task.canceled"]', { timeout: 5000 });
+    await page.type('#event-filter input[name=type]', 'reservation.');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#events tbody tr')];
+      return rows.length > 0 && rows.every((r) => r.dataset.event.startsWith('reservation.'));
+    }, { timeout: 5000 });
+    const kinds = await page.$$eval('#events tbody tr', (rows) => rows.map((r) => r.dataset.event));
+    assert.ok(kinds.includes('reservation.created') && kinds.includes('reservation.canceled'), kinds.join());
     await shoot(page, '07-events');
     assert.deepEqual(problems, []);
     await page.close();
