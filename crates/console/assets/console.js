@@ -14,10 +14,12 @@ import { bars, colour, histogram, lineChart } from './charts.js';
 import { jsonError } from './json.js';
 
 const ROOT = new URL('../', window.location.href);
-const SHOWN_WORKERS = 500;
+const SHOWN_WORKERS = 100;
 const KEPT_EVENTS = 1000;
 const TASK_PAGE = 50;
 const SLA_SECONDS = 30;
+// Thresholds asked of the queue statistics: their below/above counts make the wait histogram.
+const WAIT_SPLITS = [10, SLA_SECONDS, 60, 120, 300, 600];
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 
@@ -27,6 +29,7 @@ const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 const METRICS = {
   firstPaintMs: null, workersLoadedMs: null,
   events: 0, lagMs: 0, maxLagMs: 0, renders: 0, renderMs: 0, maxRenderMs: 0,
+  viewMs: {}, // time spent drawing each view
 };
 window.taskyardConsole = METRICS;
 
@@ -44,6 +47,7 @@ const S = {
   workflows: new Map(),
   workers: new Map(),
   work: new Map(), // worker SID -> Map(reservation SID -> {task, status})
+  seenReservations: new Set(), // reservations an event has told of since the page opened
   events: [],
   tasks: { filter: {}, tokens: [null], page: 0, rows: new Map(), order: [] },
   // Task attributes by SID. Lists show none (as Twilio's: attributes only in a single fetch),
@@ -228,10 +232,11 @@ async function openWorkspace(ws) {
   S.stream?.abort();
   S.gen += 1;
   const gen = S.gen;
+  drawnWorkers = new Map();
   Object.assign(S, {
     ws, lastEvent: null, events: [],
     activities: new Map(), queues: new Map(), stats: new Map(), history: new Map(),
-    workflows: new Map(), workers: new Map(), work: new Map(), attrs: new Map(),
+    workflows: new Map(), workers: new Map(), work: new Map(), attrs: new Map(), seenReservations: new Set(),
     tasks: { filter: S.tasks.filter, tokens: [null], page: 0, rows: new Map(), order: [] },
   });
   if (window.location.hash.slice(1) !== ws) window.history.replaceState(null, '', `#${ws}`);
@@ -256,6 +261,7 @@ async function openWorkspace(ws) {
     refreshStats();
     loadTasks();
     recentEvents(gen);
+    activeReservations(gen);
     // Workers page by page: the first thousand are on the screen while the rest load.
     await all(wsPath('/Workers?PageSize=1000'), 'workers', (page) => {
       if (gen !== S.gen) return;
@@ -331,6 +337,35 @@ async function follow(ws, gen, connected = () => {}) {
   }
 }
 
+/**
+ * Reservations made before the page opened: the tasks that are reserved, assigned or
+ * wrapping, then each one's reservations (a few requests at a time, in the background).
+ * Events are newer than these answers, so a reservation an event has told of is left as the
+ * event said.
+ */
+async function activeReservations(gen) {
+  try {
+    const tasks = await all(wsPath('/Tasks?AssignmentStatus=reserved&AssignmentStatus=assigned&AssignmentStatus=wrapping&PageSize=1000'), 'tasks');
+    const queue = tasks.map((t) => t.sid);
+    const one = async () => {
+      for (let sid = queue.shift(); sid && gen === S.gen; sid = queue.shift()) {
+        const page = await api(wsPath(`/Tasks/${sid}/Reservations?PageSize=100`)).catch(() => null);
+        if (gen !== S.gen) return;
+        for (const r of page?.reservations || []) {
+          if (S.seenReservations.has(r.sid) || !['pending', 'accepted', 'wrapping'].includes(r.reservation_status)) continue;
+          const mine = S.work.get(r.worker_sid) || new Map();
+          mine.set(r.sid, { task: r.task_sid, status: r.reservation_status });
+          S.work.set(r.worker_sid, mine);
+        }
+        schedule('workers', 'queues');
+      }
+    };
+    await Promise.all(Array.from({ length: 4 }, one));
+  } catch (err) {
+    console.warn('reservations', err);
+  }
+}
+
 /** The event log's start: the events of the last minute (up to 200, oldest of them first
  * as the Events list gives them), under those the stream has brought since. */
 async function recentEvents(gen) {
@@ -377,6 +412,7 @@ function onEvent(e) {
     schedule('workers');
   }
   if (d.reservation_sid && d.worker_sid) {
+    S.seenReservations.add(d.reservation_sid);
     const status = d.reservation_status || type.split('.')[1];
     const mine = S.work.get(d.worker_sid) || new Map();
     if (['pending', 'accepted', 'wrapping'].includes(status)) mine.set(d.reservation_sid, { task: d.task_sid, status });
@@ -448,7 +484,7 @@ function refreshSoon() {
 async function refreshStats() {
   const gen = S.gen;
   const [queues, workspace] = await Promise.all([
-    all(wsPath(`/TaskQueues/Statistics?PageSize=1000&Minutes=1440&SplitByWaitTime=${SLA_SECONDS}`), 'task_queues_statistics'),
+    all(wsPath(`/TaskQueues/Statistics?PageSize=1000&Minutes=1440&SplitByWaitTime=${WAIT_SPLITS.join(',')}`), 'task_queues_statistics'),
     api(wsPath('/RealTimeStatistics')),
   ]);
   if (gen !== S.gen) return;
@@ -468,18 +504,30 @@ async function refreshStats() {
 // ---------------------------------------------------------------------------------------
 // Rendering
 
+const VIEWS = [
+  ['queues', () => renderQueues()],
+  ['charts', () => renderCharts()],
+  ['workers', () => renderWorkers()],
+  ['tasks', () => renderTasks()],
+  ['workflows', () => renderWorkflows()],
+  ['events', () => renderEvents()],
+  ['filters', () => renderFilters()],
+];
+
 function render() {
   const started = performance.now();
   S.frame = 0;
   const dirty = S.dirty;
-  if (dirty.has('queues')) renderQueues();
-  if (dirty.has('charts') || dirty.has('workers')) renderCharts();
-  if (dirty.has('workers')) renderWorkers();
-  if (dirty.has('tasks')) renderTasks();
-  if (dirty.has('workflows')) renderWorkflows();
-  if (dirty.has('events')) renderEvents();
-  if (dirty.has('filters')) renderFilters();
-  for (const w of ['queues', 'charts', 'workers', 'tasks', 'workflows', 'events', 'filters']) dirty.delete(w);
+  // The charts show worker counts too, but a worker's change need not redraw them at once.
+  if (dirty.has('workers') && performance.now() - (S.chartsAt || 0) > 1000) dirty.add('charts');
+  for (const [name, draw] of VIEWS) {
+    if (!dirty.has(name)) continue;
+    dirty.delete(name);
+    const t = performance.now();
+    if (name === 'charts') S.chartsAt = t;
+    draw();
+    METRICS.viewMs[name] = (METRICS.viewMs[name] || 0) + performance.now() - t;
+  }
   const took = performance.now() - started;
   METRICS.renders += 1;
   METRICS.renderMs += took;
@@ -508,6 +556,7 @@ function renderQueues() {
       ['Wrapping', byStatus.wrapping ?? 0],
       ['Longest wait', age(ws?.longest_task_waiting_age)],
       ['Workers', ws?.total_workers ?? S.workers.size],
+      ['With reservations or tasks', [...S.work.values()].filter((m) => m.size).length],
     ].map(([label, value]) => el('div', { class: 'figure' }, el('span', { text: label }), el('strong', { text: String(value) }))),
   );
   const rows = [...S.queues.values()].sort((a, b) => a.friendly_name.localeCompare(b.friendly_name)).map((q) => {
@@ -524,9 +573,42 @@ function renderQueues() {
       el('td', { class: 'num', text: String(rt.total_available_workers ?? '–') }),
       el('td', { class: 'num', text: String(rt.total_eligible_workers ?? '–') }),
       el('td', { class: 'num', text: splitAccepted(st?.cumulative) }),
-      el('td', { class: 'num', text: avg === undefined ? '–' : age(avg) }));
+      el('td', { class: 'num', text: avg === undefined ? '–' : age(avg) }),
+      el('td', {}, el('button', { type: 'button', text: 'Edit', dataset: { action: 'edit' }, onclick: () => editQueue(q) })));
   });
   $('#queues tbody').replaceChildren(...rows);
+}
+
+function editQueue(q) {
+  const dialog = $('#edit-queue');
+  const form = $('#edit-queue-form');
+  form.FriendlyName.value = q.friendly_name || '';
+  form.TargetWorkers.value = q.target_workers || '';
+  form.MaxReservedWorkers.value = q.max_reserved_workers ?? 1;
+  form.TaskOrder.value = q.task_order || 'FIFO';
+  showError($('.error', form), null);
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      const updated = await api(wsPath(`/TaskQueues/${q.sid}`), {
+        method: 'POST',
+        form: {
+          FriendlyName: form.FriendlyName.value,
+          TargetWorkers: form.TargetWorkers.value,
+          MaxReservedWorkers: form.MaxReservedWorkers.value,
+          TaskOrder: form.TaskOrder.value,
+        },
+      });
+      S.queues.set(updated.sid, updated);
+      dialog.close();
+      schedule('queues', 'filters');
+      refreshSoon();
+    } catch (err) {
+      showError($('.error', form), err);
+    }
+  };
+  $('[data-close]', form).onclick = () => dialog.close();
+  dialog.showModal();
 }
 
 function renderCharts() {
@@ -534,16 +616,18 @@ function renderCharts() {
   lineChart($('#chart-waiting'), queues.map((q) => ({ label: q.friendly_name, points: S.history.get(q.sid) || [] })));
   $('#legend-waiting').replaceChildren(...queues.map((q, i) => el('span', { class: 'key' },
     el('i', { style: { background: colour(i) } }), q.friendly_name)));
-  // The waits of the tasks on the page being looked at are not all tasks; the queue
-  // statistics give the longest. So the histogram is of the visible waiting tasks.
-  const edges = [10, 30, 60, 120, 300, 600, Infinity];
-  const labels = ['<10s', '<30s', '<1m', '<2m', '<5m', '<10m', '10m+'];
-  const counts = labels.map((label) => ({ label, value: 0 }));
-  for (const t of S.tasks.rows.values()) {
-    if (t.assignment_status !== 'pending') continue;
-    const a = ageOf(t.date_created);
-    counts[edges.findIndex((e) => a < e)].value += 1;
+  // Waits until accepted over the last 24 hours, all queues: each threshold's "below" count
+  // less the previous one's is a bucket; the last threshold's "above" is the rest.
+  const below = WAIT_SPLITS.map(() => 0);
+  let above = 0;
+  for (const st of S.stats.values()) {
+    const split = st.cumulative?.split_by_wait_time || {};
+    WAIT_SPLITS.forEach((t, i) => { below[i] += split[String(t)]?.below?.reservations_accepted ?? 0; });
+    above += split[String(WAIT_SPLITS[WAIT_SPLITS.length - 1])]?.above?.reservations_accepted ?? 0;
   }
+  const name = (t) => (t < 60 ? `${t}s` : `${t / 60}m`);
+  const counts = WAIT_SPLITS.map((t, i) => ({ label: `≤${name(t)}`, value: Math.max(0, below[i] - (i ? below[i - 1] : 0)) }));
+  counts.push({ label: `>${name(WAIT_SPLITS[WAIT_SPLITS.length - 1])}`, value: above });
   histogram($('#chart-waits'), counts);
   const byActivity = new Map();
   for (const w of S.workers.values()) {
@@ -572,28 +656,60 @@ function activitySelect(worker) {
   return select;
 }
 
+// The worker rows on the screen: SID -> {key, tr}. A row is built again only when what it
+// shows changed, so an event about one worker costs one row, not five hundred (and a select
+// someone is using is not replaced under them).
+let drawnWorkers = new Map();
+
+function workerKey(w) {
+  const work = [...(S.work.get(w.sid)?.entries() || [])].map(([r, x]) => `${r}:${x.status}`).join(',');
+  return `${w.friendly_name}\u0000${w.activity_sid}\u0000${w.attributes}\u0000${work}\u0000${S.activities.size}`;
+}
+
+function workerRow(w) {
+  const work = [...(S.work.get(w.sid)?.entries() || [])];
+  return el('tr', { dataset: { worker: w.sid, activity: w.activity_name || '' } },
+    el('td', {}, el('strong', { text: w.friendly_name || w.sid }), el('div', { class: 'muted mono', text: w.sid })),
+    el('td', {}, activitySelect(w)),
+    el('td', {}, work.length ? work.map(([, x]) => el('div', { class: 'mono', text: `${x.status}: ${x.task}` })) : el('span', { class: 'muted', text: 'none' })),
+    // Lists hide attributes (as Twilio's do); events and Edit show them.
+    el('td', { class: 'mono', text: w.attributes === null || w.attributes === undefined ? '–' : brief(w.attributes) }),
+    el('td', {}, el('button', { type: 'button', text: 'Edit', onclick: () => editWorker(w) })));
+}
+
 function renderWorkers() {
-  const list = [...S.workers.values()];
-  const counts = { available: 0, busy: 0 };
-  for (const w of list) {
-    if (w.available) counts.available += 1;
-    if (S.work.get(w.sid)?.size) counts.busy += 1;
+  let available = 0;
+  let busy = 0;
+  const shown = [];
+  let matching = 0;
+  const find = $('#worker-filter [name=q]').value.trim().toLowerCase();
+  for (const w of S.workers.values()) {
+    if (w.available) available += 1;
+    if (S.work.get(w.sid)?.size) busy += 1;
+    if (find && !`${w.friendly_name}\u0000${w.sid}\u0000${w.activity_name}`.toLowerCase().includes(find)) continue;
+    matching += 1;
+    if (shown.length < SHOWN_WORKERS) shown.push(w);
   }
-  $('#worker-counts').textContent = `${list.length} workers · ${counts.available} in an available activity · ${counts.busy} with reservations or tasks`;
-  const shown = list.slice(0, SHOWN_WORKERS);
+  $('#worker-counts').textContent = `${S.workers.size} workers · ${available} in an available activity · ${busy} with reservations or tasks`;
   const tbody = $('#workers tbody');
-  const rows = shown.map((w) => {
-    const work = [...(S.work.get(w.sid)?.entries() || [])];
-    return el('tr', { dataset: { worker: w.sid, activity: w.activity_name || '' } },
-      el('td', {}, el('strong', { text: w.friendly_name || w.sid }), el('div', { class: 'muted mono', text: w.sid })),
-      el('td', {}, activitySelect(w)),
-      el('td', {}, work.length ? work.map(([r, x]) => el('div', { class: 'mono', text: `${x.status}: ${x.task}` })) : el('span', { class: 'muted', text: 'none' })),
-      // Lists hide attributes (as Twilio's do); events and Edit show them.
-      el('td', { class: 'mono', text: w.attributes === null || w.attributes === undefined ? '–' : brief(w.attributes) }),
-      el('td', {}, el('button', { type: 'button', text: 'Edit', onclick: () => editWorker(w) })));
+  const drawn = new Map();
+  const order = [...drawnWorkers.keys()];
+  let same = shown.length === order.length;
+  shown.forEach((w, i) => {
+    const key = workerKey(w);
+    const old = drawnWorkers.get(w.sid);
+    if (old && old.key === key) {
+      drawn.set(w.sid, old);
+    } else {
+      const tr = workerRow(w);
+      if (old) old.tr.replaceWith(tr);
+      drawn.set(w.sid, { key, tr });
+    }
+    if (same && order[i] !== w.sid) same = false;
   });
-  tbody.replaceChildren(...rows);
-  $('#workers-more').textContent = list.length > SHOWN_WORKERS ? `Showing the first ${SHOWN_WORKERS} of ${list.length}.` : '';
+  if (!same) tbody.replaceChildren(...[...drawn.values()].map((d) => d.tr));
+  drawnWorkers = drawn;
+  $('#workers-more').textContent = matching > SHOWN_WORKERS ? `Showing the first ${SHOWN_WORKERS} of ${matching}: find one by name, SID or activity.` : '';
 }
 
 async function editWorker(listed) {
@@ -954,6 +1070,8 @@ function wire() {
     loadTasks();
   });
   $('#event-filter').addEventListener('input', () => schedule('events'));
+  $('#worker-filter').addEventListener('input', () => schedule('workers'));
+  $('#worker-filter').addEventListener('submit', (ev) => ev.preventDefault());
   $('#workflow-cancel').addEventListener('click', () => {
     $('#workflow-editor').hidden = true;
   });

@@ -3,7 +3,7 @@
 //   cargo build --release --bin taskyard
 //   cd tests/sdk && npm ci && node bench/console.js [--workers 10000] [--tasks 100000]
 //        [--queues 20] [--rate 250] [--seconds 30] [--paints 3]
-//        [--tabs overview,workers,tasks,events]
+//        [--tabs overview,workers,tasks,events] [--worker-rate 0]
 //
 // Builds one workspace through the REST API — `--workers` workers (Offline, so nothing is
 // reserved), `--queues` skill queues, a workflow by skill and `--tasks` tasks, all left
@@ -15,7 +15,9 @@
 // * live updates, on each of `--tabs` in turn: tasks created at `--rate` per second for
 //   `--seconds` (each waiting task
 //   makes 4 events: task.created, workflow.entered, workflow.target-matched,
-//   task-queue.entered), the events the page applied per second, how far behind the newest
+//   task-queue.entered) and, with `--worker-rate`, that many activity changes per second
+//   (Offline <-> Unavailable, one event each) of the first 100 workers, the rows on the
+//   screen: the events the page applied per second, how far behind the newest
 //   applied event was at the end and at worst (now minus its event_date_ms), redraw times,
 //   and how long the page took to answer a script call while it was all going on (its main
 //   thread's responsiveness).
@@ -36,6 +38,7 @@ const QUEUES = Number(args.queues ?? 20);
 const RATE = Number(args.rate ?? 250);
 const SECONDS = Number(args.seconds ?? 30);
 const PAINTS = Number(args.paints ?? 3);
+const WORKER_RATE = Number(args['worker-rate'] ?? 0);
 const TABS = (args.tabs ?? 'overview,workers,tasks,events').split(',');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
@@ -79,10 +82,15 @@ try {
   };
   const flow = await post(`${wsPath}/Workflows`, { FriendlyName: 'By skill', Configuration: JSON.stringify(config) });
   let t0 = Date.now();
+  const workerSids = [];
   await many(WORKERS, 32, (i) => post(`${wsPath}/Workers`, {
     FriendlyName: `Agent ${i}`,
     Attributes: JSON.stringify({ skills: [skill(i), skill(i + 7)], level: i % 5 }),
-  }));
+  }).then((w) => { workerSids[i] = w.sid; }));
+  const activities = {};
+  for (const a of (await (await fetch(`${base}/${wsPath}/Activities`, { headers: { Authorization: auth } })).json()).activities) {
+    activities[a.friendly_name] = a.sid;
+  }
   console.log(`made ${WORKERS} workers in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   t0 = Date.now();
   const task = (i) => post(`${wsPath}/Tasks`, {
@@ -133,20 +141,36 @@ try {
     const before = await page.evaluate(() => {
       window.taskyardConsole.maxLagMs = 0;
       window.taskyardConsole.maxRenderMs = 0;
+      window.taskyardConsole.viewMs = {};
       return { ...window.taskyardConsole };
     });
+    const profiler = args.profile ? await page.createCDPSession() : null;
+    if (profiler) {
+      await profiler.send('Profiler.enable');
+      await profiler.send('Profiler.start');
+    }
     let made = 0;
+    let changed = 0;
     let load = true;
     const started = Date.now();
     const driver = (async () => {
       const inflight = new Set();
       let issued = 0;
+      let changes = 0;
       while (load && Date.now() - started < SECONDS * 1000) {
         const due = Math.floor(((Date.now() - started) / 1000) * RATE);
         while (issued < due && inflight.size < 64) {
           const p = task(next++).then(() => { made += 1; }).finally(() => inflight.delete(p));
           inflight.add(p);
           issued += 1;
+        }
+        const dueChanges = Math.floor(((Date.now() - started) / 1000) * WORKER_RATE);
+        while (changes < dueChanges && inflight.size < 64) {
+          const n = changes++;
+          const sid = workerSids[n % Math.min(100, workerSids.length)];
+          const to = Math.floor(n / Math.min(100, workerSids.length)) % 2 ? activities.Offline : activities.Unavailable;
+          const p = post(`${wsPath}/Workers/${sid}`, { ActivitySid: to }).then(() => { changed += 1; }).finally(() => inflight.delete(p));
+          inflight.add(p);
         }
         await sleep(5);
       }
@@ -163,9 +187,24 @@ try {
     await driver;
     const loadEnded = Date.now();
     // Let the page catch up with what was committed, then read its figures.
-    const expected = before.events + made * 4;
+    const expected = before.events + made * 4 + changed;
     await page.waitForFunction((n) => window.taskyardConsole.events >= n, { timeout: 30_000, polling: 20 }, expected).catch(() => {});
     const caughtUp = Date.now() - loadEnded;
+    if (profiler) {
+      // --profile: where the page's main thread spent its time (self time by function).
+      const { profile } = await profiler.send('Profiler.stop');
+      const self = new Map();
+      const dt = profile.timeDeltas;
+      const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+      profile.samples.forEach((id, i) => {
+        const n = byId.get(id);
+        const name = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber + 1}`;
+        self.set(name, (self.get(name) || 0) + (dt[i] || 0) / 1000);
+      });
+      const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 15);
+      console.log(`profile (${page.url()}):`);
+      for (const [name, ms] of top) console.log(`  ${ms.toFixed(0).padStart(6)} ms  ${name}`);
+    }
     const after = await page.evaluate(() => ({ ...window.taskyardConsole }));
     const secs = (loadEnded - started) / 1000;
     answers.sort((x, y) => x - y);
@@ -173,8 +212,9 @@ try {
     const renders = after.renders - before.renders;
     return {
       tasks_created: made,
+      activity_changes: changed,
       events_applied: after.events - before.events,
-      events_expected: made * 4,
+      events_expected: made * 4 + changed,
       events_per_s: Math.round((after.events - before.events) / secs),
       caught_up_ms_after_load: caughtUp,
       lag_at_end_ms: after.lagMs,
@@ -182,6 +222,7 @@ try {
       redraws: renders,
       mean_redraw_ms: Number(((after.renderMs - before.renderMs) / Math.max(1, renders)).toFixed(2)),
       max_redraw_ms: Number(after.maxRenderMs.toFixed(1)),
+      redraw_ms_by_view: Object.fromEntries(Object.entries(after.viewMs).map(([k, v]) => [k, Math.round(v)])),
       page_answer_ms_p50: q(0.5),
       page_answer_ms_p99: q(0.99),
     };

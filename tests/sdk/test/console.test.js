@@ -79,6 +79,20 @@ describe('the console in a browser', () => {
     await page.waitForSelector(`#queues tr[data-queue="${made.sid}"]`, { timeout: 10_000 });
     assert.match(await page.$eval(`#queues tr[data-queue="${made.sid}"]`, (tr) => tr.textContent), /Spanish/);
 
+    // Edit it from the page: a bad expression is the server's error in the dialog and
+    // changes nothing; a good one is saved and REST sees it.
+    await page.click(`#queues tr[data-queue="${made.sid}"] button[data-action="edit"]`);
+    await page.waitForSelector('#edit-queue[open]');
+    const target = '#edit-queue-form input[name=TargetWorkers]';
+    await page.$eval(target, (i) => { i.value = 'languages HAS'; });
+    await page.click('#edit-queue-form button[type=submit]');
+    await page.waitForFunction(() => /code 20001/.test(document.querySelector('#edit-queue-form .error').textContent), { timeout: 5000 });
+    assert.equal((await r.ws.taskQueues(made.sid).fetch()).targetWorkers, 'languages HAS "es"');
+    await page.$eval(target, (i) => { i.value = 'languages HAS "es" OR languages HAS "pt"'; });
+    await page.click('#edit-queue-form button[type=submit]');
+    await page.waitForSelector('#edit-queue:not([open])', { timeout: 5000 });
+    assert.equal((await r.ws.taskQueues(made.sid).fetch()).targetWorkers, 'languages HAS "es" OR languages HAS "pt"');
+
     // A task appears waiting, and the queue's figures follow.
     await page.click('#tabs button[data-tab="tasks"]');
     const task = await r.ws.tasks.create({ workflowSid: r.workflow.sid, attributes: JSON.stringify({ customer: 'Ana' }) });
@@ -170,7 +184,9 @@ describe('the console in a browser', () => {
   });
 
   test('wrong credentials see nothing; another account does not see this one\'s workspaces; an API key logs in', { timeout: 60_000 }, async () => {
-    const r = await buildRouting(env.client, { workers: [] });
+    const r = await buildRouting(env.client, { workers: ['Carla'], available: true });
+    const early = await r.ws.tasks.create({ workflowSid: r.workflow.sid, attributes: '{}' });
+    await waitUntil(() => r.ws.tasks(early.sid).fetch(), (t) => t.assignmentStatus === 'reserved', { what: 'the task reserved before the page opens' });
     let { page, problems } = await open();
     await logIn(page, env.server.accountSid, 'not-the-token');
     await page.waitForFunction(() => /not valid/.test(document.getElementById('login-error').textContent), { timeout: 5000 });
@@ -194,6 +210,10 @@ describe('the console in a browser', () => {
     await page.waitForSelector('#live[data-state="on"]', { timeout: 10_000 });
     const options = await page.$$eval('#workspace option', (o) => o.map((x) => x.value));
     assert.ok(options.includes(r.workspaceSid));
+    // The reservation made before the page opened is on Carla's row.
+    await page.click('#tabs button[data-tab="workers"]');
+    await page.waitForFunction((w, t) => document.querySelector(`#workers tr[data-worker="${w}"]`)?.textContent.includes(`pending: ${t}`),
+      { timeout: 10_000 }, r.workers[0].sid, early.sid);
     // Logging out forgets the credentials: a reload shows the login form.
     await page.click('#logout');
     await page.reload();
