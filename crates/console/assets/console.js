@@ -54,6 +54,7 @@ const S = {
   // so they come from events and, for a row on the page that no event has shown, a fetch.
   attrs: new Map(),
   dirty: new Set(),
+  hiddenDirty: new Set(), // views that changed while their tab was hidden
   frame: 0,
   refreshTimer: 0,
   lastRefresh: 0,
@@ -504,15 +505,21 @@ async function refreshStats() {
 // ---------------------------------------------------------------------------------------
 // Rendering
 
+// Each view and the tab it is on (none: drawn whatever the tab). A view on a hidden tab is
+// not drawn: it stays marked and is drawn when its tab opens.
 const VIEWS = [
-  ['queues', () => renderQueues()],
-  ['charts', () => renderCharts()],
-  ['workers', () => renderWorkers()],
-  ['tasks', () => renderTasks()],
-  ['workflows', () => renderWorkflows()],
-  ['events', () => renderEvents()],
-  ['filters', () => renderFilters()],
+  ['queues', 'overview', () => renderQueues()],
+  ['charts', 'overview', () => renderCharts()],
+  ['workers', 'workers', () => renderWorkers()],
+  ['tasks', 'tasks', () => renderTasks()],
+  ['workflows', null, () => renderWorkflows()],
+  ['events', 'events', () => renderEvents()],
+  ['filters', null, () => renderFilters()],
 ];
+
+function seen(panel) {
+  return !panel || !$(`[data-panel="${panel}"]`).hidden;
+}
 
 function render() {
   const started = performance.now();
@@ -520,8 +527,13 @@ function render() {
   const dirty = S.dirty;
   // The charts show worker counts too, but a worker's change need not redraw them at once.
   if (dirty.has('workers') && performance.now() - (S.chartsAt || 0) > 1000) dirty.add('charts');
-  for (const [name, draw] of VIEWS) {
+  for (const [name, panel, draw] of VIEWS) {
     if (!dirty.has(name)) continue;
+    if (!seen(panel)) {
+      S.hiddenDirty.add(name);
+      dirty.delete(name);
+      continue;
+    }
     dirty.delete(name);
     const t = performance.now();
     if (name === 'charts') S.chartsAt = t;
@@ -556,7 +568,8 @@ function renderQueues() {
       ['Wrapping', byStatus.wrapping ?? 0],
       ['Longest wait', age(ws?.longest_task_waiting_age)],
       ['Workers', ws?.total_workers ?? S.workers.size],
-      ['With reservations or tasks', [...S.work.values()].filter((m) => m.size).length],
+      ['With reservations or tasks', busyWorkers()],
+      ['Occupancy', occupancy()],
     ].map(([label, value]) => el('div', { class: 'figure' }, el('span', { text: label }), el('strong', { text: String(value) }))),
   );
   const rows = [...S.queues.values()].sort((a, b) => a.friendly_name.localeCompare(b.friendly_name)).map((q) => {
@@ -577,6 +590,24 @@ function renderQueues() {
       el('td', {}, el('button', { type: 'button', text: 'Edit', dataset: { action: 'edit' }, onclick: () => editQueue(q) })));
   });
   $('#queues tbody').replaceChildren(...rows);
+}
+
+function busyWorkers() {
+  let n = 0;
+  for (const m of S.work.values()) if (m.size) n += 1;
+  return n;
+}
+
+/** Workers with a reservation or a task, of those working: in an available activity or busy. */
+function occupancy() {
+  let working = 0;
+  let busy = 0;
+  for (const w of S.workers.values()) {
+    const has = S.work.get(w.sid)?.size > 0;
+    if (has) busy += 1;
+    if (has || w.available) working += 1;
+  }
+  return working ? `${Math.round((100 * busy) / working)}%` : '–';
 }
 
 function editQueue(q) {
@@ -1051,7 +1082,9 @@ function wire() {
     tab.addEventListener('click', () => {
       for (const t of $$('#tabs button')) t.setAttribute('aria-selected', String(t === tab));
       for (const p of $$('[data-panel]')) p.hidden = p.dataset.panel !== tab.dataset.tab;
-      schedule('charts');
+      // What changed while this tab was hidden, and the charts (their size may have changed).
+      schedule('charts', ...S.hiddenDirty);
+      S.hiddenDirty.clear();
     });
   }
   $('#task-filter').addEventListener('submit', (ev) => {

@@ -130,6 +130,9 @@ try {
   const page = await open();
   await page.waitForSelector('#live[data-state="on"]');
   let next = TASKS;
+  // Across phases, so that each change really changes the worker's activity (an update to
+  // the activity a worker already has makes no event).
+  let changes = 0;
   const live = [];
   for (const tab of TABS) {
     await page.click(`#tabs button[data-tab="${tab}"]`);
@@ -156,7 +159,7 @@ try {
     const driver = (async () => {
       const inflight = new Set();
       let issued = 0;
-      let changes = 0;
+      let issuedChanges = 0;
       while (load && Date.now() - started < SECONDS * 1000) {
         const due = Math.floor(((Date.now() - started) / 1000) * RATE);
         while (issued < due && inflight.size < 64) {
@@ -165,7 +168,8 @@ try {
           issued += 1;
         }
         const dueChanges = Math.floor(((Date.now() - started) / 1000) * WORKER_RATE);
-        while (changes < dueChanges && inflight.size < 64) {
+        while (issuedChanges < dueChanges && inflight.size < 64) {
+          issuedChanges += 1;
           const n = changes++;
           const sid = workerSids[n % Math.min(100, workerSids.length)];
           const to = Math.floor(n / Math.min(100, workerSids.length)) % 2 ? activities.Offline : activities.Unavailable;
