@@ -436,8 +436,10 @@ function onEvent(e) {
     if (type === 'task.created' || !row) S.dirty.add('task-page');
     if (type === 'task.deleted' && row) S.dirty.add('task-page');
   }
-  if (type.startsWith('task-queue.')) S.dirty.add('queue-list');
-  if (type.startsWith('workflow.')) S.dirty.add('workflow-list');
+  // Only the events about the resources themselves: task-queue.entered, workflow.entered and
+  // the like are a task's steps, a thousand a second when busy.
+  if (['task-queue.created', 'task-queue.deleted', 'task-queue.expression.updated'].includes(type)) S.dirty.add('queue-list');
+  if (['workflow.created', 'workflow.updated', 'workflow.deleted'].includes(type)) S.dirty.add('workflow-list');
   if (type.startsWith('activity.')) S.dirty.add('activity-list');
   if (type.startsWith('task.') || type.startsWith('reservation.') || type.startsWith('worker.')) S.dirty.add('stats');
   schedule('events');
