@@ -11,13 +11,24 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Point any TaskRouter client (for example Twilio's helper libraries) at the listen address
 /// instead of https://taskrouter.twilio.com and log in with the account SID and auth token.
 ///
-/// Logs go to standard error; set TASKYARD_LOG to choose what is logged (default `info`;
-/// for example `debug` or `taskyard_hub=debug`).
+/// Logs go to standard error, a line per request among them; set TASKYARD_LOG to choose what
+/// is logged (default `info`; for example `debug` or `taskyard_hub=debug`).
 #[derive(Debug, Parser)]
 #[command(name = "taskyard", version, about, long_about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines are written: `text` for people, `json` (one object a line) for log
+    /// collectors.
+    #[arg(long, global = true, env = "TASKYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

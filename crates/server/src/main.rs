@@ -8,6 +8,7 @@
 
 mod config;
 mod forward;
+mod requests;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -18,7 +19,7 @@ use taskyard_store::cluster::{Directory, Held, Leases, NodeConfig};
 use taskyard_store::postgres::{Location, PostgresStore};
 use taskyard_store::sqlite::SqliteStore;
 
-use crate::config::{Cli, Command, Serve};
+use crate::config::{Cli, Command, LogFormat, Serve};
 
 /// Events and rows are allocated on the workspaces' threads and freed on the writer's and the
 /// dispatcher's; mimalloc handles that hand-off far more cheaply than glibc's malloc.
@@ -27,13 +28,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TASKYARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        // The request's id with every line, as a field of the current span.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs.init(),
+    }
     match cli.command {
         Command::Serve(serve) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -121,13 +129,14 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         }
     };
     // The console (`/console/`) is static files that call the REST API like any client.
-    axum::serve(
-        listener,
-        agents.merge(taskyard_console::router()).merge(rest),
-    )
-    .with_graceful_shutdown(stopping)
-    .await
-    .context("serving HTTP")?;
+    let app = agents
+        .merge(taskyard_console::router())
+        .merge(rest)
+        .layer(axum::middleware::from_fn(requests::log));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopping)
+        .await
+        .context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
 }
