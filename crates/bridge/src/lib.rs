@@ -258,5 +258,8 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
-        .on_upgrade(move |socket| session::run(socket, hub, sessions, opened, h, watch))
+        .on_upgrade(move |socket| async move {
+            let _open = taskyard_metrics::Open::new(&taskyard_metrics::metrics().websockets);
+            session::run(socket, hub, sessions, opened, h, watch).await
+        })
 }

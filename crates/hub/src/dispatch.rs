@@ -173,6 +173,7 @@ pub(crate) async fn assignment_callback(hub: Hub, workspace: Sid, e: Event) {
         .client
         .post_form(&target.url, &params, &token, timeout, Some(&idempotency))
         .await;
+    counted("assignment", &first);
     let mut answer = parse_answer(&first);
     attempts.push(record(&first, CallbackKind::Assignment, &answer));
     if let (Answer::Failed { .. }, Some(fallback)) = (&answer, &target.fallback_url) {
@@ -180,6 +181,7 @@ pub(crate) async fn assignment_callback(hub: Hub, workspace: Sid, e: Event) {
             .client
             .post_form(fallback, &params, &token, timeout, Some(&idempotency))
             .await;
+        counted("fallback", &second);
         answer = parse_answer(&second);
         attempts.push(record(&second, CallbackKind::Fallback, &answer));
     }
@@ -205,6 +207,11 @@ pub(crate) async fn assignment_callback(hub: Hub, workspace: Sid, e: Event) {
     if let Err(err) = handle.apply(report, |_, _| ()).await {
         tracing::warn!(%reservation, error = %err, "could not record an assignment callback");
     }
+}
+
+/// Counts a callback attempt in the process's metrics.
+fn counted(kind: &'static str, a: &Attempt) {
+    taskyard_metrics::callback(kind, a.status, a.duration_ms as f64 / 1000.0);
 }
 
 /// An attempt as the engine records it. (For an instruction the engine carries out, it
@@ -278,6 +285,7 @@ async fn telephony(
         .client
         .post_form(url, &params, token, d.options.assignment_timeout, None)
         .await;
+    counted("media_connector", &a);
     let ok = a.succeeded();
     attempts.push(CallbackAttempt {
         url: a.url.clone(),
@@ -411,6 +419,7 @@ async fn deliver(hub: Hub, workspace: Sid, notify: Arc<Notify>, mut cursor: Opti
                     .client
                     .post_form(url, &params, token, d.options.event_timeout, Some(&id))
                     .await;
+                counted("event", &a);
                 if a.succeeded() {
                     break;
                 }

@@ -194,6 +194,7 @@ impl Writer {
                     // A bucket that could not be read back would be overwritten with only the
                     // new counts: fail the batch instead (and stop, as for any failed commit).
                     let mut kept = vec![true; writes.len()];
+                    let started = std::time::Instant::now();
                     let mut result = match unreadable {
                         Some(e) => Err(Arc::new(e)),
                         None => store.commit(&writes).map_err(Arc::new),
@@ -229,6 +230,9 @@ impl Writer {
                         result = store.commit(&rest).map_err(Arc::new);
                     }
                     writes.truncate(stats_at);
+                    if result.is_ok() {
+                        count_commit(started.elapsed(), stats_at, &events, &kept);
+                    }
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "commit failed; stopping so that a restart reloads the committed state");
                     }
@@ -300,4 +304,33 @@ impl Writer {
         }
         Done(rx)
     }
+}
+
+/// The commit's figures in the process's metrics: its time, its size, and its events by type
+/// (what `tasks created`, `reservations accepted` and the like are counted from).
+fn count_commit(
+    took: std::time::Duration,
+    writes: usize,
+    events: &[(usize, Sid, Vec<Event>, Vec<Push>)],
+    kept: &[bool],
+) {
+    let m = taskyard_metrics::metrics();
+    m.commits.inc();
+    m.commit_seconds.observe(took.as_secs_f64());
+    m.commit_writes.observe(writes as f64);
+    let mut n = 0usize;
+    for (i, _, evs, _) in events {
+        if !kept.get(*i).copied().unwrap_or(false) {
+            continue;
+        }
+        n += evs.len();
+        for e in evs {
+            m.events
+                .get_or_create(&taskyard_metrics::EventLabels {
+                    r#type: e.event_type.as_str(),
+                })
+                .inc();
+        }
+    }
+    m.commit_events.observe(n as f64);
 }

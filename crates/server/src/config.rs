@@ -95,6 +95,16 @@ pub struct Serve {
     #[arg(long, env = "TASKYARD_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
     pub durability: DurabilityArg,
 
+    /// A bearer token `GET /metrics` requires (`Authorization: Bearer <token>`); unset, the
+    /// metrics are open like /healthz.
+    #[arg(long, env = "TASKYARD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Whether /metrics has per-workspace series (tasks waiting, longest wait, workers): one
+    /// series per workspace this node runs and figure. Turn off on a node with very many.
+    #[arg(long, env = "TASKYARD_METRICS_PER_WORKSPACE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_per_workspace: bool,
+
     /// Show worker attributes in list responses too (Twilio shows them only when fetching a
     /// single worker).
     #[arg(long, env = "TASKYARD_LIST_ATTRIBUTES", default_value_t = false)]

@@ -393,6 +393,7 @@ async fn send(
     let mut out = Response::new(Body::from(bytes));
     *out.status_mut() = status;
     *out.headers_mut() = headers;
+    out.extensions_mut().insert(crate::requests::Forwarded);
     if !out.headers().contains_key(header::CONTENT_TYPE) {
         out.headers_mut().insert(
             header::CONTENT_TYPE,

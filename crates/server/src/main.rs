@@ -9,6 +9,7 @@
 mod config;
 mod forward;
 mod requests;
+mod scrape;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -84,7 +85,8 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
     let app = taskyard_api::App::new(hub.clone(), &public_url, cfg.list_attributes);
-    let mut rest = taskyard_api::router(app);
+    let mark = || axum::middleware::from_fn(requests::mark_route);
+    let mut rest = taskyard_api::router(app).route_layer(mark());
     let forwarder = match hub.node() {
         Some(_) => {
             let f = std::sync::Arc::new(forward::Forwarder::new(hub.clone(), lease)?);
@@ -98,7 +100,7 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
     };
     // Agents' SDKs (TaskRouter.js) connect to the event bridge on the same port.
     let bridge = taskyard_bridge::Bridge::start(hub.clone(), rest.clone(), cfg.bridge()?);
-    let mut agents = bridge.router();
+    let mut agents = bridge.router().route_layer(mark());
     if let Some(f) = &forwarder {
         agents = agents.layer(axum::middleware::from_fn_with_state(
             f.clone(),
@@ -129,8 +131,18 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         }
     };
     // The console (`/console/`) is static files that call the REST API like any client.
+    let scrape = std::sync::Arc::new(scrape::Scrape {
+        hub: hub.clone(),
+        token: cfg.metrics_token.clone().filter(|t| !t.is_empty()),
+        per_workspace: cfg.metrics_per_workspace,
+    });
+    let ops = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape::metrics))
+        .with_state(scrape)
+        .route_layer(mark());
     let app = agents
-        .merge(taskyard_console::router())
+        .merge(taskyard_console::router().route_layer(mark()))
+        .merge(ops)
         .merge(rest)
         .layer(axum::middleware::from_fn(requests::log));
     axum::serve(listener, app)

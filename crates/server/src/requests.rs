@@ -6,6 +6,9 @@
 //! from a load balancer) is kept when it looks like one, so a request forwarded between the
 //! nodes of a cluster, or traced from a proxy, has one id everywhere.
 //!
+//! The same middleware counts the request in the process's metrics, by method, route
+//! template (set on the response by [`mark_route`]) and status.
+//!
 //! The line has the method, the path, the status and the time to the response's head
 //! (for the event stream and websockets, the time until they started). Never the query
 //! string: a websocket's URL carries an Access Token in it. Nor any header: they carry
@@ -13,7 +16,7 @@
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -38,12 +41,47 @@ pub async fn log(mut req: Request, next: Next) -> Response {
     let mut resp = next.run(req).instrument(span.clone()).await;
     resp.headers_mut().insert(REQUEST_ID, id);
     let status = resp.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed().as_secs_f64();
+    let ms = took * 1000.0;
+    let route = match resp.extensions().get::<MatchedPath>() {
+        Some(m) => m.as_str(),
+        None if resp.extensions().get::<Forwarded>().is_some() => "forwarded",
+        None => "unmatched",
+    };
+    let m = taskyard_metrics::metrics();
+    m.http_requests
+        .get_or_create(&taskyard_metrics::HttpLabels {
+            method: method.to_string(),
+            route: route.to_string(),
+            status,
+        })
+        .inc();
+    m.http_seconds
+        .get_or_create(&taskyard_metrics::RouteLabels {
+            method: method.to_string(),
+            route: route.to_string(),
+        })
+        .observe(took);
     span.in_scope(|| {
         tracing::info!(target: "taskyard::request", %method, path, status, ms = (ms * 100.0).round() / 100.0, "request")
     });
     resp
 }
+
+/// Marks a response with the route template that answered it. A route layer: it runs once
+/// the router has matched, which the outer [`log`] (run before routing) cannot see.
+pub async fn mark_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(r) = route {
+        resp.extensions_mut().insert(r);
+    }
+    resp
+}
+
+/// Marks a response another node of the cluster gave (the request was forwarded).
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded;
 
 /// An id from outside is kept only if it is short and plain (it is echoed and logged).
 fn acceptable(v: &HeaderValue) -> bool {

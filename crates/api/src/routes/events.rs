@@ -157,6 +157,7 @@ pub async fn stream(
         backlog: VecDeque::new(),
         last,
         replay: last.is_some(),
+        _open: taskyard_metrics::Open::new(&taskyard_metrics::metrics().event_streams),
     };
     if feed.replay {
         feed.refill().await;
@@ -183,6 +184,8 @@ struct Feed {
     last: Option<Sid>,
     /// The backlog has been read up to the present; refill when it runs out.
     replay: bool,
+    /// Counts the stream as open while it lives.
+    _open: taskyard_metrics::Open,
 }
 
 impl Feed {

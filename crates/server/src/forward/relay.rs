@@ -144,7 +144,10 @@ async fn upgrade(f: Arc<Forwarder>, req: Request, mut upstream: Upstream) -> Res
     let leaving = f.leaving.subscribe();
     upgrade
         .write_buffer_size(0)
-        .on_upgrade(move |agent| pump(agent, upstream, leaving))
+        .on_upgrade(move |agent| async move {
+            let _open = taskyard_metrics::Open::new(&taskyard_metrics::metrics().websockets);
+            pump(agent, upstream, leaving).await
+        })
 }
 
 async fn pump(

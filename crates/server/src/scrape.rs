@@ -1,0 +1,73 @@
+//! `GET /metrics`: the process's metrics in Prometheus's (OpenMetrics) text format.
+//!
+//! Counts come from [`taskyard_metrics`]; the per-workspace figures (tasks waiting, the
+//! longest wait, workers, available workers) are read from each workspace this node runs at
+//! scrape time, one message to each workspace's actor. With `TASKYARD_METRICS_TOKEN` set, a
+//! scrape must send it as `Authorization: Bearer <token>` (Prometheus's `authorization`
+//! setting); without it `/metrics` is open, like `/healthz`. The figures name no tenant data
+//! beyond workspace SIDs.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use taskyard_engine::stats::StatsScope;
+use taskyard_hub::{Hub, now_ms};
+use taskyard_metrics::Snapshot;
+
+pub struct Scrape {
+    pub hub: Hub,
+    pub token: Option<String>,
+    /// Whether per-workspace series are written (one series per workspace and figure).
+    pub per_workspace: bool,
+}
+
+pub async fn metrics(State(s): State<Arc<Scrape>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &s.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !taskyard_auth::constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return taskyard_api::ApiError::unauthorized().into_response();
+        }
+    }
+    let snapshots = if s.per_workspace {
+        gather(&s.hub).await
+    } else {
+        Vec::new()
+    };
+    let mut resp = taskyard_metrics::encode(&snapshots).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(taskyard_metrics::CONTENT_TYPE),
+    );
+    resp
+}
+
+async fn gather(hub: &Hub) -> Vec<Snapshot> {
+    let mut out = Vec::new();
+    for account in hub.accounts() {
+        for h in hub.workspaces(account.sid) {
+            let read = h
+                .read(|w| {
+                    let rt = w.realtime(StatsScope::Workspace, None, now_ms());
+                    Snapshot {
+                        workspace_sid: w.sid().to_string(),
+                        tasks_waiting: rt.tasks_by_status.pending as i64,
+                        longest_wait_seconds: rt.longest_task_waiting.map_or(0.0, |x| x.age as f64),
+                        workers: rt.total_workers as i64,
+                        workers_available: rt.total_available_workers as i64,
+                    }
+                })
+                .await;
+            // A workspace that stopped or moved meanwhile is simply not in this scrape.
+            if let Ok(s) = read {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
