@@ -230,7 +230,7 @@ impl Writer {
                         result = store.commit(&rest).map_err(Arc::new);
                     }
                     writes.truncate(stats_at);
-                    if result.is_ok() {
+                    if result.is_ok() && taskyard_metrics::enabled() {
                         count_commit(started.elapsed(), stats_at, &events, &kept);
                     }
                     if let Err(e) = &result {

@@ -10,7 +10,8 @@
 //!    reserved; then `--tasks` tasks `{"skill":"s<i % queues>"}` on their skill's workflow,
 //!    all of which wait. Every workflow's `AssignmentCallbackUrl` is a local receiver that
 //!    records the arrival instant of the first callback per `WorkerSid`.
-//! 2. Memory: `VmRSS` and `VmHWM` of the server from `/proc/<pid>/status`.
+//! 2. Memory: `VmRSS` and `VmHWM` of the server from `/proc/<pid>/status`; then
+//!    `--scrapes` `GET /metrics` one after the other, timed (p50/p99/max).
 //! 3. Reserve latency, `--probes` times one after the other: an `Offline` worker whose queue
 //!    has waiting tasks is made `Available` (`POST …/Workers/{sid}` `ActivitySid=`); the time
 //!    from sending that POST to the arrival of the assignment callback for that worker, and
@@ -53,6 +54,9 @@ pub struct ScaleArgs {
     /// Workflows the queues are split over (each with queues/workflows filters).
     #[arg(long, default_value_t = 100)]
     workflows: usize,
+    /// `GET /metrics` scrapes timed one after the other (0: none).
+    #[arg(long, default_value_t = 200)]
+    scrapes: usize,
     /// Workers made available one after the other to measure reserve latency.
     #[arg(long, default_value_t = 1000)]
     probes: usize,
@@ -218,6 +222,38 @@ pub async fn run(cmd: ServerCmd, a: ScaleArgs) -> anyhow::Result<Value> {
     );
     out.insert("rss_gib".into(), json!(gib(rss)));
     out.insert("hwm_gib".into(), json!(gib(hwm)));
+
+    // GET /metrics at this size, one scrape after the other: its answer time is what a
+    // scrape costs (each workspace's figures are computed in its actor, over its tasks).
+    let mut scrape_us = Vec::new();
+    let mut scrape_bytes = 0;
+    for _ in 0..a.scrapes {
+        let t = Instant::now();
+        let resp = api
+            .client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .context("GET /metrics")?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "GET /metrics: {}",
+            resp.status()
+        );
+        scrape_bytes = resp.bytes().await?.len();
+        scrape_us.push(t.elapsed().as_micros() as u64);
+    }
+    if !scrape_us.is_empty() {
+        let s = summarise(scrape_us);
+        eprintln!(
+            "GET /metrics: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({scrape_bytes} bytes)",
+            s.p50_ms, s.p99_ms, s.max_ms
+        );
+        out.insert(
+            "metrics_scrape_ms".into(),
+            json!({"p50": s.p50_ms, "p99": s.p99_ms, "max": s.max_ms, "bytes": scrape_bytes}),
+        );
+    }
 
     // The SQLite write-ahead log at this point (a long one makes commits slower).
     let wal = |dir: &Path| {

@@ -16,6 +16,7 @@
 //! them off).
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -164,6 +165,19 @@ impl Metrics {
     }
 }
 
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns counting on or off for the whole process (`TASKYARD_METRICS=false`): off, the parts
+/// that count skip it, and `/metrics` is not served.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether counting is on (the default).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -227,6 +241,9 @@ pub fn encode(snapshots: &[Snapshot]) -> String {
 
 /// Counts one callback attempt: `status` is the HTTP status (`None`: no answer arrived).
 pub fn callback(kind: &'static str, status: Option<u16>, seconds: f64) {
+    if !enabled() {
+        return;
+    }
     let m = metrics();
     let outcome = match status {
         Some(200..=299) => "ok",
@@ -242,18 +259,23 @@ pub fn callback(kind: &'static str, status: Option<u16>, seconds: f64) {
 }
 
 /// Holds a gauge up while it lives (an open websocket, an open stream).
-pub struct Open(&'static Gauge);
+pub struct Open(Option<&'static Gauge>);
 
 impl Open {
     pub fn new(gauge: &'static Gauge) -> Open {
+        if !enabled() {
+            return Open(None);
+        }
         gauge.inc();
-        Open(gauge)
+        Open(Some(gauge))
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(g) = self.0 {
+            g.dec();
+        }
     }
 }
 

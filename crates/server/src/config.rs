@@ -95,6 +95,10 @@ pub struct Serve {
     #[arg(long, env = "TASKYARD_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
     pub durability: DurabilityArg,
 
+    /// Whether the process counts what it does and serves GET /metrics.
+    #[arg(long, env = "TASKYARD_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
     /// A bearer token `GET /metrics` requires (`Authorization: Bearer <token>`); unset, the
     /// metrics are open like /healthz.
     #[arg(long, env = "TASKYARD_METRICS_TOKEN", hide_env_values = true)]

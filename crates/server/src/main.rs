@@ -136,10 +136,14 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         token: cfg.metrics_token.clone().filter(|t| !t.is_empty()),
         per_workspace: cfg.metrics_per_workspace,
     });
-    let ops = axum::Router::new()
-        .route("/metrics", axum::routing::get(scrape::metrics))
-        .with_state(scrape)
-        .route_layer(mark());
+    taskyard_metrics::set_enabled(cfg.metrics);
+    let ops = match cfg.metrics {
+        true => axum::Router::new()
+            .route("/metrics", axum::routing::get(scrape::metrics))
+            .with_state(scrape)
+            .route_layer(mark()),
+        false => axum::Router::new(),
+    };
     let app = agents
         .merge(taskyard_console::router().route_layer(mark()))
         .merge(ops)

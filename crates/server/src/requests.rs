@@ -43,6 +43,17 @@ pub async fn log(mut req: Request, next: Next) -> Response {
     let status = resp.status().as_u16();
     let took = started.elapsed().as_secs_f64();
     let ms = took * 1000.0;
+    if taskyard_metrics::enabled() {
+        count(&method, &resp, status, took);
+    }
+    span.in_scope(|| {
+        tracing::info!(target: "taskyard::request", %method, path, status, ms = (ms * 100.0).round() / 100.0, "request")
+    });
+    resp
+}
+
+/// Counts the request by method, route template and status.
+fn count(method: &axum::http::Method, resp: &Response, status: u16, took: f64) {
     let route = match resp.extensions().get::<MatchedPath>() {
         Some(m) => m.as_str(),
         None if resp.extensions().get::<Forwarded>().is_some() => "forwarded",
@@ -62,10 +73,6 @@ pub async fn log(mut req: Request, next: Next) -> Response {
             route: route.to_string(),
         })
         .observe(took);
-    span.in_scope(|| {
-        tracing::info!(target: "taskyard::request", %method, path, status, ms = (ms * 100.0).round() / 100.0, "request")
-    });
-    resp
 }
 
 /// Marks a response with the route template that answered it. A route layer: it runs once
