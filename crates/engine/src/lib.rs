@@ -43,6 +43,6 @@ pub use routing::{
     UpdateReservation, UpdateTask,
 };
 pub use sid::{CountingSids, Sid, SidError, SidSource, TimeOrderedSids};
-pub use stats::{ActivityCount, RealTime, StatsScope, TasksByStatus, Waiting};
+pub use stats::{ActivityCount, RealTime, StatsScope, TasksByStatus, Waiting, WaitingSummary};
 pub use workflow::{Filter, Target, WorkflowConfig};
 pub use workspace::*;

@@ -98,7 +98,45 @@ pub struct RealTime {
     pub total_workers: u64,
 }
 
+/// A workspace's waiting tasks in brief (what `/metrics` shows per workspace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WaitingSummary {
+    pub pending: u64,
+    /// Creation time of the pending task created first.
+    pub oldest_created: Option<Millis>,
+    pub workers: u64,
+    /// Workers whose activity is available.
+    pub workers_available: u64,
+}
+
 impl Workspace {
+    /// [`WaitingSummary`]: one pass over the tasks reading only their status and creation
+    /// time, and one over the workers.
+    pub fn waiting_summary(&self) -> WaitingSummary {
+        let mut out = WaitingSummary {
+            workers: self.workers.len() as u64,
+            ..Default::default()
+        };
+        for t in self.routing.tasks.values() {
+            if t.assignment_status == TaskStatus::Pending {
+                out.pending += 1;
+                if out.oldest_created.is_none_or(|o| t.date_created < o) {
+                    out.oldest_created = Some(t.date_created);
+                }
+            }
+        }
+        for w in self.workers.values() {
+            if self
+                .activities
+                .get(&w.activity_sid)
+                .is_some_and(|a| a.available)
+            {
+                out.workers_available += 1;
+            }
+        }
+        out
+    }
+
     /// The real-time statistics of `scope` at `now`, counting only tasks (and workers able
     /// to take tasks) of `channel` when it is given. A queue or workflow that does not
     /// exist has no tasks and no workers.

@@ -1168,3 +1168,32 @@ fn a_route_preview_says_where_a_task_created_now_stops_as_routing_does() {
         "the test reached reservations ({checked_reservations})"
     );
 }
+
+#[test]
+fn the_waiting_summary_counts_pending_tasks_and_finds_the_oldest() {
+    let mut w = World::new();
+    let q = w.queue("All", "1==1");
+    let flow = w.workflow(one_queue_flow(q), 120);
+    assert_eq!(w.ws.waiting_summary(), WaitingSummary::default());
+    let first = w.now;
+    w.task_with(json!({}), |c| c.workflow_sid = Some(flow));
+    w.advance(5 * SEC);
+    w.task_with(json!({}), |c| c.workflow_sid = Some(flow));
+    let bob = w.worker("Bob", json!({}), false);
+    let s = w.ws.waiting_summary();
+    assert_eq!(
+        (s.pending, s.oldest_created, s.workers, s.workers_available),
+        (2, Some(first), 1, 0)
+    );
+    // Bob takes the oldest: one left waiting, five seconds younger, and Bob is available.
+    w.set_activity(bob, "Available");
+    let s = w.ws.waiting_summary();
+    assert_eq!(
+        (s.pending, s.oldest_created, s.workers_available),
+        (1, Some(first + 5 * SEC), 1)
+    );
+    // The same figures as the full real-time statistics.
+    let rt = w.ws.realtime(StatsScope::Workspace, None, w.now);
+    assert_eq!(s.pending, rt.tasks_by_status.pending);
+    assert_eq!(s.workers_available, rt.total_available_workers);
+}

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use taskyard_engine::stats::StatsScope;
 use taskyard_hub::{Hub, now_ms};
 use taskyard_metrics::Snapshot;
 
@@ -53,13 +52,15 @@ async fn gather(hub: &Hub) -> Vec<Snapshot> {
         for h in hub.workspaces(account.sid) {
             let read = h
                 .read(|w| {
-                    let rt = w.realtime(StatsScope::Workspace, None, now_ms());
+                    let s = w.waiting_summary();
                     Snapshot {
                         workspace_sid: w.sid().to_string(),
-                        tasks_waiting: rt.tasks_by_status.pending as i64,
-                        longest_wait_seconds: rt.longest_task_waiting.map_or(0.0, |x| x.age as f64),
-                        workers: rt.total_workers as i64,
-                        workers_available: rt.total_available_workers as i64,
+                        tasks_waiting: s.pending as i64,
+                        longest_wait_seconds: s
+                            .oldest_created
+                            .map_or(0.0, |c| ((now_ms() - c).max(0) / 1000) as f64),
+                        workers: s.workers as i64,
+                        workers_available: s.workers_available as i64,
                     }
                 })
                 .await;
