@@ -56,6 +56,10 @@ pub struct SustainArgs {
     /// Seconds to wait for callbacks still owed after the last POST.
     #[arg(long, default_value_t = 10.0)]
     drain: f64,
+    /// Also `GET /metrics` every this many seconds during the run, as Prometheus would
+    /// (0: never). Beside a run with the server's `TASKYARD_METRICS=false`, what metrics cost.
+    #[arg(long, default_value_t = 0.0)]
+    scrape_secs: f64,
 }
 
 pub async fn run(
@@ -97,6 +101,25 @@ pub async fn run(
             samples
         })
     };
+    let scraper = (args.scrape_secs > 0.0).then(|| {
+        let (api, every, until) = (api.clone(), args.scrape_secs, args.duration);
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(every));
+            let mut scrapes = 0u64;
+            while start.elapsed().as_secs_f64() < until {
+                tick.tick().await;
+                let ok = api
+                    .client
+                    .get(format!("{}/metrics", api.base))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                scrapes += u64::from(ok);
+            }
+            scrapes
+        })
+    });
     let (api2, acked2) = (api.clone(), acked.clone());
     let threads = || server.and_then(thread_cpu_times);
     let (cpu_before, threads_before) = (cpu(), threads());
@@ -136,6 +159,10 @@ pub async fn run(
             cpu_per(Some(Duration::ZERO), Some(rest), lat.len(), secs)
         });
     let samples = sampler.await?;
+    let scrapes = match scraper {
+        Some(s) => Some(s.await?),
+        None => None,
+    };
     let tasks = lat.len() as u64;
     let callbacks_in_run = rx.count.load(Ordering::Relaxed) - callbacks_before;
     let drain_end = Instant::now() + Duration::from_secs_f64(args.drain.max(0.0));
@@ -162,6 +189,7 @@ pub async fn run(
         "healthz_per_s": healthz_per_s,
         "tasks": tasks,
         "tasks_per_s": tasks_per_s,
+        "metrics_scrapes": scrapes,
         "tasks_worst_second": worst_task_second,
         "callbacks_during_run_per_s": callbacks_in_run as f64 / secs,
         "callbacks_worst_second": callback_seconds.iter().copied().min().unwrap_or(0),
