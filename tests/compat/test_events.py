@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -795,3 +796,34 @@ def test_stream_wrong_credentials_is_401(server, workspace):
         response.close()
     response = requests.get(f"{server.base_url}/v1/Workspaces/{workspace.sid}/Events/Stream", timeout=5)
     assert response.status_code == 401
+
+
+@pytest.mark.durability
+def test_sigterm_ends_open_streams_and_exits_cleanly(own_server):
+    """SIGTERM while a live stream is open (a console tab, a dashboard): the server ends the
+    stream cleanly (its client reconnects and resumes with Last-Event-ID) and exits with
+    status 0 at once, instead of waiting forever for the stream, keeping what it
+    acknowledged."""
+    srv = own_server
+    tr = srv.client().taskrouter.v1
+    workspace = tr.workspaces.create(friendly_name="stopping")
+    stream = SseStream(open_stream(srv, workspace.sid))
+    worker = tr.workspaces(workspace.sid).workers.create(friendly_name="written before SIGTERM")
+    first = stream.until(lambda m: m.event == "worker.created", timeout=10)[-1]
+
+    started = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(10) == 0, srv.log_tail()
+    assert time.monotonic() - started < 5, "the open stream held the shutdown"
+    assert stream.messages.get(timeout=5) is None, "the stream ends cleanly, not cut"
+
+    srv.start()
+    ws = srv.client().taskrouter.v1.workspaces(workspace.sid)
+    assert ws.workers(worker.sid).fetch().friendly_name == "written before SIGTERM"
+    # Resuming after the last event seen: the next one is new, nothing is seen twice.
+    resumed = SseStream(open_stream(srv, workspace.sid, last_event_id=first.id))
+    later = ws.workers.create(friendly_name="after restart")
+    nxt = resumed.until(lambda m: m.event == "worker.created", timeout=10)
+    assert all(m.id > first.id for m in nxt)
+    assert json.loads(nxt[-1].data)["resource_sid"] == later.sid
+    resumed.close()

@@ -371,6 +371,8 @@ struct Inner {
     pusher: Arc<OnceLock<Pusher>>,
     /// Set on a node of a cluster (see [`cluster`]).
     cluster: Option<cluster::ClusterState>,
+    /// Turns true when the process starts to stop (see [`Hub::stop_streams`]).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
@@ -437,6 +439,7 @@ impl Hub {
                 dispatch: Dispatch::new(options, log),
                 pusher,
                 cluster,
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
         };
         // Deliverers start from their stored cursors before anything new is dispatched,
@@ -449,6 +452,21 @@ impl Hub {
         tokio::spawn(dispatch::resend_pending_assignments(hub.clone(), restored));
         tokio::spawn(purge_old_events(hub.inner.writer.clone()));
         Ok(hub)
+    }
+
+    /// Says the process is stopping: long-lived responses (the live event streams) end, so
+    /// that a graceful shutdown, which waits for every response, can finish. Their clients
+    /// reconnect (to another node, or to this one restarted) and resume from the last event.
+    pub fn stop_streams(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Hub::stop_streams`] was called (at once if it was).
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 
     /// The committed events, for reading (the Events resource).

@@ -121,6 +121,8 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
     let stopping = async move {
         let (hub, forwarder) = leaving;
         shutdown().await;
+        tracing::info!("stopping: finishing the requests in progress");
+        hub.stop_streams();
         // On a cluster, the other nodes take this one's workspaces at once: its actors
         // finish what is queued, its agents' sessions close (the SDKs reconnect, through
         // any node, to the new owners), and requests still arriving here are forwarded to

@@ -162,10 +162,17 @@ pub async fn stream(
     if feed.replay {
         feed.refill().await;
     }
-    let events = futures_util::stream::unfold(feed, |mut feed| async move {
-        let event = feed.next().await?;
-        Some((Ok::<_, Infallible>(event), feed))
-    });
+    // The stream ends when the server starts to stop (a graceful shutdown waits for every
+    // response to end); the client reconnects with Last-Event-ID and misses nothing.
+    let stopping = Box::pin(ctx.app.hub.stopping());
+    let events =
+        futures_util::stream::unfold((feed, stopping), |(mut feed, mut stopping)| async move {
+            let event = tokio::select! {
+                e = feed.next() => e?,
+                () = &mut stopping => return None,
+            };
+            Some((Ok::<_, Infallible>(event), (feed, stopping)))
+        });
     Ok(axum::response::Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
