@@ -30,6 +30,18 @@ import TaskRouter from 'twilio-taskrouter';
 const { Worker } = TaskRouter;
 export { twilio, Worker, sleep };
 
+/** The system's Chromium (`CHROMIUM_BIN`, else /usr/bin/chromium), headless, for the browser tests. */
+export async function launchChromium() {
+  const executablePath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+  if (!fs.existsSync(executablePath)) throw new Error(`no Chromium at ${executablePath} (set CHROMIUM_BIN)`);
+  const { default: puppeteer } = await import('puppeteer-core');
+  return puppeteer.launch({
+    executablePath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+}
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = path.resolve(HERE, '..', '..');
 const HEALTH_TIMEOUT_MS = 20_000;

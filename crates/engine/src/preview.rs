@@ -67,15 +67,7 @@ impl Workspace {
         channel: &str,
     ) -> Result<RoutePreview, EngineError> {
         let (_, attrs) = parse_attributes(attributes.to_string(), "Attributes")?;
-        let channel = self
-            .find_task_channel(channel)
-            .map(|c| c.sid)
-            .ok_or_else(|| {
-                EngineError::invalid(
-                    "TaskChannel",
-                    format!("TaskChannel '{channel}' does not exist in this workspace"),
-                )
-            })?;
+        let channel = self.channel_param(channel)?;
         let mut steps = Vec::new();
         let mut matched = false;
         for fi in config.matching_filters(&attrs) {

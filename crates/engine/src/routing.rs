@@ -2167,7 +2167,7 @@ fn check_virtual_start_time(v: Millis, now: Millis) -> Result<Millis, EngineErro
 }
 
 impl Workspace {
-    fn channel_param(&self, key: &str) -> Result<Sid, EngineError> {
+    pub(crate) fn channel_param(&self, key: &str) -> Result<Sid, EngineError> {
         self.find_task_channel(key).map(|c| c.sid).ok_or_else(|| {
             EngineError::invalid(
                 "TaskChannel",

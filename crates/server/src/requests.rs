@@ -60,19 +60,18 @@ fn count(method: &axum::http::Method, resp: &Response, status: u16, took: f64) {
         None => "unmatched",
     };
     let m = taskyard_metrics::metrics();
+    let route = taskyard_metrics::RouteLabels {
+        method: method.to_string(),
+        route: route.to_string(),
+    };
+    m.http_seconds.get_or_create(&route).observe(took);
     m.http_requests
         .get_or_create(&taskyard_metrics::HttpLabels {
-            method: method.to_string(),
-            route: route.to_string(),
+            method: route.method,
+            route: route.route,
             status,
         })
         .inc();
-    m.http_seconds
-        .get_or_create(&taskyard_metrics::RouteLabels {
-            method: method.to_string(),
-            route: route.to_string(),
-        })
-        .observe(took);
 }
 
 /// Marks a response with the route template that answered it. A route layer: it runs once

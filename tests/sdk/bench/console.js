@@ -24,9 +24,7 @@
 //
 // The server, the load and the browser share this machine; figures are for it.
 
-import puppeteer from 'puppeteer-core';
-
-import { sleep, startServer } from '../harness.js';
+import { launchChromium, sleep, startServer } from '../harness.js';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => {
   if (a.startsWith('--')) pairs.push([a.slice(2), all[i + 1]]);
@@ -40,7 +38,6 @@ const SECONDS = Number(args.seconds ?? 30);
 const PAINTS = Number(args.paints ?? 3);
 const WORKER_RATE = Number(args['worker-rate'] ?? 0);
 const TABS = (args.tabs ?? 'overview,workers,tasks,events').split(',');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 const server = await startServer();
 const base = server.baseUrl;
@@ -100,11 +97,7 @@ try {
   await many(TASKS, 32, task);
   console.log(`made ${TASKS} waiting tasks in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-  const browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-  });
+  const browser = await launchChromium();
   async function open() {
     const page = await browser.newPage();
     await page.setViewport({ width: 1400, height: 1000 });

@@ -14,13 +14,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import puppeteer from 'puppeteer-core';
 
-import { SdkEnv, buildRouting, waitTaskStatus } from '../harness.js';
+import { SdkEnv, buildRouting, waitTaskStatus, launchChromium } from '../harness.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bundle = path.resolve(here, '..', 'agent-sdk.js');
-const chromium = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 describe('the agent page in a browser', () => {
   const env = new SdkEnv({ env: { TASKYARD_AGENT_SDK: bundle } });
@@ -28,13 +26,8 @@ describe('the agent page in a browser', () => {
 
   before(async () => {
     assert.ok(fs.existsSync(bundle), `${bundle} is missing: run \`npm run bundle-agent-sdk\``);
-    assert.ok(fs.existsSync(chromium), `no Chromium at ${chromium} (set CHROMIUM_BIN)`);
     await env.setUp();
-    browser = await puppeteer.launch({
-      executablePath: chromium,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

@@ -13,27 +13,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import puppeteer from 'puppeteer-core';
 
-import { SdkEnv, activitiesByName, buildRouting, makeClient, waitUntil } from '../harness.js';
+import { SdkEnv, activitiesByName, buildRouting, makeClient, waitUntil, launchChromium } from '../harness.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const shots = path.resolve(here, '..', '..', '..', 'target', 'console-screenshots');
-const chromium = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 describe('the console in a browser', () => {
   const env = new SdkEnv();
   let browser;
 
   before(async () => {
-    assert.ok(fs.existsSync(chromium), `no Chromium at ${chromium} (set CHROMIUM_BIN)`);
     fs.mkdirSync(shots, { recursive: true });
     await env.setUp();
-    browser = await puppeteer.launch({
-      executablePath: chromium,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

@@ -95,3 +95,16 @@ describe('metrics', () => {
     assert.ok(![...now.keys()].some((k) => k.includes('/no/such')), 'no path in a label');
   });
 });
+
+describe('metrics turned off', () => {
+  const env = new SdkEnv({ env: { TASKYARD_METRICS: 'false' } });
+  before(() => env.setUp());
+  after(() => env.tearDown());
+
+  test('serve no /metrics (the API\'s own answer for an unknown path: 404 once authenticated)', async () => {
+    const auth = `Basic ${Buffer.from(`${env.server.accountSid}:${env.server.authToken}`).toString('base64')}`;
+    const res = await fetch(`${env.server.baseUrl}/metrics`, { headers: { Authorization: auth } });
+    assert.equal(res.status, 404);
+    assert.equal((await res.json()).code, 20404);
+  });
+});
