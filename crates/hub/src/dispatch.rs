@@ -24,7 +24,7 @@ use taskyard_engine::{
     AssignmentCallback, CallbackAttempt, CallbackInstruction, CallbackKind, Command, Event, Sid,
 };
 use taskyard_store::{EventLog, StoredEvent, Write};
-use taskyard_webhook::{Answer, Attempt, Client, camel_case, parse_answer};
+use taskyard_webhook::{Answer, Attempt, AttemptError, Client, Policy, camel_case, parse_answer};
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 
 use crate::writer::Committed;
@@ -37,10 +37,14 @@ pub struct CallbackOptions {
     pub assignment_timeout: Duration,
     /// How long an event-callback receiver has to answer (Twilio: 15 s).
     pub event_timeout: Duration,
-    /// Where telephony instructions (`dequeue`, `call`, …) are handed, if anywhere.
+    /// Where telephony instructions (`dequeue`, `call`, …) are handed, if anywhere. The
+    /// operator configures it, so the callback [`policy`](Self::policy) does not apply to it.
     pub media_connector_url: Option<String>,
     /// Longest wait between two deliveries of an event a receiver keeps refusing.
     pub max_backoff: Duration,
+    /// Which addresses assignment, fallback and event callbacks may reach, checked on every
+    /// connection (the API checks URLs against the same policy when they are saved).
+    pub policy: Policy,
 }
 
 impl Default for CallbackOptions {
@@ -50,6 +54,7 @@ impl Default for CallbackOptions {
             event_timeout: Duration::from_secs(15),
             media_connector_url: None,
             max_backoff: Duration::from_secs(60),
+            policy: Policy::default(),
         }
     }
 }
@@ -69,7 +74,10 @@ const DELIVERY_BATCH: usize = 100;
 /// The dispatcher's shared parts.
 pub(crate) struct Dispatch {
     pub(crate) options: CallbackOptions,
+    /// For the URLs accounts set: connects only where the policy allows.
     pub(crate) client: Client,
+    /// For the media connector, which the operator set: connects anywhere.
+    media_client: Option<Client>,
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
     slots: Arc<Semaphore>,
@@ -79,9 +87,14 @@ pub(crate) struct Dispatch {
 
 impl Dispatch {
     pub(crate) fn new(options: CallbackOptions, log: Arc<dyn EventLog>) -> Dispatch {
+        let media_client = options
+            .media_connector_url
+            .as_ref()
+            .map(|_| Client::with_policy(Policy::unrestricted()));
         Dispatch {
+            client: Client::with_policy(options.policy.clone()),
+            media_client,
             options,
-            client: Client::new(),
             log,
             live: broadcast::channel(16_384).0,
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -211,7 +224,16 @@ pub(crate) async fn assignment_callback(hub: Hub, workspace: Sid, e: Event) {
 
 /// Counts a callback attempt in the process's metrics.
 fn counted(kind: &'static str, a: &Attempt) {
-    taskyard_metrics::callback(kind, a.status, a.duration_ms as f64 / 1000.0);
+    if refused(a) {
+        taskyard_metrics::callback_refused(kind);
+    } else {
+        taskyard_metrics::callback(kind, a.status, a.duration_ms as f64 / 1000.0);
+    }
+}
+
+/// Whether the callback policy refused the attempt's address (nothing was sent).
+fn refused(a: &Attempt) -> bool {
+    matches!(a.error, Some(AttemptError::Refused(_)))
 }
 
 /// An attempt as the engine records it. (For an instruction the engine carries out, it
@@ -230,6 +252,9 @@ fn record(a: &Attempt, kind: CallbackKind, answer: &Answer) -> CallbackAttempt {
             ),
         ),
         Answer::Invalid { code, message } => ("invalid", Some(*code), message.clone()),
+        // Still a failure (the fallback is tried), but named apart: it is the URL, not the
+        // application, that needs fixing.
+        Answer::Failed { code, message } if refused(a) => ("refused", *code, message.clone()),
         Answer::Failed { code, message } => ("failed", *code, message.clone()),
     };
     CallbackAttempt {
@@ -257,6 +282,7 @@ async fn telephony(
 ) -> Option<CallbackInstruction> {
     let d = &hub.inner.dispatch;
     let url = d.options.media_connector_url.as_deref()?;
+    let client = d.media_client.as_ref()?;
     let mut params = vec![
         ("Instruction".to_string(), instruction.to_string()),
         (
@@ -281,8 +307,7 @@ async fn telephony(
         last.outcome = "forwarded".into();
         last.message = format!("'{instruction}' handed to the media connector");
     }
-    let a = d
-        .client
+    let a = client
         .post_form(url, &params, token, d.options.assignment_timeout, None)
         .await;
     counted("media_connector", &a);
@@ -307,7 +332,10 @@ fn log_attempt(reservation: Sid, a: &CallbackAttempt) {
         .map(|s| s.to_string())
         .unwrap_or_else(|| "-".into());
     let code = a.error_code.map(|c| c.to_string()).unwrap_or_default();
-    if matches!(a.outcome.as_str(), "failed" | "invalid" | "unsupported") {
+    if matches!(
+        a.outcome.as_str(),
+        "failed" | "refused" | "invalid" | "unsupported"
+    ) {
         tracing::warn!(
             %reservation, kind = a.kind.as_str(), url = %a.url, status, ms = a.duration_ms,
             outcome = %a.outcome, code, message = %a.message, "assignment callback"
@@ -520,5 +548,43 @@ mod tests {
         assert_eq!(get("Sid"), Some("EV1"));
         // Not stored; follows from the event type.
         assert_eq!(get("ResourceType"), Some("task"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_callback_is_recorded_as_refused_and_still_fails_over() {
+        let client = Client::new();
+        let a = client
+            .post_form(
+                "http://169.254.169.254/latest/meta-data/",
+                &[],
+                "token",
+                Duration::from_secs(5),
+                None,
+            )
+            .await;
+        assert!(refused(&a), "{a:?}");
+        let answer = parse_answer(&a);
+        // A failure, so the fallback URL is tried.
+        assert!(matches!(answer, Answer::Failed { .. }), "{answer:?}");
+        let recorded = record(&a, CallbackKind::Assignment, &answer);
+        assert_eq!(recorded.outcome, "refused");
+        assert_eq!(recorded.status, None);
+        assert!(
+            recorded
+                .message
+                .contains("169.254.169.254, an address callbacks may not reach"),
+            "{}",
+            recorded.message
+        );
+
+        let timed_out = Attempt {
+            error: Some(AttemptError::Timeout),
+            ..a
+        };
+        let answer = parse_answer(&timed_out);
+        assert_eq!(
+            record(&timed_out, CallbackKind::Assignment, &answer).outcome,
+            "failed"
+        );
     }
 }

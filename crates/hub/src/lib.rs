@@ -36,6 +36,7 @@ use taskyard_engine::{
 };
 use taskyard_store::Store;
 pub use taskyard_store::{EventLog, EventQuery, StoreError, StoredEvent, Write};
+pub use taskyard_webhook::{Cidr, CidrError, Policy, UrlRefusal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::dispatch::Dispatch;
@@ -472,6 +473,12 @@ impl Hub {
     /// The committed events, for reading (the Events resource).
     pub fn events(&self) -> Arc<dyn EventLog> {
         self.inner.dispatch.log.clone()
+    }
+
+    /// Where callbacks may go: the policy the dispatcher connects by, for the API to check
+    /// URLs against when they are saved.
+    pub fn callback_policy(&self) -> &Policy {
+        &self.inner.dispatch.options.policy
     }
 
     /// A feed of events as they are committed (every workspace's).

@@ -51,7 +51,8 @@ pub struct EventLabels {
 pub struct CallbackLabels {
     /// `assignment`, `fallback`, `media_connector` or `event`.
     pub kind: &'static str,
-    /// `ok` (2xx), `http_error` (another status), `failed` (no answer: connection, timeout).
+    /// `ok` (2xx), `http_error` (another status), `failed` (no answer: connection, timeout),
+    /// `refused` (the callback policy refused the address; nothing was sent).
     pub outcome: &'static str,
 }
 
@@ -142,7 +143,7 @@ impl Metrics {
         );
         registry.register(
             "callbacks",
-            "Callback attempts, by kind (assignment, fallback, media_connector, event) and outcome (ok, http_error, failed)",
+            "Callback attempts, by kind (assignment, fallback, media_connector, event) and outcome (ok, http_error, failed, refused)",
             m.callbacks.clone(),
         );
         registry.register_with_unit(
@@ -256,6 +257,21 @@ pub fn callback(kind: &'static str, status: Option<u16>, seconds: f64) {
     m.callback_seconds
         .get_or_create(&KindLabels { kind })
         .observe(seconds);
+}
+
+/// Counts one callback attempt the callback policy refused. Its duration is not observed:
+/// nothing was sent, so it would only pull the latencies of real answers down.
+pub fn callback_refused(kind: &'static str) {
+    if !enabled() {
+        return;
+    }
+    metrics()
+        .callbacks
+        .get_or_create(&CallbackLabels {
+            kind,
+            outcome: "refused",
+        })
+        .inc();
 }
 
 /// Holds a gauge up while it lives (an open websocket, an open stream).

@@ -146,6 +146,19 @@ pub struct Serve {
     /// loads; unset, the page loads twilio-taskrouter 2.1.1 from a public CDN.
     #[arg(long, env = "TASKYARD_AGENT_SDK")]
     pub agent_sdk: Option<std::path::PathBuf>,
+
+    /// Networks assignment, fallback and event callbacks may reach although the built-in
+    /// list refuses them (link-local and cloud metadata, unspecified, broadcast, multicast),
+    /// as comma-separated CIDR blocks or addresses: `169.254.10.0/24,fe80::1`. Between this
+    /// list and --callback-deny the most specific entry wins, the deny list a tie.
+    #[arg(long, env = "TASKYARD_CALLBACK_ALLOW", value_name = "CIDRS")]
+    pub callback_allow: Option<String>,
+
+    /// Networks callbacks may not reach, on top of the built-in list, as comma-separated CIDR
+    /// blocks or addresses: `127.0.0.0/8,::1/128,10.0.0.0/8` (loopback and private networks
+    /// are allowed unless listed here). Checked when a URL is saved and on every connection.
+    #[arg(long, env = "TASKYARD_CALLBACK_DENY", value_name = "CIDRS")]
+    pub callback_deny: Option<String>,
 }
 
 impl Serve {
@@ -198,8 +211,27 @@ impl Serve {
                 self.event_callback_max_backoff,
                 "--event-callback-max-backoff",
             )?,
+            policy: self.callback_policy()?,
             ..Default::default()
         })
+    }
+
+    /// The callback policy: the built-in list with --callback-allow and --callback-deny.
+    pub fn callback_policy(&self) -> anyhow::Result<taskyard_hub::Policy> {
+        let list = |text: &Option<String>, flag: &str| {
+            taskyard_hub::Cidr::parse_list(text.as_deref().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        };
+        Ok(taskyard_hub::Policy::new(
+            list(
+                &self.callback_allow,
+                "--callback-allow (TASKYARD_CALLBACK_ALLOW)",
+            )?,
+            list(
+                &self.callback_deny,
+                "--callback-deny (TASKYARD_CALLBACK_DENY)",
+            )?,
+        ))
     }
 }
 

@@ -1,10 +1,14 @@
 //! The outbound HTTP client: signed, form-encoded POSTs with a hard deadline.
 
 use std::error::Error as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 
+use crate::policy::{NameRefused, Policy, UrlRefusal};
 use crate::{SIGNATURE_HEADER, signature};
 
 /// The `User-Agent` Twilio sends on its webhooks (some applications check it).
@@ -28,6 +32,10 @@ pub enum AttemptError {
     /// The URL cannot be requested (unparsable, not `http`/`https`, no host).
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    /// The client's [`Policy`] refuses the address: the URL's IP-literal host, or every
+    /// address its host name resolves to. Nothing was sent.
+    #[error("refused by the callback policy: {0}")]
+    Refused(String),
     /// Anything else (the connection broke while reading, a malformed answer, …).
     #[error("{0}")]
     Other(String),
@@ -65,14 +73,18 @@ impl Attempt {
 /// A webhook client. Cheap to clone: clones share one connection pool.
 ///
 /// Redirects are not followed (Twilio does not follow them for these callbacks either);
-/// a 3xx is returned as it is. Proxies named by the usual environment variables
-/// (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`) are honoured. Credentials in the URL
+/// a 3xx is returned as it is — which also means an allowed host cannot send a callback on
+/// to an address the [`Policy`] refuses. Proxies named by the usual environment variables
+/// (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`) are honoured; through a proxy, the
+/// connection is the proxy's, so the resolver's check sees the proxy's address, not the
+/// URL's (an IP-literal URL host is still checked). Credentials in the URL
 /// (`https://user:pass@host/…`) are sent as HTTP Basic authentication.
 #[derive(Debug, Clone)]
 pub struct Client {
     /// Building a `reqwest::Client` only fails if the TLS backend cannot be initialised; then
     /// every post reports that instead of panicking.
     http: Result<reqwest::Client, String>,
+    policy: Arc<Policy>,
 }
 
 impl Default for Client {
@@ -82,17 +94,34 @@ impl Default for Client {
 }
 
 impl Client {
-    /// A client with its own connection pool. Build one and clone it.
+    /// A client with its own connection pool and the default [`Policy`]. Build one and
+    /// clone it.
     pub fn new() -> Client {
+        Client::with_policy(Policy::default())
+    }
+
+    /// A client that connects only to addresses `policy` allows: its resolver drops refused
+    /// addresses (and fails when none is left), and an IP-literal host is checked before
+    /// anything is sent. Either way the attempt fails with [`AttemptError::Refused`].
+    pub fn with_policy(policy: Policy) -> Client {
+        let policy = Arc::new(policy);
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT_VALUE)
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(Checked {
+                policy: policy.clone(),
+            }))
             .build()
             .map_err(|e| error_chain(&e));
-        Client { http }
+        Client { http, policy }
+    }
+
+    /// The policy this client connects by.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// POSTs `params` form-encoded to `url`, signed with `X-Twilio-Signature` using
@@ -146,14 +175,19 @@ impl Client {
             .map_err(|e| AttemptError::Other(format!("HTTP client unavailable: {e}")))?;
         let parsed =
             reqwest::Url::parse(url).map_err(|e| AttemptError::InvalidUrl(e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(AttemptError::InvalidUrl(format!(
-                "unsupported scheme {:?} (only http and https)",
-                parsed.scheme()
-            )));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(AttemptError::InvalidUrl("no host".to_owned()));
+        // The resolver never sees an IP-literal host, so the policy is applied to it here.
+        match self.policy.check_parsed(&parsed) {
+            Ok(_) => {}
+            Err(UrlRefusal::Scheme(scheme)) => {
+                return Err(AttemptError::InvalidUrl(format!(
+                    "unsupported scheme {scheme:?} (only http and https)"
+                )));
+            }
+            Err(UrlRefusal::NoHost) => return Err(AttemptError::InvalidUrl("no host".to_owned())),
+            Err(UrlRefusal::Address(refusal)) => {
+                return Err(AttemptError::Refused(refusal.to_string()));
+            }
+            Err(other) => return Err(AttemptError::InvalidUrl(other.to_string())),
         }
 
         let pairs: Vec<(&str, &str)> = params
@@ -246,9 +280,49 @@ fn incomplete_tail(bytes: &[u8]) -> usize {
     0
 }
 
+/// The connect-time half of the [`Policy`]: resolves a host name as the system does and
+/// keeps only the addresses the policy allows, so a name that points somewhere refused *now*
+/// (DNS rebinding after the URL was saved) is refused now.
+struct Checked {
+    policy: Arc<Policy>,
+}
+
+impl Resolve for Checked {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            // Port 0: reqwest puts the URL's port in.
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refusals = Vec::new();
+            let mut allowed = Vec::with_capacity(found.len());
+            for address in found {
+                match policy.check(address.ip()) {
+                    Ok(()) => allowed.push(address),
+                    Err(refusal) => refusals.push(refusal),
+                }
+            }
+            if allowed.is_empty() && !refusals.is_empty() {
+                return Err(Box::new(NameRefused { host, refusals }) as _);
+            }
+            let addrs: Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 fn classify(e: reqwest::Error) -> AttemptError {
     if e.is_timeout() {
         return AttemptError::Timeout;
+    }
+    // The resolver's refusal arrives wrapped in reqwest's and hyper's connect errors.
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(refused) = err.downcast_ref::<NameRefused>() {
+            return AttemptError::Refused(refused.to_string());
+        }
+        source = err.source();
     }
     let is_connect = e.is_connect();
     let is_builder = e.is_builder();
@@ -314,6 +388,10 @@ mod tests {
         assert_eq!(
             AttemptError::InvalidUrl("no host".into()).to_string(),
             "invalid URL: no host"
+        );
+        assert_eq!(
+            AttemptError::Refused("169.254.169.254, …".into()).to_string(),
+            "refused by the callback policy: 169.254.169.254, …"
         );
     }
 }

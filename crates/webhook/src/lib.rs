@@ -27,6 +27,18 @@
 //! certificates bundled (`webpki-roots`), so the host's certificate store is not used.
 //! Proxies named by `HTTP_PROXY` / `HTTPS_PROXY` / `ALL_PROXY` / `NO_PROXY` are honoured.
 //!
+//! ## Where callbacks may go
+//!
+//! A [`Policy`] (see [`policy`] for the whole rule) refuses, unless the operator allows them,
+//! link-local and cloud metadata addresses (169.254.0.0/16, `fd00:ec2::254`, …),
+//! unspecified, broadcast and multicast addresses, plus whatever the operator's deny list
+//! names; loopback and private addresses are allowed. [`Policy::check_url`] checks a URL
+//! when it is saved; a [`Client`] built [`with_policy`](Client::with_policy) (or
+//! [`new`](Client::new), with the default policy) checks again when it connects, against the
+//! addresses the host name resolves to then, and reports a refusal as
+//! [`AttemptError::Refused`] without sending anything. Redirects are not followed, so no 3xx
+//! can lead a callback to a refused address.
+//!
 //! ## Reading an assignment callback's answer
 //!
 //! [`parse_answer`] turns an [`Attempt`] into an [`Answer`] as TaskRouter does:
@@ -52,6 +64,7 @@
 
 mod answer;
 mod client;
+pub mod policy;
 
 pub use answer::{
     Answer, CODE_CALL_FROM, CODE_CALL_URL, CODE_INVALID_INSTRUCTION, CODE_NO_INSTRUCTION,
@@ -61,6 +74,7 @@ pub use answer::{
 pub use client::{
     Attempt, AttemptError, Client, IDEMPOTENCY_TOKEN_HEADER, MAX_BODY_BYTES, USER_AGENT_VALUE,
 };
+pub use policy::{Cidr, CidrError, Policy, UrlRefusal};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};

@@ -8,6 +8,7 @@ use taskyard_engine::{
     Command, TaskQueueParams, WorkflowParams, Workspace, parse_attributes, sid::prefix,
 };
 
+use super::workspaces::check_callback_url;
 use super::{Ctx, Form, check_ordering, json, to_json};
 use crate::error::ApiError;
 use crate::paging::envelope;
@@ -327,6 +328,12 @@ pub async fn list_workflows(ctx: Ctx, Path(ws): Path<String>) -> Result<Response
     Ok(json(StatusCode::OK, body))
 }
 
+/// Refuses callback URLs the callback policy refuses (see [`check_callback_url`]).
+async fn check_workflow_callbacks(ctx: &Ctx, p: &Params) -> Result<(), ApiError> {
+    check_callback_url(ctx, p, "AssignmentCallbackUrl").await?;
+    check_callback_url(ctx, p, "FallbackAssignmentCallbackUrl").await
+}
+
 fn workflow_params(p: &Params) -> Result<WorkflowParams, ApiError> {
     Ok(WorkflowParams {
         friendly_name: p.string("FriendlyName"),
@@ -345,6 +352,7 @@ pub async fn create_workflow(
     p.required("FriendlyName")?;
     p.required("Configuration")?;
     let cmd = Command::CreateWorkflow(workflow_params(&p)?);
+    check_workflow_callbacks(&ctx, &p).await?;
     change(&ctx, &ws, StatusCode::CREATED, cmd, |ws, u, sid| {
         ws.workflows()
             .get(&sid)
@@ -378,6 +386,7 @@ pub async fn update_workflow(
         params: workflow_params(&p)?,
         re_evaluate_tasks,
     };
+    check_workflow_callbacks(&ctx, &p).await?;
     change(&ctx, &ws, StatusCode::OK, cmd, |ws, u, sid| {
         ws.workflows()
             .get(&sid)

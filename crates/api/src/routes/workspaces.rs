@@ -1,6 +1,7 @@
 //! `/v1/Workspaces` and `/v1/Workspaces/{Sid}`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -66,6 +67,7 @@ pub async fn create(ctx: Ctx, Form(p): Form) -> Result<Response, ApiError> {
         template,
         prioritize_queue_order: p.queue_order("PrioritizeQueueOrder")?,
     };
+    check_callback_url(&ctx, &p, "EventCallbackUrl").await?;
     let urls = ctx.app.urls.clone();
     let body = ctx
         .app
@@ -102,6 +104,7 @@ fn update_params(p: &Params) -> Result<UpdateWorkspace, ApiError> {
 pub async fn update(ctx: Ctx, Path(ws): Path<String>, Form(p): Form) -> Result<Response, ApiError> {
     let h = ctx.workspace(&ws)?;
     let cmd = Command::UpdateWorkspace(update_params(&p)?);
+    check_callback_url(&ctx, &p, "EventCallbackUrl").await?;
     let urls = ctx.app.urls.clone();
     let body = ctx
         .apply(&h, cmd, move |ws, _| to_json(&render::workspace(&urls, ws)))
@@ -117,4 +120,30 @@ pub async fn delete(ctx: Ctx, Path(ws): Path<String>) -> Result<StatusCode, ApiE
         .await
         .map_err(|e| ApiError::from_hub(e, &ctx.path))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long saving a callback URL waits for its host name to resolve before accepting it
+/// unchecked (each connection is checked again anyway).
+const CALLBACK_LOOKUP: Duration = Duration::from_secs(2);
+
+/// Refuses a callback URL (`EventCallbackUrl`, `AssignmentCallbackUrl`,
+/// `FallbackAssignmentCallbackUrl`) that the callback policy refuses — not http(s), or its
+/// host is (or resolves to) an address callbacks may not reach — with 400 / 20001 naming the
+/// parameter, before anything changes. The engine checks the URL's syntax as well; this is
+/// the part that needs DNS, which the engine must not do. An empty value clears the URL and
+/// is not checked.
+pub(super) async fn check_callback_url(
+    ctx: &Ctx,
+    p: &Params,
+    param: &'static str,
+) -> Result<(), ApiError> {
+    let Some(url) = p.str(param).filter(|u| !u.is_empty()) else {
+        return Ok(());
+    };
+    ctx.app
+        .hub
+        .callback_policy()
+        .check_url(url, CALLBACK_LOOKUP)
+        .await
+        .map_err(|why| ApiError::invalid(format!("{param} {why}")))
 }
