@@ -12,8 +12,11 @@
 //! * [`paging`] — the `meta` envelope and keyset page tokens.
 //! * [`render`] — the response body of every resource.
 //! * [`error`] — the single mapping from internal errors to `{code, message, more_info, status}`.
+//! * [`openapi`] — the OpenAPI document served at `/openapi.json` (Twilio's, plus Taskyard's
+//!   own routes).
 
 pub mod error;
+pub mod openapi;
 pub mod paging;
 pub mod params;
 pub mod render;

@@ -12,7 +12,7 @@ mod tasks;
 mod workers;
 mod workspaces;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -40,6 +40,8 @@ pub struct App {
     pub urls: Arc<Urls>,
     /// Show worker attributes in lists too (Twilio hides them outside single fetches).
     pub list_attributes: bool,
+    /// The served OpenAPI document, once built (or why it could not be).
+    openapi: Arc<OnceLock<Result<Bytes, String>>>,
 }
 
 impl App {
@@ -50,15 +52,37 @@ impl App {
                 base: public_url.trim_end_matches('/').to_string(),
             }),
             list_attributes,
+            openapi: Arc::default(),
         }
     }
 }
 
-/// The whole HTTP surface: `/healthz`, the TaskRouter v1 routes and the account routes.
+/// The whole HTTP surface: `/healthz`, `/openapi.json`, the TaskRouter v1 routes and the
+/// account routes.
 pub fn router(app: App) -> Router {
+    table()
+        .router
+        .fallback(fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(wire))
+        .with_state(app)
+}
+
+/// The path template of every route the router serves (axum's syntax:
+/// `/v1/Workspaces/{ws}/Tasks/{sid}`), in the order registered. `tests/openapi.rs` holds them
+/// to the served OpenAPI document, so a route added to the table without a path in
+/// `openapi/` fails there.
+pub fn templates() -> Vec<String> {
+    table().templates
+}
+
+/// Every route. Each goes through [`Table::route`], which records its template, so the list
+/// [`templates`] gives cannot drift from what is served.
+fn table() -> Table {
     let ws = "/v1/Workspaces/{ws}";
-    let r = Router::new()
+    Table::default()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi))
         .route(
             "/v1/Workspaces",
             methods(get(workspaces::list).post(workspaces::create)),
@@ -242,12 +266,44 @@ pub fn router(app: App) -> Router {
         )
         .route(&format!("{ws}/Events"), methods(get(events::list)))
         .route(&format!("{ws}/Events/Stream"), methods(get(events::stream)))
-        .route(&format!("{ws}/Events/{{sid}}"), methods(get(events::fetch)));
+        .route(&format!("{ws}/Events/{{sid}}"), methods(get(events::fetch)))
+}
 
-    r.fallback(fallback)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(wire))
-        .with_state(app)
+/// The routes, and their templates in the order registered.
+#[derive(Default)]
+struct Table {
+    router: Router<App>,
+    templates: Vec<String>,
+}
+
+impl Table {
+    fn route(mut self, path: &str, handlers: MethodRouter<App>) -> Table {
+        self.templates.push(path.to_string());
+        self.router = self.router.route(path, handlers);
+        self
+    }
+}
+
+/// `GET /openapi.json`, unauthenticated like `/healthz`: the document is public (Twilio
+/// publishes it) and says nothing about this server's data. Built on the first request.
+async fn openapi(State(app): State<App>) -> Response {
+    let doc = app.openapi.get_or_init(|| {
+        crate::openapi::document(&app.urls.base)
+            .map(|d| Bytes::from(d.to_string()))
+            .map_err(|e| e.to_string())
+    });
+    match doc {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "the OpenAPI document could not be built");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                crate::error::code::INTERNAL,
+                "The OpenAPI document could not be built",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Wrong methods on a known path answer Twilio's 405.
