@@ -31,6 +31,25 @@ if [[ $what == all || $what == --rust ]]; then
     cargo test --workspace --quiet 2>&1 | tee target/cargo-test.log
     # Fail loudly if the Rust suites ran no test at all.
     grep -q "test result: ok. [1-9]" target/cargo-test.log
+    # The expression parser's fuzz target (fuzz/), for a bounded time: libFuzzer needs a
+    # nightly toolchain; without one the step says so and the target is only built by
+    # whoever runs it (README, "Fuzzing").
+    if cargo +nightly --version >/dev/null 2>&1; then
+        step "fuzz the expression parser (${TASKYARD_FUZZ_SECONDS:-60} s)"
+        command -v cargo-fuzz >/dev/null || cargo install --locked --quiet cargo-fuzz
+        found=$(mktemp -d)
+        # New inputs go to a scratch directory; the committed corpus is only read.
+        if ! (cd fuzz && cargo +nightly fuzz run parse "$found" corpus/parse -- \
+            -max_total_time="${TASKYARD_FUZZ_SECONDS:-60}" -print_final_stats=1) >target/fuzz.log 2>&1; then
+            tail -80 target/fuzz.log
+            echo "the fuzz target failed (the crashing input is in fuzz/artifacts/parse/)" >&2
+            exit 1
+        fi
+        grep -E "^Done|stat::number_of_executed_units" target/fuzz.log || tail -3 target/fuzz.log
+        rm -rf "$found"
+    else
+        step "fuzzing skipped: no nightly toolchain (cargo +nightly)"
+    fi
 fi
 
 if [[ $what == all || $what == --compat ]]; then

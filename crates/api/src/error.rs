@@ -19,6 +19,8 @@ pub struct ApiError {
     /// The request changed nothing because its workspace moved to another node: the
     /// answer carries [`MOVED_HEADER`], and sending it again is safe.
     pub moved: bool,
+    /// Seconds the client should wait before trying again (`Retry-After`), for a 429.
+    pub retry_after: Option<u32>,
 }
 
 /// Twilio's error codes used by Taskyard.
@@ -39,6 +41,8 @@ pub mod code {
     pub const GONE: u32 = 20410;
     /// `If-Match` mismatch (Twilio answers 412; Taskyard uses 20412 as the code).
     pub const PRECONDITION: u32 = 20412;
+    /// Too many requests (the per-account rate limit, or the server's connection limit).
+    pub const TOO_MANY: u32 = 20429;
     /// Internal error.
     pub const INTERNAL: u32 = 20500;
     /// A TaskRouter route Taskyard does not serve yet.
@@ -59,6 +63,7 @@ impl ApiError {
             code,
             message: message.into(),
             moved: false,
+            retry_after: None,
         }
     }
 
@@ -75,6 +80,19 @@ impl ApiError {
             code::NOT_FOUND,
             format!("The requested resource {path} was not found"),
         )
+    }
+
+    /// 429 / 20429: the account's request rate is used up for `retry_after`.
+    pub fn too_many_requests(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u32;
+        ApiError {
+            retry_after: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                code::TOO_MANY,
+                format!("Too many requests for this account; retry after {seconds} s"),
+            )
+        }
     }
 
     pub fn unauthorized() -> Self {
@@ -173,6 +191,10 @@ impl IntoResponse for ApiError {
         if self.moved {
             resp.headers_mut()
                 .insert(MOVED_HEADER, HeaderValue::from_static("1"));
+        }
+        if let Some(seconds) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()

@@ -11,6 +11,7 @@
 //! * [`params`] — typed access to form and query parameters with Twilio-shaped errors.
 //! * [`paging`] — the `meta` envelope and keyset page tokens.
 //! * [`render`] — the response body of every resource.
+//! * [`rate`] — the per-account request rate limit (off unless configured).
 //! * [`error`] — the single mapping from internal errors to `{code, message, more_info, status}`.
 //! * [`openapi`] — the OpenAPI document served at `/openapi.json` (Twilio's, plus Taskyard's
 //!   own routes).
@@ -19,6 +20,7 @@ pub mod error;
 pub mod openapi;
 pub mod paging;
 pub mod params;
+pub mod rate;
 pub mod render;
 pub mod routes;
 

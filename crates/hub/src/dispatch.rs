@@ -83,6 +83,9 @@ pub(crate) struct Dispatch {
     slots: Arc<Semaphore>,
     /// Workspace → wakes its event-callback deliverer.
     deliverers: Mutex<HashMap<Sid, Arc<Notify>>>,
+    /// Workspace → when its oldest event not yet delivered was committed (ms), while its
+    /// deliverer holds one: the event-callback backlog, as the age of its head.
+    heads: Mutex<HashMap<Sid, i64>>,
 }
 
 impl Dispatch {
@@ -99,6 +102,7 @@ impl Dispatch {
             live: broadcast::channel(16_384).0,
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             deliverers: Mutex::new(HashMap::new()),
+            heads: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -420,6 +424,7 @@ async fn deliver(hub: Hub, workspace: Sid, notify: Arc<Notify>, mut cursor: Opti
             Err(_) => return,
         };
         if batch.is_empty() {
+            set_head(d, workspace, None);
             // Woken by new events; the timeout only guards against a lost wake-up.
             let _ = tokio::time::timeout(Duration::from_secs(30), notify.notified()).await;
             if hub.workspace_by_sid(workspace).is_err() {
@@ -435,6 +440,7 @@ async fn deliver(hub: Hub, workspace: Sid, notify: Arc<Notify>, mut cursor: Opti
             return;
         };
         for ev in batch {
+            set_head(d, workspace, Some(ev.date_ms));
             let mut backoff = Duration::from_secs(1).min(d.options.max_backoff);
             loop {
                 let (Some(url), token) = &dest else {
@@ -505,7 +511,23 @@ async fn target(hub: &Hub, workspace: Sid) -> Option<(Option<String>, String)> {
     Some((url, token))
 }
 
+fn set_head(d: &Dispatch, workspace: Sid, committed_ms: Option<i64>) {
+    let mut heads = d.heads.lock().unwrap_or_else(|p| p.into_inner());
+    match committed_ms {
+        Some(ms) => heads.insert(workspace, ms),
+        None => heads.remove(&workspace),
+    };
+}
+
+/// Workspace → commit time (ms) of its oldest event not yet delivered to its event
+/// callback URL, for the workspaces that have one waiting.
+pub(crate) fn callback_heads(d: &Dispatch) -> Vec<(Sid, i64)> {
+    let heads = d.heads.lock().unwrap_or_else(|p| p.into_inner());
+    heads.iter().map(|(w, ms)| (*w, *ms)).collect()
+}
+
 fn forget(hub: &Hub, workspace: Sid) {
+    set_head(&hub.inner.dispatch, workspace, None);
     hub.inner
         .dispatch
         .deliverers

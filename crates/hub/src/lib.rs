@@ -458,6 +458,13 @@ impl Hub {
     /// Says the process is stopping: long-lived responses (the live event streams) end, so
     /// that a graceful shutdown, which waits for every response, can finish. Their clients
     /// reconnect (to another node, or to this one restarted) and resume from the last event.
+    /// The event-callback backlog: for each workspace whose deliverer holds an event not yet
+    /// delivered (its receiver is slow, failing, or the events just arrived), that oldest
+    /// event's commit time in ms since the epoch.
+    pub fn event_callback_heads(&self) -> Vec<(Sid, i64)> {
+        dispatch::callback_heads(&self.inner.dispatch)
+    }
+
     pub fn stop_streams(&self) {
         self.inner.stopping.send_replace(true);
     }

@@ -193,10 +193,13 @@ pub struct Snapshot {
     pub longest_wait_seconds: f64,
     pub workers: i64,
     pub workers_available: i64,
+    /// Age of the oldest event not yet delivered to the event callback URL (0: none).
+    pub event_callback_lag_seconds: f64,
 }
 
-/// The OpenMetrics text of everything counted, with `snapshots` as per-workspace gauges.
-pub fn encode(snapshots: &[Snapshot]) -> String {
+/// The OpenMetrics text of everything counted, with `snapshots` as per-workspace gauges and
+/// `callback_lag_seconds` the oldest undelivered event callback's age across the node.
+pub fn encode(snapshots: &[Snapshot], callback_lag_seconds: f64) -> String {
     use prometheus_client::metrics::gauge::Gauge as G;
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode_registry(&mut out, &metrics().registry);
@@ -205,6 +208,7 @@ pub fn encode(snapshots: &[Snapshot]) -> String {
     let longest = Family::<WorkspaceLabels, G<f64, std::sync::atomic::AtomicU64>>::default();
     let workers = Family::<WorkspaceLabels, G>::default();
     let available = Family::<WorkspaceLabels, G>::default();
+    let lag = Family::<WorkspaceLabels, G<f64, std::sync::atomic::AtomicU64>>::default();
     for s in snapshots {
         let l = WorkspaceLabels {
             workspace_sid: s.workspace_sid.clone(),
@@ -213,6 +217,7 @@ pub fn encode(snapshots: &[Snapshot]) -> String {
         longest.get_or_create(&l).set(s.longest_wait_seconds);
         workers.get_or_create(&l).set(s.workers);
         available.get_or_create(&l).set(s.workers_available);
+        lag.get_or_create(&l).set(s.event_callback_lag_seconds);
     }
     now.register(
         "tasks_waiting",
@@ -234,6 +239,20 @@ pub fn encode(snapshots: &[Snapshot]) -> String {
         "workers_available",
         "Workers in an available activity in each workspace this node runs",
         available,
+    );
+    now.register_with_unit(
+        "workspace_event_callback_lag",
+        "Age of the oldest event not yet delivered to each workspace's event callback URL (0 when none waits)",
+        Unit::Seconds,
+        lag,
+    );
+    let node_lag = G::<f64, std::sync::atomic::AtomicU64>::default();
+    node_lag.set(callback_lag_seconds);
+    now.register_with_unit(
+        "event_callback_lag",
+        "Age of the oldest event not yet delivered to an event callback URL, across the workspaces this node runs (0 when none waits): the event-callback backlog",
+        Unit::Seconds,
+        node_lag,
     );
     let _ = prometheus_client::encoding::text::encode_registry(&mut out, &now);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);
@@ -318,13 +337,17 @@ mod tests {
                 r#type: "task.created",
             })
             .inc_by(3);
-        let text = encode(&[Snapshot {
-            workspace_sid: "WS1".into(),
-            tasks_waiting: 7,
-            longest_wait_seconds: 12.5,
-            workers: 3,
-            workers_available: 1,
-        }]);
+        let text = encode(
+            &[Snapshot {
+                workspace_sid: "WS1".into(),
+                tasks_waiting: 7,
+                longest_wait_seconds: 12.5,
+                workers: 3,
+                workers_available: 1,
+                event_callback_lag_seconds: 4.0,
+            }],
+            4.0,
+        );
         for want in [
             r#"taskyard_http_requests_total{method="GET",route="/v1/Workspaces/{ws}",status="200"} 1"#,
             r#"taskyard_events_total{type="task.created"} 3"#,
@@ -332,6 +355,8 @@ mod tests {
             r#"taskyard_tasks_waiting{workspace_sid="WS1"} 7"#,
             r#"taskyard_longest_task_wait_seconds{workspace_sid="WS1"} 12.5"#,
             r#"taskyard_workers_available{workspace_sid="WS1"} 1"#,
+            r#"taskyard_workspace_event_callback_lag_seconds{workspace_sid="WS1"} 4.0"#,
+            "taskyard_event_callback_lag_seconds 4.0",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

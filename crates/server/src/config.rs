@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// Taskyard: a self-hosted task router that speaks Twilio TaskRouter's v1 REST API.
 ///
@@ -36,10 +36,29 @@ pub enum Command {
     /// Start the server (embedded SQLite database, no other set-up needed; or PostgreSQL with
     /// --database-url).
     Serve(Serve),
+    /// Check a configuration (file, environment and flags together) without starting.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check every setting `serve` would start with — the file's, the environment's and the
+    /// flags' — print each with where it came from (secrets hidden), and exit non-zero if any
+    /// is wrong.
+    Check(Serve),
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Serve {
+    /// A TOML file of settings (the flags' long names as keys, `max_connections = 5000`);
+    /// environment variables and flags override it.
+    #[arg(long, env = "TASKYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: crate::limits::Limits,
+
     /// Address and port to listen on.
     #[arg(long, env = "TASKYARD_LISTEN", default_value = "127.0.0.1:8700")]
     pub listen: SocketAddr,
@@ -162,6 +181,25 @@ pub struct Serve {
 }
 
 impl Serve {
+    /// Every derived setting, checked (what `serve` checks before it opens anything).
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.lease()?;
+        self.bridge()?;
+        self.callbacks()?;
+        self.limits.api()?;
+        self.limits.connections()?;
+        self.limits.body_timeout()?;
+        if let Some(sid) = &self.account_sid {
+            taskyard_engine::Sid::parse_with(sid, taskyard_engine::sid::prefix::ACCOUNT)
+                .map_err(|e| anyhow::anyhow!("--account-sid {sid:?}: {e}"))?;
+        }
+        anyhow::ensure!(
+            self.account_sid.is_some() == self.auth_token.is_some(),
+            "set both --account-sid and --auth-token (TASKYARD_ACCOUNT_SID, TASKYARD_AUTH_TOKEN), or neither"
+        );
+        Ok(())
+    }
+
     /// The lease period, checked.
     pub fn lease(&self) -> anyhow::Result<std::time::Duration> {
         let v = self.lease_seconds;
@@ -248,4 +286,77 @@ impl From<DurabilityArg> for taskyard_store::sqlite::Durability {
             DurabilityArg::Normal => taskyard_store::sqlite::Durability::Normal,
         }
     }
+}
+
+/// Every setting of `config check` as TOML, with where it came from; secrets (the settings
+/// whose environment values clap hides) are shown only as set or not.
+pub fn report(matches: &clap::ArgMatches, from_file: &[String]) -> String {
+    use clap::parser::ValueSource;
+    let command = Cli::command();
+    let Some((name, sub)) = matches.subcommand() else {
+        return String::new();
+    };
+    let sub = match sub.subcommand() {
+        Some((inner, m)) => (format!("{name} {inner}"), m),
+        None => (name.to_string(), sub),
+    };
+    let (path, m) = sub;
+    let mut args: Vec<clap::Arg> = command.get_arguments().cloned().collect();
+    let mut c = &command;
+    for part in path.split(' ') {
+        if let Some(s) = c.find_subcommand(part) {
+            c = s;
+        }
+    }
+    args.extend(c.get_arguments().cloned());
+    let mut out = String::new();
+    for arg in &args {
+        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+            continue;
+        };
+        if matches!(id, "help" | "version" | "config") {
+            continue;
+        }
+        let holder = if m.try_get_raw(id).is_ok() {
+            m
+        } else {
+            matches
+        };
+        let value: Option<Vec<String>> = holder
+            .try_get_raw(id)
+            .ok()
+            .flatten()
+            .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect());
+        let source = match holder.value_source(id) {
+            Some(ValueSource::DefaultValue) => "default",
+            Some(ValueSource::EnvVariable) => "environment",
+            Some(ValueSource::CommandLine)
+                if from_file
+                    .iter()
+                    .any(|f| f.starts_with(&format!("--{long}="))) =>
+            {
+                "file"
+            }
+            Some(ValueSource::CommandLine) => "command line",
+            _ => "unset",
+        };
+        let key = long.replace('-', "_");
+        let env = arg
+            .get_env()
+            .map(|e| format!(", {}", e.to_string_lossy()))
+            .unwrap_or_default();
+        let text = match value {
+            None => format!("# {key} is unset"),
+            Some(_) if arg.is_hide_env_values_set() => format!("{key} = \"(hidden)\""),
+            // Numbers and booleans bare, as one would write them in the file.
+            Some(v) => match v.join(",") {
+                t if t.parse::<f64>().is_ok() || t == "true" || t == "false" => {
+                    format!("{key} = {t}")
+                }
+                t => format!("{key} = {t:?}"),
+            },
+        };
+        out.push_str(&format!("{text:<60} # {source}{env}\n"));
+    }
+    out
 }

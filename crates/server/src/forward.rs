@@ -29,11 +29,11 @@ mod relay;
 /// Marks a request one node sent another; it names the sender.
 const FORWARDED_BY: &str = "x-taskyard-forwarded-by";
 
-/// Request bodies are forms of a few kilobytes; this is far above any real one.
-const MAX_BODY: usize = 4 << 20;
-
 pub struct Forwarder {
     hub: Hub,
+    /// The largest request body (`--max-body-bytes`): the body has been read within it
+    /// already, before it reaches the forwarder.
+    max_body: usize,
     client: reqwest::Client,
     /// Owners (node id, URL) seen lately, by workspace.
     owners: Mutex<HashMap<Sid, (String, String)>>,
@@ -51,13 +51,14 @@ pub struct Forwarder {
 const LOOKUP_TTL: Duration = Duration::from_millis(200);
 
 impl Forwarder {
-    pub fn new(hub: Hub, lease: Duration) -> anyhow::Result<Forwarder> {
+    pub fn new(hub: Hub, lease: Duration, max_body: usize) -> anyhow::Result<Forwarder> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(60))
             .build()?;
         Ok(Forwarder {
             hub,
+            max_body,
             client,
             owners: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
@@ -169,7 +170,7 @@ pub async fn route(State(f): State<Arc<Forwarder>>, req: Request, next: Next) ->
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+    let Ok(body) = axum::body::to_bytes(body, f.max_body).await else {
         return ApiError::invalid("The request body is too large").into_response();
     };
     forward(&f, ws, parts, body, next).await
@@ -192,7 +193,7 @@ pub async fn route_bridge(State(f): State<Arc<Forwarder>>, req: Request, next: N
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+    let Ok(body) = axum::body::to_bytes(body, f.max_body).await else {
         return ApiError::invalid("The request body is too large").into_response();
     };
     let token = serde_json::from_slice::<serde_json::Value>(&body)

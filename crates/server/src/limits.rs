@@ -64,7 +64,7 @@ impl Limits {
             "--max-form-fields must be at least 1"
         );
         let rate = match self.rate_limit {
-            r if r == 0.0 => None,
+            0.0 => None,
             r if r.is_finite() && r > 0.0 => {
                 let burst = self.rate_burst.unwrap_or(r);
                 anyhow::ensure!(

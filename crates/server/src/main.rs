@@ -7,12 +7,15 @@
 //! until SIGINT/SIGTERM.
 
 mod config;
+mod file;
 mod forward;
+mod limits;
 mod requests;
 mod scrape;
+mod serve;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use taskyard_engine::{Account, Sid, sid::prefix};
 use taskyard_hub::cluster::Cluster;
 use taskyard_hub::{Hub, now_ms};
@@ -20,7 +23,7 @@ use taskyard_store::cluster::{Directory, Held, Leases, NodeConfig};
 use taskyard_store::postgres::{Location, PostgresStore};
 use taskyard_store::sqlite::SqliteStore;
 
-use crate::config::{Cli, Command, LogFormat, Serve};
+use crate::config::{Cli, Command, ConfigCommand, LogFormat, Serve};
 
 /// Events and rows are allocated on the workspaces' threads and freed on the writer's and the
 /// dispatcher's; mimalloc handles that hand-off far more cheaply than glibc's malloc.
@@ -28,7 +31,20 @@ use crate::config::{Cli, Command, LogFormat, Serve};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // The configuration file's settings become flags (unless the command line or the
+    // environment has them): one parse then checks them all alike.
+    let (args, from_file) =
+        match file::apply(&Cli::command(), std::env::args_os().collect(), &|k| {
+            std::env::var_os(k)
+        }) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        };
+    let matches = Cli::command().get_matches_from(&args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let filter = tracing_subscriber::EnvFilter::try_from_env("TASKYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -49,12 +65,29 @@ fn main() -> anyhow::Result<()> {
             .build()
             .context("starting the async runtime")?
             .block_on(run(serve)),
+        Command::Config(ConfigCommand::Check(serve)) => {
+            print!("{}", config::report(&matches, &from_file));
+            match serve.check() {
+                Ok(()) => {
+                    println!("# the configuration is valid");
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(1);
+                }
+            }
+        }
     }
 }
 
 async fn run(cfg: Serve) -> anyhow::Result<()> {
+    cfg.check()?;
     let callbacks = cfg.callbacks()?;
     let lease = cfg.lease()?;
+    let limits = cfg.limits.api()?;
+    let connections = cfg.limits.connections()?;
+    let body_timeout = cfg.limits.body_timeout()?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -84,12 +117,14 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let app = taskyard_api::App::new(hub.clone(), &public_url, cfg.list_attributes);
+    let max_body = limits.max_body;
+    let app =
+        taskyard_api::App::new(hub.clone(), &public_url, cfg.list_attributes).with_limits(limits);
     let mark = || axum::middleware::from_fn(requests::mark_route);
     let mut rest = taskyard_api::router(app).route_layer(mark());
     let forwarder = match hub.node() {
         Some(_) => {
-            let f = std::sync::Arc::new(forward::Forwarder::new(hub.clone(), lease)?);
+            let f = std::sync::Arc::new(forward::Forwarder::new(hub.clone(), lease, max_body)?);
             rest = rest.layer(axum::middleware::from_fn_with_state(
                 f.clone(),
                 forward::route,
@@ -150,11 +185,12 @@ async fn run(cfg: Serve) -> anyhow::Result<()> {
         .merge(taskyard_console::router().route_layer(mark()))
         .merge(ops)
         .merge(rest)
+        .layer(axum::middleware::from_fn_with_state(
+            (body_timeout, max_body),
+            limits::read_body,
+        ))
         .layer(axum::middleware::from_fn(requests::log));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopping)
-        .await
-        .context("serving HTTP")?;
+    serve::serve(listener, app, connections, stopping).await;
     tracing::info!("stopped");
     Ok(())
 }

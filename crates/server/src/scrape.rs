@@ -33,12 +33,16 @@ pub async fn metrics(State(s): State<Arc<Scrape>>, headers: HeaderMap) -> Respon
             return taskyard_api::ApiError::unauthorized().into_response();
         }
     }
+    let heads = s.hub.event_callback_heads();
+    let age = |committed_ms: i64| ((now_ms() - committed_ms).max(0) as f64) / 1000.0;
+    let lag = heads.iter().map(|(_, ms)| age(*ms)).fold(0.0, f64::max);
     let snapshots = if s.per_workspace {
-        gather(&s.hub).await
+        let lags = heads.into_iter().map(|(ws, ms)| (ws, age(ms))).collect();
+        gather(&s.hub, &lags).await
     } else {
         Vec::new()
     };
-    let mut resp = taskyard_metrics::encode(&snapshots).into_response();
+    let mut resp = taskyard_metrics::encode(&snapshots, lag).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(taskyard_metrics::CONTENT_TYPE),
@@ -46,12 +50,17 @@ pub async fn metrics(State(s): State<Arc<Scrape>>, headers: HeaderMap) -> Respon
     resp
 }
 
-async fn gather(hub: &Hub) -> Vec<Snapshot> {
+/// Each workspace's figures; `lags` has the event-callback lag of those that have one.
+async fn gather(
+    hub: &Hub,
+    lags: &std::collections::HashMap<taskyard_engine::Sid, f64>,
+) -> Vec<Snapshot> {
     let mut out = Vec::new();
     for account in hub.accounts() {
         for h in hub.workspaces(account.sid) {
+            let event_callback_lag_seconds = lags.get(&h.sid).copied().unwrap_or(0.0);
             let read = h
-                .read(|w| {
+                .read(move |w| {
                     let s = w.waiting_summary();
                     Snapshot {
                         workspace_sid: w.sid().to_string(),
@@ -61,6 +70,7 @@ async fn gather(hub: &Hub) -> Vec<Snapshot> {
                             .map_or(0.0, |c| ((now_ms() - c).max(0) / 1000) as f64),
                         workers: s.workers as i64,
                         workers_available: s.workers_available as i64,
+                        event_callback_lag_seconds,
                     }
                 })
                 .await;

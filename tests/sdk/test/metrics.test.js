@@ -21,7 +21,7 @@ function parse(text) {
 }
 
 describe('metrics', () => {
-  const env = new SdkEnv({ env: { TASKYARD_METRICS_TOKEN: TOKEN } });
+  const env = new SdkEnv({ env: { TASKYARD_METRICS_TOKEN: TOKEN, TASKYARD_EVENT_CALLBACK_MAX_BACKOFF: '1' } });
   before(() => env.setUp());
   after(() => env.tearDown());
 
@@ -86,6 +86,23 @@ describe('metrics', () => {
     await waitUntil(get, (m) => m.get('taskyard_event_streams') === 1, { what: 'the stream counted' });
     ctrl.abort();
     await waitUntil(get, (m) => m.get('taskyard_event_streams') === 0, { what: 'and uncounted when closed' });
+
+    // The event-callback backlog: a receiver that fails holds the workspace's oldest event,
+    // whose age the lag gauges show; once it answers, the backlog drains to 0.
+    const events = await env.receiver();
+    let failing = true;
+    events.respond = () => (failing ? { status: 500, body: 'down' } : { status: 200, body: '' });
+    const lagOf = (m) => m.get(`taskyard_workspace_event_callback_lag_seconds{workspace_sid="${ws}"}`);
+    assert.equal(lagOf(await get()), 0, 'no backlog without an event callback URL');
+    await r.ws.update({ eventCallbackUrl: events.url('/events') });
+    await r.ws.activities.create({ friendlyName: `Lag ${Date.now()}`, available: false });
+    await waitUntil(get, (m) => lagOf(m) >= 1.5 && m.get('taskyard_event_callback_lag_seconds') >= lagOf(m),
+      { what: 'the undelivered event ages', timeout: 15_000 });
+    assert.ok(events.requests.length >= 1 && events.requests.every((q) => q.answer.status === 500));
+    failing = false;
+    await waitUntil(get, (m) => lagOf(m) === 0 && m.get('taskyard_event_callback_lag_seconds') === 0,
+      { what: 'the backlog delivered', timeout: 15_000 });
+    assert.ok(events.requests.some((q) => q.answer.status === 200));
 
     // Unknown paths are one label, not one per path.
     await fetch(`${env.server.baseUrl}/no/such/${Date.now()}`);

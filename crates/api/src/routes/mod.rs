@@ -30,8 +30,34 @@ use crate::paging::PageRequest;
 use crate::params::Params;
 use crate::render::Urls;
 
-/// Largest request body accepted (a workflow configuration may be 1 MB before form encoding).
-const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Largest request body accepted by default (a workflow configuration may be 1 MB before
+/// form encoding, three times that after).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Most form fields a request body may have by default (Twilio's largest forms have a few
+/// dozen).
+pub const MAX_FORM_FIELDS: usize = 1000;
+
+/// Limits on what one request may send, and how often an account may send one.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes of request body; more answers 413.
+    pub max_body: usize,
+    /// Fields of a form-encoded body; more answers 400.
+    pub max_form_fields: usize,
+    /// Requests per account, when limited.
+    pub rate: Option<Arc<crate::rate::RateLimiter>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: MAX_BODY,
+            max_form_fields: MAX_FORM_FIELDS,
+            rate: None,
+        }
+    }
+}
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -42,6 +68,7 @@ pub struct App {
     pub list_attributes: bool,
     /// The served OpenAPI document, once built (or why it could not be).
     openapi: Arc<OnceLock<Result<Bytes, String>>>,
+    pub limits: Limits,
 }
 
 impl App {
@@ -53,17 +80,24 @@ impl App {
             }),
             list_attributes,
             openapi: Arc::default(),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same app with these input limits.
+    pub fn with_limits(self, limits: Limits) -> App {
+        App { limits, ..self }
     }
 }
 
 /// The whole HTTP surface: `/healthz`, `/openapi.json`, the TaskRouter v1 routes and the
 /// account routes.
 pub fn router(app: App) -> Router {
+    let max_body = app.limits.max_body;
     table()
         .router
         .fallback(fallback)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(wire))
         .with_state(app)
 }
@@ -399,6 +433,10 @@ impl FromRequestParts<App> for Ctx {
                     .ok_or_else(ApiError::unauthorized)?
             }
         };
+        if let Some(rate) = &app.limits.rate {
+            rate.take(principal.account, std::time::Instant::now())
+                .map_err(ApiError::too_many_requests)?;
+        }
         Ok(Ctx {
             app: app.clone(),
             account: principal.account,
@@ -432,13 +470,33 @@ fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
 /// The form-encoded request body.
 pub struct Form(pub Params);
 
-impl<S: Send + Sync> FromRequest<S> for Form {
+impl FromRequest<App> for Form {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Form, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("Unreadable request body: {e}")))?;
+    async fn from_request(req: Request, app: &App) -> Result<Form, ApiError> {
+        let bytes = Bytes::from_request(req, app).await.map_err(|e| {
+            let max = app.limits.max_body;
+            match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    crate::error::code::INVALID,
+                    format!("The request body is larger than {max} bytes"),
+                ),
+                _ => ApiError::invalid(format!("Unreadable request body: {e}")),
+            }
+        })?;
+        // Counted before parsing: a body of a million `&`s should cost a scan, not a million
+        // allocations.
+        let max = app.limits.max_form_fields;
+        let fields = bytes
+            .split(|b| *b == b'&')
+            .filter(|f| !f.is_empty())
+            .count();
+        if fields > max {
+            return Err(ApiError::invalid(format!(
+                "The request has {fields} form fields; at most {max} are accepted"
+            )));
+        }
         Ok(Form(Params::parse(&bytes)))
     }
 }
