@@ -23,6 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+/// Connections past the limit answered at once; more are closed unanswered.
+const REFUSING_AT_ONCE: usize = 64;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub max_connections: usize,
@@ -37,6 +40,10 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(options.max_connections));
+    // Refusing takes a moment (the answer waits for the request to arrive); a flood of
+    // connections past the limit must not become a flood of refusals holding sockets, so
+    // past this many at once the rest are closed without an answer.
+    let refusals = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
     // Every connection's task holds a receiver: the sender's `closed()` is "all finished",
     // and a send is "finish what you are doing".
     let (shutdown, watching) = watch::channel(());
@@ -44,6 +51,8 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout);
     let mut stop = std::pin::pin!(stop);
+    // Refusals are logged at most once a second, with how many there were.
+    let (mut refused, mut warned) = (0u64, None::<std::time::Instant>);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -59,11 +68,21 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                max_connections = options.max_connections,
-                "connection refused: too many open"
-            );
-            tokio::spawn(refuse(stream, options.max_connections));
+            refused += 1;
+            if warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(1)) {
+                tracing::warn!(
+                    max_connections = options.max_connections,
+                    refused,
+                    "connections refused: too many open"
+                );
+                (refused, warned) = (0, Some(std::time::Instant::now()));
+            }
+            if let Ok(slot) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream, options.max_connections).await;
+                    drop(slot);
+                });
+            }
             continue;
         };
         let io = TokioIo::new(Counted {
