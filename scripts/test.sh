@@ -66,6 +66,10 @@ if [[ $what == all || $what == --compat ]]; then
     step "compatibility suite on PostgreSQL (a schema per server, dropped afterwards)"
     TASKYARD_COMPAT_DATABASE_URL="$database_url" TASKYARD_BIN="$PWD/target/release/taskyard" \
         "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
+    step "spec-driven fuzzing (short form: schemathesis over every operation of /openapi.json)"
+    # No 5xx, no answer outside the served schema except the documented differences
+    # (tests/fuzz/exclusions.toml), no panic; docs/compatibility.md "Fuzzing" has the long form.
+    TASKYARD_BIN="$PWD/target/release/taskyard" "$venv/bin/python" tests/fuzz/run.py
     step "crash safety (short form)"
     # SIGKILL under load and restart, 3 times; exits non-zero on any lost acknowledged task,
     # wrong state or double reservation (issue 7, target 5; BENCHMARKS.md "Crash safety").
