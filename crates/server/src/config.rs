@@ -39,6 +39,11 @@ pub enum Command {
     /// Check a configuration (file, environment and flags together) without starting.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// What-if: run a workspace definition against a day of arrivals through the real
+    /// engine under simulated time (no server needed), and report waits, service level,
+    /// abandonment and occupancy per queue and interval; compare two workflows or two
+    /// definitions on the same arrivals (docs/simulator.md).
+    Simulate(crate::simulate::Simulate),
 }
 
 #[derive(Debug, Subcommand)]

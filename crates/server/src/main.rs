@@ -13,6 +13,7 @@ mod limits;
 mod requests;
 mod scrape;
 mod serve;
+mod simulate;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches};
@@ -65,6 +66,11 @@ fn main() -> anyhow::Result<()> {
             .build()
             .context("starting the async runtime")?
             .block_on(run(serve)),
+        // An error is the user's input: one line, not a backtrace.
+        Command::Simulate(args) => simulate::run(&args).or_else(|e| {
+            eprintln!("error: {e:#}");
+            std::process::exit(1)
+        }),
         Command::Config(ConfigCommand::Check(serve)) => {
             print!("{}", config::report(&matches, &from_file));
             match serve.check() {

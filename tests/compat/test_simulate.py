@@ -1,0 +1,75 @@
+"""`taskyard simulate` (docs/simulator.md): the what-if simulator from the command line, on the
+example in examples/simulator/ cut to a short day: a summary per queue, the HTML report (one
+file, nothing fetched), the JSON and CSV, the same report for the same seed, and clear errors."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT, taskyard_binary
+
+EXAMPLE = REPO_ROOT / "examples" / "simulator"
+
+
+def simulate(*args, cwd=None):
+    return subprocess.run([str(taskyard_binary()), "simulate", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+@pytest.fixture
+def short_day(tmp_path):
+    """The example's arrivals, two busy hours of them only (the test stays quick)."""
+    arrivals = json.loads((EXAMPLE / "arrivals.json").read_text())
+    rates = arrivals["model"]["per_hour"]
+    busy = max(range(len(rates)), key=lambda i: rates[i])
+    arrivals["model"]["per_hour"] = [r if busy - 4 <= i < busy + 4 else 0 for i, r in enumerate(rates)]
+    path = tmp_path / "arrivals.json"
+    path.write_text(json.dumps(arrivals))
+    return path
+
+
+def test_simulate_compares_two_workflows_and_writes_every_report(tmp_path, short_day):
+    out = simulate("--definition", EXAMPLE / "definition.json", "--arrivals", short_day,
+                   "--compare-workflow", "Billing overflows to support", "--seed", "7",
+                   "--html", tmp_path / "r.html", "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv")
+    assert out.returncode == 0, out.stderr
+    assert "Skills only" in out.stdout and "Billing overflows to support" in out.stdout
+    assert re.search(r"simulated [\d.]+ h in [\d.]+ s \(\d+x real time\)", out.stdout), out.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    a, b = report["a"], report["b"]
+    assert a["all"]["total"]["offered"] == b["all"]["total"]["offered"] > 100, "the same arrivals for both"
+    for r in (a, b):
+        t = r["all"]["total"]
+        assert t["offered"] == t["handled"] + t["abandoned"] + t["canceled"] + t["unanswered"], t
+    html = (tmp_path / "r.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") or html.lower().startswith("<!doctype html>")
+    assert "<svg" in html and "Skills only" in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "the report fetches something"
+    csv = (tmp_path / "r.csv").read_text().splitlines()
+    assert csv[0].startswith("run,") and len(csv) > 10
+
+
+def test_the_same_seed_gives_the_same_report(tmp_path, short_day):
+    for name in ("one", "two"):
+        out = simulate("--definition", EXAMPLE / "definition.json", "--arrivals", short_day, "--seed", "3",
+                       "--json", tmp_path / f"{name}.json")
+        assert out.returncode == 0, out.stderr
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one == two
+    out = simulate("--definition", EXAMPLE / "definition.json", "--arrivals", short_day, "--seed", "4",
+                   "--json", tmp_path / "three.json")
+    assert json.loads((tmp_path / "three.json").read_text()) != one, "another seed, another day"
+
+
+def test_bad_input_is_a_clear_error(tmp_path, short_day):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"task_queues": [{"friendly_name": "Q", "target_workers": "skills HAS"}], "workflows": []}')
+    out = simulate("--definition", bad, "--arrivals", short_day)
+    assert out.returncode != 0 and "bad.json" in out.stderr, out.stderr
+    out = simulate("--definition", EXAMPLE / "definition.json", "--arrivals", short_day, "--workflow", "Nope")
+    assert out.returncode != 0 and "Nope" in out.stderr, out.stderr
+    out = simulate("--definition", tmp_path / "missing.json", "--arrivals", short_day)
+    assert out.returncode != 0 and "missing.json" in out.stderr, out.stderr
