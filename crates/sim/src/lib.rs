@@ -88,6 +88,28 @@ impl Default for Options {
 
 /// Runs one simulation.
 pub fn run(def: &Definition, arrivals: &Arrivals, opts: &Options) -> Result<Report, SimError> {
+    simulate(def, arrivals, opts, false).map(|(r, _)| r)
+}
+
+/// [`run`], also returning every event the engine recorded during the run (after the
+/// workspace was built), oldest first, as the JSON the server's store keeps — the shape the
+/// Events API serves, so [`Recorded::from_events`] reads it back. For looking at a run in
+/// detail (who was offered which task, when), and for replaying it. Rendering the events
+/// costs about as much again as the run.
+pub fn run_with_events(
+    def: &Definition,
+    arrivals: &Arrivals,
+    opts: &Options,
+) -> Result<(Report, Vec<String>), SimError> {
+    simulate(def, arrivals, opts, true).map(|(r, e)| (r, e.unwrap_or_default()))
+}
+
+fn simulate(
+    def: &Definition,
+    arrivals: &Arrivals,
+    opts: &Options,
+    keep_events: bool,
+) -> Result<(Report, Option<Vec<String>>), SimError> {
     if opts.interval_seconds == 0 {
         return Err(SimError::Arrivals(
             "interval_seconds must be positive".into(),
@@ -122,8 +144,9 @@ pub fn run(def: &Definition, arrivals: &Arrivals, opts: &Options) -> Result<Repo
         interval_ms: i64::from(opts.interval_seconds) * 1000,
         horizon_ms: horizon_seconds as i64 * 1000,
         drain_ms: opts.drain_seconds as i64 * 1000,
+        keep_events,
     })?;
-    Ok(report::build(
+    let report = report::build(
         &outcomes,
         report::Frame {
             label: opts.label.clone().unwrap_or_else(|| name.clone()),
@@ -134,7 +157,8 @@ pub fn run(def: &Definition, arrivals: &Arrivals, opts: &Options) -> Result<Repo
             horizon_seconds,
             queue_names,
         },
-    ))
+    );
+    Ok((report, outcomes.events))
 }
 
 /// Runs two definitions (say, the same workspace with two staffing plans) on the same

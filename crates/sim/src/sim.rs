@@ -126,6 +126,8 @@ pub(crate) struct Outcomes {
     pub ticks: u64,
     /// Milliseconds of simulated time the run covered.
     pub simulated_ms: i64,
+    /// The engine's events, as the JSON the store keeps, when asked for.
+    pub events: Option<Vec<String>>,
 }
 
 /// Parameters of one run.
@@ -139,6 +141,8 @@ pub(crate) struct Setup<'a> {
     pub interval_ms: i64,
     pub horizon_ms: i64,
     pub drain_ms: i64,
+    /// Keep the engine's events (costly: each is rendered to JSON).
+    pub keep_events: bool,
 }
 
 struct Sim<'a> {
@@ -162,10 +166,13 @@ struct Sim<'a> {
     touched: Vec<usize>,
     /// Tasks neither handled, abandoned nor canceled yet.
     open: usize,
+    /// Tasks accepted and not completed yet (handling or wrapping up).
+    in_hand: usize,
     interval_ms: i64,
     horizon_ms: i64,
     commands: u64,
     ticks: u64,
+    events: Option<Vec<String>>,
 }
 
 /// Runs the simulation to its end and returns what happened.
@@ -180,6 +187,7 @@ pub(crate) fn run(setup: Setup<'_>) -> Result<Outcomes, SimError> {
         interval_ms,
         horizon_ms,
         drain_ms,
+        keep_events,
     } = setup;
     let intervals = (horizon_ms.max(1) + interval_ms - 1) / interval_ms;
     let queue_of = built
@@ -211,10 +219,12 @@ pub(crate) fn run(setup: Setup<'_>) -> Result<Outcomes, SimError> {
         queue_of,
         touched: Vec::new(),
         open: 0,
+        in_hand: 0,
         interval_ms,
         horizon_ms,
         commands: 0,
         ticks: 0,
+        events: keep_events.then(Vec::new),
         ws: built.ws,
     };
     for (i, b) in built.workers.into_iter().enumerate() {
@@ -242,8 +252,10 @@ pub(crate) fn run(setup: Setup<'_>) -> Result<Outcomes, SimError> {
         let Some(next) = [deadline, due, arrival].into_iter().flatten().min() else {
             break;
         };
-        // Past the simulated period, keep going only while some task is still waiting.
-        if next > end || (arrival.is_none() && sim.open == 0 && next >= horizon_ms) {
+        // Past the simulated period, keep going only while some task is still waiting or
+        // being handled (so the run's record ends with every accepted task completed).
+        let done = arrival.is_none() && sim.open == 0 && sim.in_hand == 0;
+        if next > end || (done && next >= horizon_ms) {
             break;
         }
         sim.now = next.max(sim.now);
@@ -389,11 +401,15 @@ impl Sim<'_> {
                         self.open -= 1;
                     }
                     let handle = self.stream.tasks[rec.stream].handle_ms;
+                    self.in_hand += 1;
                     self.at(self.now + handle, What::HandleEnd { reservation });
                 }
             }
             What::HandleEnd { reservation } => {
+                // Nothing but the simulated worker moves an accepted reservation on; if
+                // something did, the task is out of hand all the same.
                 if !self.is(reservation, ReservationStatus::Accepted) {
+                    self.in_hand -= 1;
                     return Ok(());
                 }
                 let wrapup = self
@@ -415,6 +431,8 @@ impl Sim<'_> {
             What::WrapEnd { reservation } => {
                 if self.is(reservation, ReservationStatus::Wrapping) {
                     self.complete(reservation)?;
+                } else {
+                    self.in_hand -= 1;
                 }
             }
             What::Abandon(t) => {
@@ -477,6 +495,7 @@ impl Sim<'_> {
     }
 
     fn complete(&mut self, reservation: Sid) -> Result<(), SimError> {
+        self.in_hand -= 1;
         self.apply(
             update_reservation(reservation, ReservationStatus::Completed),
             || format!("reservation {reservation}: completed"),
@@ -487,6 +506,9 @@ impl Sim<'_> {
     /// Learns from the engine's events what it did: reservations to answer, timeouts,
     /// cancellations; and which workers' occupancy may have changed.
     fn absorb(&mut self, events: &[Event]) {
+        if let Some(log) = &mut self.events {
+            log.extend(events.iter().map(Event::to_json));
+        }
         for e in events {
             if let Some(w) = e.worker.as_ref().and_then(|w| self.worker_of.get(&w.sid)) {
                 let w = *w;
@@ -641,6 +663,7 @@ impl Sim<'_> {
             commands: self.commands,
             ticks: self.ticks,
             simulated_ms: self.now,
+            events: self.events,
         })
     }
 }

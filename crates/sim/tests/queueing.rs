@@ -111,12 +111,13 @@ fn check(
 
 // How far a run of this length can honestly be expected to land: measured with
 // `cargo run --release -p taskyard-sim --example erlang -- C PER_HOUR 60 DAYS SEEDS` over
-// 8–12 seeds of about 200,000 tasks each. The simulator has no measurable bias (the mean over
-// the seeds is within 0.3% of Erlang C for every figure), but waits are strongly correlated
-// in time, so one run's mean wait spreads with a standard deviation of about 4.5% at
-// 10 agents and ρ = 0.8 (P(wait): 1.3%), and 1.8% at 2 agents and ρ = 0.7 (P(wait): 0.4%).
-// The tolerances are about three of those standard deviations (at least 2%): a real error of
-// that size in routing or measurement fails the test, noise does not.
+// 10–12 seeds of about 200,000 tasks each. The simulator shows no bias (the average over the
+// seeds is within about one standard error of Erlang C for every figure), but waits are
+// strongly correlated in time, so one run's mean wait spreads with a standard deviation of
+// 4.6% at 10 agents and ρ = 0.8 (P(wait): 1.6%), and 2.2% at 2 agents and ρ = 0.7 (P(wait):
+// 0.7%). The tolerances are two and a half to three of those standard deviations: an error
+// of that size in routing or measurement fails the test (handle times 1 s too long, 1.7%,
+// fail both), noise does not.
 
 #[test]
 fn ten_agents_at_eight_erlangs_agree_with_erlang_c() {
