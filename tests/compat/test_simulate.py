@@ -73,3 +73,23 @@ def test_bad_input_is_a_clear_error(tmp_path, short_day):
     assert out.returncode != 0 and "Nope" in out.stderr, out.stderr
     out = simulate("--definition", tmp_path / "missing.json", "--arrivals", short_day)
     assert out.returncode != 0 and "missing.json" in out.stderr, out.stderr
+
+
+def test_recorded_arrivals_from_csv_with_a_behaviour_file(tmp_path):
+    csv = tmp_path / "day.csv"
+    csv.write_text('created_seconds,attributes_json,handle_seconds,patience_seconds\n'
+                   + "".join(f'{30000 + i * 20},"{{""topic"":""sales"",""language"":""en""}}",300,\n' for i in range(200)))
+    behaviour = tmp_path / "behaviour.json"
+    behaviour.write_text('{"accept_delay": {"fixed": 5}}')
+    out = simulate("--definition", EXAMPLE / "definition.json", "--arrivals", csv, "--behaviour", behaviour,
+                   "--json", tmp_path / "r.json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    sales = next(q for q in report["queues"] if q["name"] == "Sales")["total"]
+    assert sales["offered"] == 200 and sales["abandoned"] == 0
+    # Every accept takes the behaviour's 5 s: no wait is shorter.
+    assert sales["wait_p50"] >= 5
+    # A model's behaviour lives in its own file: --behaviour beside one is refused.
+    out = simulate("--definition", EXAMPLE / "definition.json", "--arrivals", EXAMPLE / "arrivals.json",
+                   "--behaviour", behaviour)
+    assert out.returncode != 0 and "--behaviour" in out.stderr

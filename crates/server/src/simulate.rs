@@ -15,10 +15,17 @@ pub struct Simulate {
     #[arg(long)]
     pub definition: PathBuf,
 
-    /// The tasks: a synthetic model or recorded arrivals, as JSON (docs/simulator.md;
-    /// examples/simulator/arrivals.json).
+    /// The tasks: a synthetic model or recorded tasks as JSON (docs/simulator.md;
+    /// examples/simulator/arrivals.json), a CSV of `created_seconds,attributes_json,
+    /// handle_seconds[,patience_seconds]` (`.csv`), or a recorded day from the Events API
+    /// (`{"events": [...]}`, a list of events, or one a line).
     #[arg(long)]
     pub arrivals: PathBuf,
+
+    /// How workers answer, for CSV and Events API arrivals (JSON; the model's `behaviour`
+    /// object) [default: accept at once, never reject, no wrap-up].
+    #[arg(long)]
+    pub behaviour: Option<PathBuf>,
 
     /// The workflow new tasks enter (friendly name) [default: the definition's first].
     #[arg(long)]
@@ -74,7 +81,7 @@ fn simulate(args: &Simulate) -> anyhow::Result<()> {
     };
     let definition = Definition::from_json(&read(&args.definition)?)
         .with_context(|| format!("{}", args.definition.display()))?;
-    let arrivals = Arrivals::from_json(&read(&args.arrivals)?)
+    let arrivals = arrivals(args, &read(&args.arrivals)?)
         .with_context(|| format!("{}", args.arrivals.display()))?;
     let opts = Options {
         seed: args.seed,
@@ -165,6 +172,41 @@ fn simulate(args: &Simulate) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The arrivals file in whichever of its three forms it is.
+fn arrivals(args: &Simulate, text: &str) -> anyhow::Result<Arrivals> {
+    let behaviour = || -> anyhow::Result<taskyard_sim::Behaviour> {
+        match &args.behaviour {
+            None => Ok(taskyard_sim::Behaviour::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{}", p.display()))
+            }
+        }
+    };
+    let is_csv = args
+        .arrivals
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if is_csv {
+        return Ok(Arrivals::from_csv(text, behaviour()?)?);
+    }
+    // Events API JSON: a page of events, a list of them, or one a line.
+    let trimmed = text.trim_start();
+    let events = trimmed.starts_with('[')
+        || serde_json::from_str::<serde_json::Value>(text)
+            .map(|v| v.get("events").is_some())
+            .unwrap_or_else(|_| trimmed.starts_with('{'));
+    if events {
+        return Ok(Arrivals::from_events(text, None, behaviour()?)?);
+    }
+    anyhow::ensure!(
+        args.behaviour.is_none(),
+        "--behaviour is for CSV and Events API arrivals; a model's behaviour is in its file"
+    );
+    Ok(Arrivals::from_json(text)?)
 }
 
 fn file_name(p: &std::path::Path) -> String {
