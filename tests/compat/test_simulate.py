@@ -93,3 +93,43 @@ def test_recorded_arrivals_from_csv_with_a_behaviour_file(tmp_path):
     out = simulate("--definition", EXAMPLE / "definition.json", "--arrivals", EXAMPLE / "arrivals.json",
                    "--behaviour", behaviour)
     assert out.returncode != 0 and "--behaviour" in out.stderr
+
+
+def test_export_a_live_workspace_and_simulate_its_recorded_day(server, tr, tmp_path):
+    """`taskyard export` reads a running workspace through the REST API as a definition (and
+    its events as arrivals) that `taskyard simulate` runs as it is."""
+    from helpers import build_quickstart
+
+    q = build_quickstart(tr)
+    available = next(a for a in q.ws.activities.list() if a.friendly_name == "Available")
+    q.ws.workers(q.alice.sid).update(activity_sid=available.sid)
+    for lang in ["es", "en", "es", "en", "es"]:
+        q.ws.tasks.create(workflow_sid=q.workflow.sid, attributes=json.dumps({"selected_language": lang}))
+    env = {"PATH": "/usr/bin:/bin", "TASKYARD_URL": server.base_url,
+           "TASKYARD_ACCOUNT_SID": server.account_sid, "TASKYARD_AUTH_TOKEN": server.auth_token}
+    out = subprocess.run([str(taskyard_binary()), "export", "--workspace", q.workspace.sid,
+                          "--out", str(tmp_path / "def.json"), "--events", str(tmp_path / "events.json")],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "2 workers, 2 task queues, 1 workflows" in out.stderr, out.stderr
+    assert server.auth_token not in out.stdout + out.stderr
+    definition = json.loads((tmp_path / "def.json").read_text())
+    alice = next(w for w in definition["workers"] if w["friendly_name"] == "Alice")
+    assert json.loads(alice["attributes"]) == json.loads(q.alice.fetch().attributes), "attributes kept"
+    assert alice["activity_sid"] == available.sid
+    assert {t["friendly_name"] for t in definition["task_queues"]} == {q.spanish.friendly_name, q.english.friendly_name}
+    events = json.loads((tmp_path / "events.json").read_text())["events"]
+    assert sum(e["event_type"] == "task.created" for e in events) == 5
+    # The recording shows no task completed: their handle time comes from --handle.
+    sim = simulate("--definition", tmp_path / "def.json", "--arrivals", tmp_path / "events.json")
+    assert sim.returncode == 1 and "no handle time" in sim.stderr, sim.stderr
+    sim = simulate("--definition", tmp_path / "def.json", "--arrivals", tmp_path / "events.json",
+                   "--handle", '{"fixed": 120}', "--json", tmp_path / "r.json")
+    assert sim.returncode == 0, sim.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["all"]["total"]["offered"] == 5
+    # Wrong credentials: a clear error, nothing written.
+    env["TASKYARD_AUTH_TOKEN"] = "wrong"
+    out = subprocess.run([str(taskyard_binary()), "export", "--workspace", q.workspace.sid,
+                          "--out", str(tmp_path / "no.json")], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1 and "401" in out.stderr and not (tmp_path / "no.json").exists()

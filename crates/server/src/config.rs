@@ -44,6 +44,9 @@ pub enum Command {
     /// abandonment and occupancy per queue and interval; compare two workflows or two
     /// definitions on the same arrivals (docs/simulator.md).
     Simulate(crate::simulate::Simulate),
+    /// Write a running workspace (read through its REST API, Taskyard's or Twilio's) as a
+    /// definition for `simulate`, and optionally its recorded events as arrivals.
+    Export(crate::export::Export),
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@
 //! until SIGINT/SIGTERM.
 
 mod config;
+mod export;
 mod file;
 mod forward;
 mod limits;
@@ -71,6 +72,15 @@ fn main() -> anyhow::Result<()> {
             eprintln!("error: {e:#}");
             std::process::exit(1)
         }),
+        Command::Export(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(export::run(args))
+            .or_else(|e| {
+                eprintln!("error: {e:#}");
+                std::process::exit(1)
+            }),
         Command::Config(ConfigCommand::Check(serve)) => {
             print!("{}", config::report(&matches, &from_file));
             match serve.check() {

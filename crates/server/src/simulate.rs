@@ -27,6 +27,12 @@ pub struct Simulate {
     #[arg(long)]
     pub behaviour: Option<PathBuf>,
 
+    /// For Events API arrivals: the handle time of tasks the recording does not show
+    /// completed, as a distribution in JSON (`{"exponential": {"mean": 240}}`, `{"fixed":
+    /// 120}`; docs/simulator.md).
+    #[arg(long, value_name = "JSON")]
+    pub handle: Option<String>,
+
     /// The workflow new tasks enter (friendly name) [default: the definition's first].
     #[arg(long)]
     pub workflow: Option<String>,
@@ -200,7 +206,11 @@ fn arrivals(args: &Simulate, text: &str) -> anyhow::Result<Arrivals> {
             .map(|v| v.get("events").is_some())
             .unwrap_or_else(|_| trimmed.starts_with('{'));
     if events {
-        return Ok(Arrivals::from_events(text, None, behaviour()?)?);
+        let handle = match &args.handle {
+            Some(h) => Some(serde_json::from_str(h).context("--handle")?),
+            None => None,
+        };
+        return Ok(Arrivals::from_events(text, handle, behaviour()?)?);
     }
     anyhow::ensure!(
         args.behaviour.is_none(),
