@@ -52,7 +52,19 @@ describe('the console in a browser', () => {
     await page.waitForSelector('#login-form input[name=user]', { visible: true });
     await page.type('#login-form input[name=user]', user);
     await page.type('#login-form input[name=password]', password);
-    await page.click('#login-form button[type=submit]');
+    await click(page, '#login-form button[type=submit]');
+  }
+
+  /**
+   * Clicks the element `selector` names, found and clicked in one turn of the page's own
+   * event loop: the live tables re-render rows as events arrive, and puppeteer's own click
+   * (find, scroll, then click) can find a row that has been replaced by the time it clicks
+   * (it failed once that way: "Node is detached from document").
+   */
+  async function click(page, selector) {
+    // Visible, as a person would need it to be.
+    await page.waitForSelector(selector, { visible: true, timeout: 10_000 });
+    await page.$eval(selector, (el) => el.click());
   }
 
   const shoot = (page, name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
@@ -74,24 +86,24 @@ describe('the console in a browser', () => {
 
     // Edit it from the page: a bad expression is the server's error in the dialog and
     // changes nothing; a good one is saved and REST sees it.
-    await page.click(`#queues tr[data-queue="${made.sid}"] button[data-action="edit"]`);
+    await click(page, `#queues tr[data-queue="${made.sid}"] button[data-action="edit"]`);
     await page.waitForSelector('#edit-queue[open]');
     const target = '#edit-queue-form input[name=TargetWorkers]';
     await page.$eval(target, (i) => { i.value = 'languages HAS'; });
-    await page.click('#edit-queue-form button[type=submit]');
+    await click(page, '#edit-queue-form button[type=submit]');
     await page.waitForFunction(() => /code 20001/.test(document.querySelector('#edit-queue-form .error').textContent), { timeout: 5000 });
     assert.equal((await r.ws.taskQueues(made.sid).fetch()).targetWorkers, 'languages HAS "es"');
     await page.$eval(target, (i) => { i.value = 'languages HAS "es" OR languages HAS "pt"'; });
-    await page.click('#edit-queue-form button[type=submit]');
+    await click(page, '#edit-queue-form button[type=submit]');
     await page.waitForSelector('#edit-queue:not([open])', { timeout: 5000 });
     assert.equal((await r.ws.taskQueues(made.sid).fetch()).targetWorkers, 'languages HAS "es" OR languages HAS "pt"');
 
     // A task appears waiting, and the queue's figures follow.
-    await page.click('#tabs button[data-tab="tasks"]');
+    await click(page, '#tabs button[data-tab="tasks"]');
     const task = await r.ws.tasks.create({ workflowSid: r.workflow.sid, attributes: JSON.stringify({ customer: 'Ana' }) });
     await page.waitForSelector(`#tasks tr[data-task="${task.sid}"][data-status="pending"]`, { timeout: 10_000 });
     assert.match(await page.$eval(`#tasks tr[data-task="${task.sid}"]`, (tr) => tr.textContent), /"customer":"Ana"/);
-    await page.click('#tabs button[data-tab="overview"]');
+    await click(page, '#tabs button[data-tab="overview"]');
     await page.waitForFunction((q) => document.querySelector(`#queues tr[data-queue="${q}"] [data-field=waiting]`)?.textContent === '1',
       { timeout: 10_000 }, r.queue.sid);
     await shoot(page, '02-queues-one-waiting');
@@ -99,7 +111,7 @@ describe('the console in a browser', () => {
     // Alice goes Available from the page: REST sees it, and the router reserves the task for
     // her, which the page shows without a reload.
     const acts = await activitiesByName(r.ws);
-    await page.click('#tabs button[data-tab="workers"]');
+    await click(page, '#tabs button[data-tab="workers"]');
     const select = `#workers select[data-worker="${alice.sid}"]`;
     await page.waitForSelector(select, { timeout: 10_000 });
     await page.select(select, acts.Available.sid);
@@ -107,41 +119,41 @@ describe('the console in a browser', () => {
     await page.waitForFunction((w) => /reserved|pending/.test(document.querySelector(`#workers tr[data-worker="${w}"]`)?.textContent || ''),
       { timeout: 10_000 }, alice.sid);
     await shoot(page, '03-workers-alice-reserved');
-    await page.click('#tabs button[data-tab="tasks"]');
+    await click(page, '#tabs button[data-tab="tasks"]');
     await page.waitForSelector(`#tasks tr[data-task="${task.sid}"][data-status="reserved"]`, { timeout: 10_000 });
     await shoot(page, '04-tasks-reserved');
 
     // An activity changed through REST shows on the page.
     await r.ws.workers(bob.sid).update({ activitySid: acts.Available.sid });
-    await page.click('#tabs button[data-tab="workers"]');
+    await click(page, '#tabs button[data-tab="workers"]');
     await page.waitForFunction((w, a) => document.querySelector(`#workers select[data-worker="${w}"]`)?.value === a,
       { timeout: 10_000 }, bob.sid, acts.Available.sid);
 
     // Cancel from the page.
-    await page.click('#tabs button[data-tab="tasks"]');
-    await page.click(`#tasks tr[data-task="${task.sid}"] button[data-action="cancel"]`);
+    await click(page, '#tabs button[data-tab="tasks"]');
+    await click(page, `#tasks tr[data-task="${task.sid}"] button[data-action="cancel"]`);
     await page.waitForSelector(`#tasks tr[data-task="${task.sid}"][data-status="canceled"]`, { timeout: 10_000 });
     assert.equal((await r.ws.tasks(task.sid).fetch()).assignmentStatus, 'canceled');
 
     // A filter with a bad expression shows the server's error; a good one filters.
     await page.type('#task-filter input[name=EvaluateTaskAttributes]', 'customer ==');
-    await page.click('#task-filter button[type=submit]');
+    await click(page, '#task-filter button[type=submit]');
     await page.waitForFunction(() => document.getElementById('task-filter-error').textContent.length > 0, { timeout: 5000 });
     assert.match(await page.$eval('#task-filter-error', (e) => e.textContent), /code 20001/);
 
     // A bad workflow configuration: its JSON error, with where it is, and the text selected
     // there; then a configuration the server refuses, with the server's message.
-    await page.click('#tabs button[data-tab="workflows"]');
-    await page.click(`#workflows tr[data-workflow="${r.workflow.sid}"] button[data-action="edit"]`);
+    await click(page, '#tabs button[data-tab="workflows"]');
+    await click(page, `#workflows tr[data-workflow="${r.workflow.sid}"] button[data-action="edit"]`);
     await page.waitForSelector('#workflow-editor:not([hidden])');
     await page.$eval('#workflow-editor textarea', (t) => { t.value = '{\n  "task_routing": {\n    "filters": [,]\n  }\n}'; });
-    await page.click('#workflow-editor button[type=submit]');
+    await click(page, '#workflow-editor button[type=submit]');
     await page.waitForFunction(() => /line 3/.test(document.getElementById('workflow-error').textContent), { timeout: 5000 });
     const caret = await page.$eval('#workflow-editor textarea', (t) => t.selectionStart);
     assert.equal(caret, '{\n  "task_routing": {\n    "filters": ['.length, 'the caret is on the bad character');
     await shoot(page, '05-workflow-json-error');
     await page.$eval('#workflow-editor textarea', (t) => { t.value = '{"task_routing": {"filters": [], "default_filter": {"queue": "WQ00000000000000000000000000000000"}}}'; });
-    await page.click('#workflow-editor button[type=submit]');
+    await click(page, '#workflow-editor button[type=submit]');
     await page.waitForFunction(() => /code \d+/.test(document.getElementById('workflow-error').textContent), { timeout: 5000 });
     assert.doesNotMatch(await page.$eval('#workflow-error', (e) => e.textContent), /line \d/);
     const stored = await r.ws.workflows(r.workflow.sid).fetch();
@@ -150,19 +162,19 @@ describe('the console in a browser', () => {
     // What would route where: the saved workflow sends any task to the one queue, where
     // Alice and Bob, both Available now, would be offered it.
     await page.$eval('#route-preview textarea', (t) => { t.value = '{"customer": "Zoe"}'; });
-    await page.click('#route-preview button[type=submit]');
+    await click(page, '#route-preview button[type=submit]');
     await page.waitForSelector('#route-preview-outcome[data-outcome="reserve"]', { timeout: 5000 });
     assert.match(await page.$eval('#route-preview-result tr.chosen', (tr) => tr.textContent), /Everything/);
     assert.equal(await page.$$eval(`#route-preview-result [data-worker="${alice.sid}"]`, (x) => x.length), 1);
     await shoot(page, '06-route-preview');
     // Bad attributes are placed like the editor's errors, and the server is not asked.
     await page.$eval('#route-preview textarea', (t) => { t.value = '{"customer": }'; });
-    await page.click('#route-preview button[type=submit]');
+    await click(page, '#route-preview button[type=submit]');
     await page.waitForFunction(() => /line 1, column 14/.test(document.getElementById('route-preview-error').textContent), { timeout: 5000 });
     assert.equal((await r.ws.tasks.list()).length, 1, 'previews create no task');
 
     // The event log has what happened.
-    await page.click('#tabs button[data-tab="events"]');
+    await click(page, '#tabs button[data-tab="events"]');
     await page.waitForSelector('#events tr[data-event="task.canceled"]', { timeout: 5000 });
     await page.type('#event-filter input[name=type]', 'reservation.');
     await page.waitForFunction(() => {
@@ -204,11 +216,11 @@ describe('the console in a browser', () => {
     const options = await page.$$eval('#workspace option', (o) => o.map((x) => x.value));
     assert.ok(options.includes(r.workspaceSid));
     // The reservation made before the page opened is on Carla's row.
-    await page.click('#tabs button[data-tab="workers"]');
+    await click(page, '#tabs button[data-tab="workers"]');
     await page.waitForFunction((w, t) => document.querySelector(`#workers tr[data-worker="${w}"]`)?.textContent.includes(`pending: ${t}`),
       { timeout: 10_000 }, r.workers[0].sid, early.sid);
     // Logging out forgets the credentials: a reload shows the login form.
-    await page.click('#logout');
+    await click(page, '#logout');
     await page.reload();
     await page.waitForSelector('#login:not([hidden])', { timeout: 5000 });
     assert.deepEqual(problems, []);
